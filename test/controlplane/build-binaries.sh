@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds kube-apiserver and etcd from Go modules (through the Go module proxy) and caches them
+# by version outside the repo. Prints the directory holding both binaries as the last stdout line.
+#
+# Honours KUBEBUILDER_ASSETS: when it names a directory with both binaries, nothing is built.
+# Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with
+# `replace => ./staging/...`, so `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` refuses.
+set -euo pipefail
+
+K8S_VERSION="${ISC_K8S_VERSION:-v1.35.4}"
+ETCD_VERSION="${ISC_ETCD_VERSION:-v3.6.6}"
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/internal-service-controller"
+BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" ]]; then
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+command -v go >/dev/null || { echo "build-binaries: Go is required to build kube-apiserver and etcd (or set KUBEBUILDER_ASSETS to a directory holding both)" >&2; exit 1; }
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
+mkdir -p "$BIN_DIR"
+WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+
+# Progress: `go build -v` names each package as it compiles; print a line every 200.
+# The full output is kept in a log that is shown when the build fails.
+progress() {
+  local what="$1" log="$WORK/$1.log" n=0
+  while IFS= read -r line; do
+    echo "$line" >>"$log"
+    n=$((n + 1))
+    if ((n % 200 == 0)); then echo "build-binaries: $what: $n packages compiled" >&2; fi
+  done
+  echo "build-binaries: $what: $n packages compiled" >&2
+}
+failed() {
+  echo "build-binaries: $1 build failed; last lines of the build log:" >&2
+  tail -n 40 "$WORK/$1.log" >&2 || true
+  exit 1
+}
+
+build_etcd() {
+  [[ -x "$BIN_DIR/etcd" ]] && return 0
+  local started=$SECONDS dir="$WORK/etcd"
+  echo "build-binaries: building etcd $ETCD_VERSION (first run only; takes a few minutes)" >&2
+  mkdir -p "$dir" && cd "$dir"
+  go mod init isc-etcd-build >/dev/null 2>&1
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | progress etcd-download || failed etcd-download
+  go build -v -trimpath -o "$dir/etcd" go.etcd.io/etcd/server/v3 2>&1 | progress etcd || failed etcd
+  mv "$dir/etcd" "$BIN_DIR/etcd"
+  echo "build-binaries: etcd built in $((SECONDS - started))s" >&2
+}
+
+build_kube_apiserver() {
+  [[ -x "$BIN_DIR/kube-apiserver" ]] && return 0
+  local started=$SECONDS dir="$WORK/kube" minor="${K8S_VERSION#v1.}"
+  minor="${minor%%.*}"
+  local staging_version="v0.${K8S_VERSION#v1.}"
+  echo "build-binaries: building kube-apiserver $K8S_VERSION (first run only; takes several minutes)" >&2
+  mkdir -p "$dir" && cd "$dir"
+  local upstream_mod
+  upstream_mod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  {
+    echo "module isc-kube-apiserver-build"
+    echo
+    grep -E '^(go|godebug) ' "$upstream_mod"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$upstream_mod" |
+      awk -v v="$staging_version" '{ print "replace " $1 " => " $1 " " v }'
+  } >go.mod
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" 2>&1 | progress kube-apiserver-download || failed kube-apiserver-download
+  local pkg=k8s.io/component-base/version
+  local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  go build -v -trimpath -ldflags "$ldflags" -o "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver 2>&1 |
+    progress kube-apiserver || failed kube-apiserver
+  mv "$dir/kube-apiserver" "$BIN_DIR/kube-apiserver"
+  echo "build-binaries: kube-apiserver built in $((SECONDS - started))s" >&2
+}
+
+build_etcd
+build_kube_apiserver
+echo "$BIN_DIR"
