@@ -31,13 +31,13 @@ trap 'rm -rf "$WORK"' EXIT
 # Progress: `go build -v` names each package as it compiles; print a line every 200.
 # The full output is kept in a log that is shown when the build fails.
 progress() {
-  local what="$1" log="$WORK/$1.log" n=0
+  local what="$1" noun="${2:-packages compiled}" log="$WORK/$1.log" n=0
   while IFS= read -r line; do
     echo "$line" >>"$log"
     n=$((n + 1))
-    if ((n % 200 == 0)); then echo "build-binaries: $what: $n packages compiled" >&2; fi
+    if ((n % 200 == 0)); then echo "build-binaries: $what: $n $noun" >&2; fi
   done
-  echo "build-binaries: $what: $n packages compiled" >&2
+  echo "build-binaries: $what: $n $noun" >&2
 }
 failed() {
   echo "build-binaries: $1 build failed; last lines of the build log:" >&2
@@ -51,7 +51,7 @@ build_etcd() {
   echo "build-binaries: building etcd $ETCD_VERSION (first run only; takes a few minutes)" >&2
   mkdir -p "$dir" && cd "$dir"
   go mod init isc-etcd-build >/dev/null 2>&1
-  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | progress etcd-download || failed etcd-download
+  go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | progress etcd-download "modules resolved" || failed etcd-download
   go build -v -trimpath -o "$dir/etcd" go.etcd.io/etcd/server/v3 2>&1 | progress etcd || failed etcd
   mv "$dir/etcd" "$BIN_DIR/etcd"
   echo "build-binaries: etcd built in $((SECONDS - started))s" >&2
@@ -76,7 +76,7 @@ build_kube_apiserver() {
     grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$upstream_mod" |
       awk -v v="$staging_version" '{ print "replace " $1 " => " $1 " " v }'
   } >go.mod
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" 2>&1 | progress kube-apiserver-download || failed kube-apiserver-download
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" 2>&1 | progress kube-apiserver-download "modules resolved" || failed kube-apiserver-download
   local pkg=k8s.io/component-base/version
   local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   go build -v -trimpath -ldflags "$ldflags" -o "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver 2>&1 |

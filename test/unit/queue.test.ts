@@ -1,0 +1,293 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { setImmediate as tick } from "node:timers/promises";
+import { type QueueObserver, runWorkers, WorkQueue } from "../../src/runtime/queue.ts";
+import { controllerRateLimiter, ExponentialBackoff, TokenBucket } from "../../src/runtime/ratelimit.ts";
+
+/** Records whether (and with what) a promise has settled, to assert that it has not. */
+function track<T>(p: Promise<T>): { settled: boolean; value: T | undefined } {
+  const state: { settled: boolean; value: T | undefined } = { settled: false, value: undefined };
+  void p.then((v) => {
+    state.settled = true;
+    state.value = v;
+  });
+  return state;
+}
+
+/** Awaits `p`, failing the test if it takes longer than `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const refedTimers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+
+describe("WorkQueue", () => {
+  test("de-duplicates keys waiting in the queue and hands them out in FIFO order", async () => {
+    const q = new WorkQueue();
+    for (const k of ["c", "a", "c", "b", "a"]) q.add(k);
+    assert.equal(q.len(), 3);
+    assert.deepEqual([await q.get(), await q.get(), await q.get()], ["c", "a", "b"]);
+    assert.equal(q.len(), 0);
+    assert.equal(q.processingLen(), 3);
+  });
+
+  test("a key added while processing is re-queued exactly once, after done()", async () => {
+    const q = new WorkQueue();
+    q.add("a");
+    assert.equal(await q.get(), "a");
+    q.add("a");
+    q.add("a");
+    q.add("a");
+    assert.equal(q.len(), 0, "not queued while being processed");
+    q.done("a");
+    assert.equal(q.len(), 1);
+    assert.equal(await q.get(), "a");
+    q.done("a");
+    assert.equal(q.len(), 0, "re-queued only once");
+    assert.equal(q.processingLen(), 0);
+  });
+
+  test("never hands a key to two waiting getters at once", async () => {
+    const q = new WorkQueue();
+    const getters = [track(q.get()), track(q.get()), track(q.get())];
+    q.add("a");
+    await tick();
+    assert.deepEqual(
+      getters.map((g) => g.value),
+      ["a", undefined, undefined],
+    );
+    q.add("a"); // dirty: must not reach the second getter while "a" is processing
+    await tick();
+    assert.equal(getters[1]?.settled, false);
+    q.done("a");
+    await tick();
+    assert.equal(getters[1]?.value, "a");
+    assert.equal(getters[2]?.settled, false);
+    q.add("b");
+    await tick();
+    assert.equal(getters[2]?.value, "b");
+  });
+
+  test("concurrent workers never process the same key at once", async () => {
+    const q = new WorkQueue();
+    const active = new Set<string>();
+    let maxActive = 0;
+    let handled = 0;
+    const overlaps: string[] = [];
+    for (let i = 0; i < 5; i++) q.add(`k${i}`);
+    await within(
+      runWorkers(q, 4, async (key) => {
+        if (active.has(key)) overlaps.push(key); // (a throw here would be swallowed by runWorkers)
+        active.add(key);
+        maxActive = Math.max(maxActive, active.size);
+        handled++;
+        q.add(key); // re-add self while processing
+        q.add(`k${(handled * 7) % 5}`);
+        await tick();
+        active.delete(key);
+        if (handled >= 200) q.shutDown();
+      }),
+      2000,
+      "workers to finish",
+    );
+    assert.ok(handled >= 200);
+    assert.deepEqual(overlaps, [], "no key processed twice at once");
+    assert.ok(maxActive > 1, "workers did run concurrently");
+    assert.equal(q.processingLen(), 0);
+  });
+
+  test("addAfter delivers keys in due order", async () => {
+    const q = new WorkQueue();
+    q.addAfter("a", 30);
+    q.addAfter("b", 10);
+    q.addAfter("c", 20);
+    assert.equal(q.len(), 0);
+    assert.equal(q.delayedLen(), 3);
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push(await within(q.get(), 1000, "delayed key"));
+    assert.deepEqual(got, ["b", "c", "a"]);
+    assert.equal(q.delayedLen(), 0);
+    q.addAfter("now", 0);
+    assert.equal(q.len(), 1, "a zero delay adds at once");
+  });
+
+  test("addAfter: the earliest schedule of a key wins", async () => {
+    const q = new WorkQueue();
+    const start = performance.now();
+    q.addAfter("x", 60_000);
+    q.addAfter("x", 10); // earlier: replaces
+    q.addAfter("y", 15);
+    q.addAfter("y", 60_000); // later: ignored
+    assert.equal(q.delayedLen(), 2);
+    assert.deepEqual(await within(Promise.all([q.get(), q.get()]), 1000, "both keys"), ["x", "y"]);
+    assert.ok(performance.now() - start >= 9, "not delivered before its delay");
+    assert.equal(q.delayedLen(), 0, "no later schedule left pending");
+    q.done("x");
+    q.done("y");
+    assert.equal(q.len(), 0);
+  });
+
+  test("delay timers do not keep the process alive and are cleared on shutdown", async () => {
+    const q = new WorkQueue();
+    const before = refedTimers();
+    q.addAfter("late", 60_000);
+    q.addRateLimited("retry");
+    assert.equal(refedTimers(), before, "timer is unref'd");
+    const waiting = q.get();
+    q.shutDown();
+    assert.equal(await waiting, undefined);
+    assert.equal(q.delayedLen(), 0);
+    q.add("after");
+    q.addAfter("after", 1);
+    assert.equal(q.len() + q.delayedLen(), 0, "adds ignored after shutdown");
+    assert.equal(await q.get(), undefined);
+  });
+
+  test("shutDown lets queued keys drain, then get() resolves undefined", async () => {
+    const q = new WorkQueue();
+    q.add("a");
+    q.add("b");
+    q.shutDown();
+    assert.equal(q.isShuttingDown(), true);
+    assert.deepEqual([await q.get(), await q.get(), await q.get()], ["a", "b", undefined]);
+  });
+
+  test("shutDownWithDrain waits for in-flight keys, which are still re-queued if dirty", async () => {
+    const q = new WorkQueue();
+    q.add("a");
+    assert.equal(await q.get(), "a");
+    q.add("a"); // dirty before shutdown
+    const drained = track(q.shutDownWithDrain());
+    await tick();
+    assert.equal(drained.settled, false, "waits for a");
+    q.done("a");
+    await tick();
+    assert.equal(drained.settled, true);
+    assert.equal(await q.get(), "a", "dirty key re-queued");
+    q.done("a");
+    assert.equal(await q.get(), undefined);
+  });
+
+  test("an aborted signal releases a waiting get without losing later keys", async () => {
+    const q = new WorkQueue();
+    const ac = new AbortController();
+    const waiting = q.get(ac.signal);
+    ac.abort();
+    assert.equal(await waiting, undefined);
+    q.add("a");
+    assert.equal(q.len(), 1, "the aborted getter did not take the key");
+    assert.equal(await q.get(ac.signal), undefined, "already aborted");
+    assert.equal(await q.get(), "a");
+  });
+
+  test("addRateLimited backs off per key; forget resets; retries counts", async () => {
+    const retried: string[] = [];
+    const q = new WorkQueue({ baseDelayMs: 5, observer: { onRetry: (k) => retried.push(k) } });
+    q.addRateLimited("a");
+    assert.equal(q.len(), 0, "delayed, not immediate");
+    assert.equal(await within(q.get(), 1000, "rate-limited key"), "a");
+    q.addRateLimited("a");
+    q.done("a");
+    assert.equal(await within(q.get(), 1000, "second retry"), "a");
+    assert.equal(q.retries("a"), 2);
+    assert.equal(q.retries("b"), 0);
+    q.forget("a");
+    assert.equal(q.retries("a"), 0);
+    assert.deepEqual(retried, ["a", "a"]);
+  });
+
+  test("observer sees adds, depth, latency and work duration", async () => {
+    const seen = {
+      adds: [] as string[],
+      depth: [] as number[],
+      latency: [] as number[],
+      work: [] as number[],
+    };
+    const observer: QueueObserver = {
+      onAdd: (k) => seen.adds.push(k),
+      onDepth: (n) => seen.depth.push(n),
+      onQueueLatency: (s) => seen.latency.push(s),
+      onWorkDuration: (s) => seen.work.push(s),
+    };
+    const q = new WorkQueue({ observer });
+    q.add("a");
+    q.add("b");
+    q.add("a"); // de-duplicated: not counted
+    assert.equal(await q.get(), "a");
+    q.add("a"); // dirty: counted, depth unchanged
+    q.done("a");
+    assert.deepEqual(seen.adds, ["a", "b", "a"]);
+    assert.deepEqual(seen.depth, [1, 2, 1, 2]);
+    assert.equal(seen.latency.length, 1);
+    assert.equal(seen.work.length, 1);
+    assert.ok((seen.latency[0] ?? -1) >= 0 && (seen.work[0] ?? -1) >= 0);
+  });
+
+  test("runWorkers re-queues a key whose handler throws", async () => {
+    const q = new WorkQueue({ baseDelayMs: 1 });
+    const calls: string[] = [];
+    q.add("a");
+    await within(
+      runWorkers(q, 2, async (key) => {
+        calls.push(key);
+        if (calls.length === 1) throw new Error("boom");
+        q.shutDown();
+      }),
+      1000,
+      "workers",
+    );
+    assert.deepEqual(calls, ["a", "a"]);
+    assert.equal(q.retries("a"), 1);
+  });
+});
+
+describe("rate limiters", () => {
+  test("exponential backoff doubles from the base, is capped, and forget resets it", () => {
+    const b = new ExponentialBackoff(5, 1_000_000);
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map(() => b.when("a")),
+      [5, 10, 20, 40, 80],
+    );
+    assert.equal(b.when("other"), 5, "per key");
+    for (let i = 0; i < 100; i++) b.when("a");
+    assert.equal(b.when("a"), 1_000_000, "capped at 1000 s");
+    assert.equal(b.retries("a"), 106);
+    b.forget("a");
+    assert.equal(b.retries("a"), 0);
+    assert.equal(b.when("a"), 5);
+  });
+
+  test("token bucket allows a burst, then spaces at 1/qps, and refills over time", () => {
+    let now = 1_000;
+    const tb = new TokenBucket(10, 100, () => now);
+    const burst = Array.from({ length: 100 }, () => tb.when());
+    assert.ok(burst.every((d) => d === 0));
+    assert.equal(tb.when(), 100);
+    assert.equal(tb.when(), 200);
+    now += 1_000; // +10 tokens, 2 owed
+    for (let i = 0; i < 8; i++) assert.equal(tb.when(), 0);
+    assert.ok(Math.abs(tb.when() - 100) < 1e-6);
+    now += 1_000_000; // refill is capped at the burst
+    for (let i = 0; i < 100; i++) assert.equal(tb.when(), 0);
+    assert.ok(Math.abs(tb.when() - 100) < 1e-6);
+  });
+
+  test("controller rate limiter takes the larger of backoff and bucket delays", () => {
+    const now = 0;
+    const rl = controllerRateLimiter({ baseDelayMs: 5, qps: 10, burst: 2, now: () => now });
+    assert.equal(rl.when("a"), 5); // bucket has tokens: backoff wins
+    assert.equal(rl.when("a"), 10);
+    assert.equal(rl.when("b"), 100); // bucket empty: 1 token owed at 10 qps
+    assert.equal(rl.retries("a"), 2);
+    rl.forget("a");
+    assert.equal(rl.retries("a"), 0);
+  });
+});
