@@ -207,6 +207,20 @@ function tektonModuleDir(): string {
   }
 }
 
+/**
+ * PipelineRef and TaskRef embed ResolverRef (`json:",inline"` in Go), which the swagger leaves out:
+ * add its properties (resolver, params) to them.
+ */
+function inlineResolverRefs(defs: Record<string, Schema>): void {
+  for (const version of ["v1", "v1beta1"]) {
+    const resolver = defs[`${version}.ResolverRef`] ?? defs["v1.ResolverRef"];
+    for (const kind of ["PipelineRef", "TaskRef"]) {
+      const def = defs[`${version}.${kind}`];
+      if (def && resolver?.properties) def.properties = { ...def.properties, ...resolver.properties };
+    }
+  }
+}
+
 function generateTekton(): { text: string; count: number; unresolved: string[] } {
   const dir = tektonModuleDir();
   const defs: Record<string, Schema> = {};
@@ -221,6 +235,7 @@ function generateTekton(): { text: string; count: number; unresolved: string[] }
     }
   }
   Object.assign(defs, SUPPLEMENTS);
+  inlineResolverRefs(defs);
   const queue = [...TEKTON_ROOTS];
   const unresolved = new Set<string>();
   const ctx: Ctx = {

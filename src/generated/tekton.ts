@@ -183,6 +183,10 @@ export interface V1PipelineRef {
   apiVersion?: string;
   /** Name of the referent; More info: http://kubernetes.io/docs/user-guide/identifiers#names */
   name?: string;
+  /** Params contains the parameters used to identify the referenced Tekton resource. Example entries might include "repo" or "path" but the set of params ultimately depends on the chosen resolver. */
+  params?: V1Param[];
+  /** Resolver is the name of the resolver that should perform resolution of the referenced Tekton resource, such as "git". */
+  resolver?: string;
 }
 
 /** PipelineResult used to describe the results of a pipeline */
@@ -606,6 +610,10 @@ export interface V1TaskRef {
   kind?: string;
   /** Name of the referent; More info: http://kubernetes.io/docs/user-guide/identifiers#names */
   name?: string;
+  /** Params contains the parameters used to identify the referenced Tekton resource. Example entries might include "repo" or "path" but the set of params ultimately depends on the chosen resolver. */
+  params?: V1Param[];
+  /** Resolver is the name of the resolver that should perform resolution of the referenced Tekton resource, such as "git". */
+  resolver?: string;
 }
 
 /** TaskResult used to describe the results of a task */
@@ -915,6 +923,10 @@ export interface V1beta1TaskRef {
   kind?: string;
   /** Name of the referent; More info: http://kubernetes.io/docs/user-guide/identifiers#names */
   name?: string;
+  /** Params contains the parameters used to identify the referenced Tekton resource. Example entries might include "repo" or "path" but the set of params ultimately depends on the chosen resolver. */
+  params?: V1beta1Param[];
+  /** Resolver is the name of the resolver that should perform resolution of the referenced Tekton resource, such as "git". */
+  resolver?: string;
 }
 
 /** WorkspaceBinding maps a Task's declared workspace to a Volume. */

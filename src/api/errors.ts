@@ -1,0 +1,36 @@
+// client-node 2.x throws ApiException with `.code` and a `.body` that may be a raw JSON string.
+
+export interface ApiStatus {
+  code: number;
+  reason: string;
+  message: string;
+}
+
+/** The Kubernetes Status carried by a failed API call, or undefined for transport errors. */
+export function apiStatus(err: unknown): ApiStatus | undefined {
+  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown };
+  const code =
+    typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
+  if (code === undefined) return undefined;
+  let body = e.body;
+  if (typeof body === "string") {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      body = { message: body };
+    }
+  }
+  const status = (body ?? {}) as { reason?: string; message?: string };
+  return { code, reason: status.reason ?? "", message: status.message ?? String(err) };
+}
+
+export const isNotFound = (err: unknown) => apiStatus(err)?.code === 404;
+export const isConflict = (err: unknown) => apiStatus(err)?.code === 409;
+export const isGone = (err: unknown) => apiStatus(err)?.code === 410;
+
+/** A one-line description for logs and messages, without headers or bodies. */
+export function describeError(err: unknown): string {
+  const status = apiStatus(err);
+  if (status) return `${status.code} ${status.reason}: ${status.message}`.trim();
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,206 @@
+// The admission decision for one InternalRequest: pure, no I/O. The reconciler looks up the config and the
+// service, calls admit(), and either rejects the request with `message` or runs `run`.
+import type {
+  InternalRequestSpec,
+  InternalRequestSpecPipeline,
+  InternalService,
+  InternalServicesConfigSpec,
+} from "../generated/crds.ts";
+import { isAllowed } from "./allowlist.ts";
+import { parseDuration } from "./duration.ts";
+import { validateParams } from "./schema.ts";
+import { pipelineSourceRejection } from "./sources.ts";
+import { listCapped, quote } from "./text.ts";
+import { resolveTimeouts, type Timeouts, type TimeoutsResult } from "./timeouts.ts";
+
+export { DEFAULT_PIPELINE_TIMEOUT_MS } from "./timeouts.ts";
+
+export interface AdmitInput {
+  /** Name of the remote workspace (cluster) the request lives in. */
+  workspace: string;
+  namespace: string;
+  request: InternalRequestSpec;
+  /** spec of the InternalServicesConfig "config"; undefined when it does not exist. */
+  config: InternalServicesConfigSpec | undefined;
+  /** The InternalService named by request.service; undefined when not found (or not asked for). */
+  service: InternalService | undefined;
+}
+
+export interface RunPlan {
+  service?: string;
+  pipelineRef?: { resolver: string; params: { name: string; value: string }[] };
+  pipelineName?: string;
+  /** PipelineRun params, after the service schema's defaults. */
+  params: Record<string, string>;
+  serviceAccount?: string;
+  timeouts: Timeouts;
+  maxConcurrentRuns?: number;
+  /** How long to keep the finished PipelineRun; Infinity while the config has debug: true. */
+  keepFinishedMs: number;
+  /** Param names whose values must never be logged or written to Events or status. */
+  sensitiveParams: string[];
+  /** What admission changed, for the user, e.g. "spec.timeouts.pipeline 3h0m0s capped at ...". */
+  notes: string[];
+}
+
+export type Admission = { allowed: true; run: RunPlan } | { allowed: false; rule: string; message: string };
+
+const deny = (rule: string, message: string): Admission => ({ allowed: false, rule, message });
+
+export function admit(input: AdmitInput): Admission {
+  const { workspace, namespace, request, config } = input;
+  if (config === undefined) {
+    return deny(
+      "ConfigMissing",
+      'there is no InternalServicesConfig "config" in the controller namespace, so every request is rejected (ask the service owners to create it with spec.allowList)',
+    );
+  }
+  const where = `namespace ${quote(namespace)} in workspace ${quote(workspace)}`;
+  const suggestion = `${quote(`${workspace}/${namespace}`)} or ${quote(namespace)}`;
+  if ((config.allowList ?? []).length === 0) {
+    return deny(
+      "NamespaceNotAllowed",
+      `${where} is not allowed: the InternalServicesConfig allowList is empty, so every request is rejected (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
+    );
+  }
+  if (!isAllowed(config.allowList ?? [], workspace, namespace)) {
+    return deny(
+      "NamespaceNotAllowed",
+      `${where} is not in the InternalServicesConfig allowList (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
+    );
+  }
+  if ((request.service === undefined) === (request.pipeline === undefined)) {
+    return deny(
+      "InvalidRequest",
+      "spec must set exactly one of service (the name of a registered InternalService) or pipeline (a raw pipelineRef)",
+    );
+  }
+  if (request.pipeline !== undefined) return admitRaw(request, request.pipeline, config);
+  return admitService(input, request.service ?? "", where, suggestion);
+}
+
+function admitService(input: AdmitInput, name: string, where: string, suggestion: string): Admission {
+  const { workspace, namespace, request, config, service } = input;
+  const svc = `InternalService ${quote(name)}`;
+  if (service === undefined) {
+    return deny(
+      "ServiceNotFound",
+      `${svc} does not exist in the controller namespace (check spec.service, or ask the service owners which services exist)`,
+    );
+  }
+  const spec = service.spec;
+  const allowedNamespaces = spec.allowedNamespaces ?? [];
+  if (allowedNamespaces.length > 0 && !isAllowed(allowedNamespaces, workspace, namespace)) {
+    return deny(
+      "ServiceNamespaceNotAllowed",
+      `${where} may not use ${svc}: it is not in the service's allowedNamespaces (ask the owners of ${svc} to add ${suggestion} to its spec.allowedNamespaces)`,
+    );
+  }
+  const { pipelineRef, pipelineName } = spec.pipeline ?? {};
+  if ((pipelineRef === undefined) === (pipelineName === undefined)) {
+    return invalidService(svc, "spec.pipeline must set exactly one of pipelineRef or pipelineName");
+  }
+
+  const checked = validateParams(spec.paramsSchema, request.params);
+  if (!checked.ok && checked.kind === "schema") {
+    return deny(
+      "InvalidServiceSchema",
+      `${svc} has an invalid spec.paramsSchema (${checked.error}); this is not the request's fault: ask the service owners to fix the schema`,
+    );
+  }
+  if (!checked.ok) {
+    const errors = listCapped(checked.errors, 10, "; ");
+    return deny("InvalidParams", `spec.params do not match the paramsSchema of ${svc}: ${errors}`);
+  }
+
+  const allowedAccounts = [spec.serviceAccount, ...(spec.allowedServiceAccounts ?? [])].filter(
+    (sa): sa is string => sa !== undefined,
+  );
+  if (request.serviceAccount !== undefined && !allowedAccounts.includes(request.serviceAccount)) {
+    const choices =
+      allowedAccounts.length > 0
+        ? `it allows: ${listCapped(allowedAccounts.map((sa) => quote(sa)))}`
+        : "it allows no choice of ServiceAccount";
+    return deny(
+      "ServiceAccountNotAllowed",
+      `spec.serviceAccount ${quote(request.serviceAccount)} is not allowed by ${svc} (${choices}; leave spec.serviceAccount unset to use the service's default)`,
+    );
+  }
+
+  let limits: { defaultMs?: number; maximumMs?: number; keepMs: number };
+  try {
+    limits = {
+      defaultMs: optionalDuration(spec.timeouts?.default),
+      maximumMs: optionalDuration(spec.timeouts?.maximum),
+      keepMs: parseDuration(spec.retention?.keepFinishedPipelineRuns ?? "0s"),
+    };
+  } catch (err) {
+    return invalidService(svc, (err as Error).message);
+  }
+  const timed = resolveTimeouts(request.timeouts, limits);
+  if (!timed.ok) return deny("InvalidTimeout", timed.message);
+
+  return plan(timed, {
+    service: name,
+    ...(pipelineRef
+      ? { pipelineRef: { resolver: pipelineRef.resolver, params: [...(pipelineRef.params ?? [])] } }
+      : {}),
+    ...(pipelineName ? { pipelineName } : {}),
+    params: checked.params,
+    serviceAccount: request.serviceAccount ?? spec.serviceAccount,
+    maxConcurrentRuns: spec.maxConcurrentRuns,
+    keepFinishedMs: config?.debug ? Number.POSITIVE_INFINITY : limits.keepMs,
+    sensitiveParams: [...(spec.sensitiveParams ?? [])],
+  });
+}
+
+function admitRaw(
+  request: InternalRequestSpec,
+  pipeline: InternalRequestSpecPipeline,
+  config: InternalServicesConfigSpec,
+): Admission {
+  const rejection = pipelineSourceRejection(pipeline.pipelineRef, config);
+  if (rejection !== undefined) return deny("PipelineSourceNotAllowed", rejection);
+
+  // The legacy fields under spec.pipeline apply only when the newer top-level ones are absent.
+  const timed = request.timeouts
+    ? resolveTimeouts(request.timeouts, {})
+    : resolveTimeouts(pipeline.timeouts, {}, "spec.pipeline.timeouts");
+  if (!timed.ok) return deny("InvalidTimeout", timed.message);
+  const ref = pipeline.pipelineRef;
+  return plan(timed, {
+    pipelineRef: { resolver: ref.resolver, params: [...(ref.params ?? [])] },
+    params: { ...request.params },
+    serviceAccount: request.serviceAccount ?? pipeline.serviceAccountName,
+    keepFinishedMs: config.debug ? Number.POSITIVE_INFINITY : 0,
+    sensitiveParams: [],
+  });
+}
+
+function plan(timed: TimeoutsResult & { ok: true }, run: Omit<RunPlan, "timeouts" | "notes">): Admission {
+  // Drop absent optionals so plans compare and serialise cleanly.
+  const clean = Object.fromEntries(Object.entries(run).filter(([, v]) => v !== undefined)) as typeof run;
+  return { allowed: true, run: { ...clean, timeouts: timed.timeouts, notes: timed.notes } };
+}
+
+function invalidService(svc: string, why: string): Admission {
+  return deny(
+    "InvalidService",
+    `${svc} is misconfigured (${why}); this is not the request's fault: ask the service owners to fix it`,
+  );
+}
+
+function optionalDuration(text: string | undefined): number | undefined {
+  return text === undefined ? undefined : parseDuration(text);
+}
+
+/** A copy of `params` with the values of `sensitive` names replaced by "<redacted>", for logs and Events. */
+export function redactParams(
+  params: Record<string, string>,
+  sensitive: readonly string[],
+): Record<string, string> {
+  const hidden = new Set(sensitive);
+  return Object.fromEntries(
+    Object.entries(params).map(([name, value]) => [name, hidden.has(name) ? "<redacted>" : value]),
+  );
+}

@@ -1,0 +1,47 @@
+// The request's Succeeded condition: always first, lastTransitionTime moves only when status moves,
+// and terminal states are sticky.
+import type { InternalRequestStatus, InternalRequestStatusConditionsItem } from "../generated/crds.ts";
+
+export type Condition = InternalRequestStatusConditionsItem;
+
+export const Reasons = {
+  Running: "Running",
+  Succeeded: "Succeeded",
+  Failed: "Failed",
+  Rejected: "Rejected",
+  Cancelled: "Cancelled",
+  TimedOut: "TimedOut",
+} as const;
+export type Reason = (typeof Reasons)[keyof typeof Reasons];
+
+export function succeededCondition(status: { conditions?: Condition[] } | undefined): Condition | undefined {
+  return status?.conditions?.find((c) => c.type === "Succeeded");
+}
+
+export function isTerminal(status: InternalRequestStatus | undefined): boolean {
+  const c = succeededCondition(status);
+  return c !== undefined && c.status !== "Unknown";
+}
+
+/** The conditions list with Succeeded set (first) and every other condition kept after it. */
+export function withSucceeded(
+  conditions: Condition[] | undefined,
+  next: { status: Condition["status"]; reason: Reason; message: string },
+  observedGeneration: number | undefined,
+  now: Date = new Date(),
+): Condition[] {
+  const previous = conditions?.find((c) => c.type === "Succeeded");
+  const lastTransitionTime =
+    previous && previous.status === next.status
+      ? previous.lastTransitionTime
+      : now.toISOString().replace(/\.\d+Z$/, "Z");
+  const succeeded: Condition = {
+    type: "Succeeded",
+    ...next,
+    lastTransitionTime,
+    ...(observedGeneration ? { observedGeneration } : {}),
+  };
+  return [succeeded, ...(conditions ?? []).filter((c) => c.type !== "Succeeded")];
+}
+
+export const rfc3339 = (d: Date = new Date()) => d.toISOString().replace(/\.\d+Z$/, "Z");

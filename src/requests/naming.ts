@@ -1,0 +1,49 @@
+// How an internal PipelineRun maps back to its request across clusters (owner references cannot
+// cross clusters): a deterministic name derived from (workspace, uid), plus labels and annotations.
+import { createHash } from "node:crypto";
+
+export const labelPrefix = "internal-services.appstudio.openshift.io";
+/** Existing deployments' labels on the internal PipelineRun (kept for compatibility). */
+export const requestNameLabel = `${labelPrefix}/name`;
+export const requestNamespaceLabel = `${labelPrefix}/namespace`;
+export const workspaceLabel = `${labelPrefix}/workspace`;
+export const requestUidLabel = `${labelPrefix}/request-uid`;
+export const serviceLabel = `${labelPrefix}/service`;
+export const managedByLabel = "app.kubernetes.io/managed-by";
+export const managedByValue = "internal-service-controller";
+/** Every internal PipelineRun this controller created; the private-side watch selects on it. */
+export const managedSelector = `${managedByLabel}=${managedByValue}`;
+
+export const finalizer = "internal-services.appstudio.openshift.io/finalizer";
+
+export interface RequestKey {
+  workspace: string;
+  namespace: string;
+  name: string;
+}
+
+export const formatKey = (k: RequestKey) => `${k.workspace}/${k.namespace}/${k.name}`;
+
+export function parseKey(key: string): RequestKey {
+  const [workspace = "", namespace = "", name = ""] = key.split("/");
+  return { workspace, namespace, name };
+}
+
+/**
+ * The internal PipelineRun's name: readable prefix + hash of (workspace, uid). Deterministic, so a crash
+ * between "create" and "record in status" finds the same run again (409 on create) instead of a second.
+ * At most 63 characters, since Tekton copies it into label values.
+ */
+export function pipelineRunName(workspace: string, requestName: string, uid: string): string {
+  const hash = createHash("sha256").update(`${workspace}\0${uid}`).digest("hex").slice(0, 16);
+  const prefix = requestName
+    .slice(0, 40)
+    .replace(/[^a-z0-9-]/g, "-")
+    .replace(/-+$/, "");
+  return prefix ? `${prefix}-${hash}` : `ir-${hash}`;
+}
+
+/** Label values are at most 63 characters of [A-Za-z0-9_.-], alphanumeric at both ends. */
+export function isValidLabelValue(v: string): boolean {
+  return v.length <= 63 && /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/.test(v);
+}

@@ -1,0 +1,169 @@
+// The internal PipelineRun: built from an accepted request's run plan, and read back into the
+// request's progress, outcome and results.
+
+import { apiVersionOf, pipelineRuns } from "../api/resources.ts";
+import type { InternalRequest } from "../generated/crds.ts";
+import type { V1PipelineRun, V1PipelineRunResult } from "../generated/tekton.ts";
+import type { RunPlan } from "../policy/admit.ts";
+import { formatDuration } from "../policy/duration.ts";
+import type { Reason } from "./conditions.ts";
+import {
+  isValidLabelValue,
+  labelPrefix,
+  managedByLabel,
+  managedByValue,
+  requestNameLabel,
+  requestNamespaceLabel,
+  requestUidLabel,
+  serviceLabel,
+  workspaceLabel,
+} from "./naming.ts";
+
+export interface BuildInput {
+  name: string;
+  namespace: string;
+  workspace: string;
+  request: InternalRequest;
+  plan: RunPlan;
+  /** From InternalServicesConfig.volumeClaim: a volumeClaimTemplate workspace bound to every run. */
+  volumeClaim?: { name?: string; size?: string };
+}
+
+export function buildPipelineRun(input: BuildInput): V1PipelineRun {
+  const { request, plan, workspace } = input;
+  const meta = request.metadata;
+  const system: Record<string, string> = {
+    [managedByLabel]: managedByValue,
+    [requestNameLabel]: meta.name as string,
+    [requestNamespaceLabel]: meta.namespace as string,
+    [requestUidLabel]: meta.uid as string,
+  };
+  if (isValidLabelValue(workspace)) system[workspaceLabel] = workspace;
+  if (plan.service) system[serviceLabel] = plan.service;
+  // Request labels are copied for traceability, but can never override system labels.
+  const labels = { ...copyableLabels(meta.labels), ...system };
+  const timeouts: Record<string, string> = { pipeline: formatDuration(plan.timeouts.pipelineMs) };
+  if (plan.timeouts.tasksMs !== undefined) timeouts.tasks = formatDuration(plan.timeouts.tasksMs);
+  if (plan.timeouts.finallyMs !== undefined) timeouts.finally = formatDuration(plan.timeouts.finallyMs);
+  const pipelineRef = plan.pipelineName
+    ? { name: plan.pipelineName }
+    : { resolver: plan.pipelineRef?.resolver, params: plan.pipelineRef?.params ?? [] };
+  const spec: NonNullable<V1PipelineRun["spec"]> = {
+    pipelineRef,
+    // Params are Tekton params: Tekton substitutes them as values, never into a script by us.
+    params: Object.entries(plan.params)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, value]) => ({ name, value })),
+    timeouts,
+    ...(plan.serviceAccount ? { taskRunTemplate: { serviceAccountName: plan.serviceAccount } } : {}),
+  };
+  if (input.volumeClaim?.name) {
+    spec.workspaces = [
+      {
+        name: input.volumeClaim.name,
+        volumeClaimTemplate: {
+          spec: {
+            accessModes: ["ReadWriteOnce"],
+            resources: { requests: { storage: input.volumeClaim.size ?? "1Gi" } },
+          },
+        },
+      },
+    ] as NonNullable<V1PipelineRun["spec"]>["workspaces"];
+  }
+  return {
+    apiVersion: apiVersionOf(pipelineRuns),
+    kind: "PipelineRun",
+    metadata: {
+      name: input.name,
+      namespace: input.namespace,
+      labels,
+      annotations: {
+        [`${labelPrefix}/workspace`]: workspace,
+        [`${labelPrefix}/request`]: `${meta.namespace}/${meta.name}`,
+      },
+    },
+    spec,
+  } as V1PipelineRun;
+}
+
+function copyableLabels(labels: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels ?? {})) {
+    if (k.startsWith(`${labelPrefix}/`) && !isCallerLabel(k)) continue;
+    if (k === managedByLabel || k.startsWith("tekton.dev/")) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/** Labels existing callers set on requests and expect to find on the run (DESIGN-NOTES §1). */
+const isCallerLabel = (k: string) =>
+  [`${labelPrefix}/pipelinerun-uid`, `${labelPrefix}/group-id`, `${labelPrefix}/pipeline-name`].includes(k);
+
+export interface RunState {
+  done: boolean;
+  /** For a finished run: the request's terminal reason. */
+  reason?: Reason;
+  message: string;
+}
+
+const cancelledReasons = new Set([
+  "Cancelled",
+  "CancelledRunningFinally",
+  "StoppedRunningFinally",
+  "PipelineRunCancelled",
+]);
+
+/** Interprets Tekton's Succeeded condition on the PipelineRun. */
+export function runState(run: V1PipelineRun): RunState {
+  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  if (!c || c.status === "Unknown") {
+    return { done: false, message: progressMessage(run) };
+  }
+  if (c.status === "True")
+    return { done: true, reason: "Succeeded", message: "internal PipelineRun succeeded" };
+  const tekton = `${c.reason ?? "Failed"}: ${c.message ?? ""}`.trim();
+  if (cancelledReasons.has(c.reason ?? ""))
+    return { done: true, reason: "Cancelled", message: `internal PipelineRun was cancelled (${tekton})` };
+  if (c.reason === "PipelineRunTimeout")
+    return { done: true, reason: "TimedOut", message: `internal PipelineRun timed out (${tekton})` };
+  return { done: true, reason: "Failed", message: tekton };
+}
+
+/** "2/5 tasks completed", from Tekton's running message and the resolved pipeline spec. */
+export function progressMessage(run: V1PipelineRun): string {
+  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  const total =
+    (run.status?.pipelineSpec?.tasks?.length ?? 0) + (run.status?.pipelineSpec?.finally?.length ?? 0);
+  const completed = /Tasks Completed: (\d+)/.exec(c?.message ?? "")?.[1];
+  if (completed !== undefined && total > 0) return `${completed}/${total} tasks completed`;
+  if (c?.reason === "Running") return "internal PipelineRun running";
+  return "internal PipelineRun created, waiting for Tekton to start it";
+}
+
+/** Result budget: the request must stay far below etcd's 1.5 MiB object limit. */
+export const maxResultBytes = 64 * 1024;
+export const maxTotalResultBytes = 256 * 1024;
+
+export interface CopiedResults {
+  results: Record<string, string>;
+  dropped: string[];
+}
+
+/** String results as they are; array and object results JSON-encoded; oversized ones dropped. */
+export function copyResults(results: V1PipelineRunResult[] | undefined): CopiedResults {
+  const out: Record<string, string> = {};
+  const dropped: string[] = [];
+  let total = 0;
+  for (const r of [...(results ?? [])].sort((a, b) => a.name.localeCompare(b.name))) {
+    const value = typeof r.value === "string" ? r.value : JSON.stringify(r.value);
+    const size = Buffer.byteLength(value) + Buffer.byteLength(r.name);
+    if (size > maxResultBytes || total + size > maxTotalResultBytes) {
+      dropped.push(r.name);
+      continue;
+    }
+    total += size;
+    out[r.name] = value;
+  }
+  return { results: out, dropped };
+}

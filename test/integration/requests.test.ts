@@ -1,0 +1,290 @@
+// The InternalRequest controller end to end on real public and private API servers, with the test
+// playing Tekton's part in the private cluster.
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { CoreV1Api } from "@kubernetes/client-node";
+import type { InternalServiceSpec } from "../../src/generated/crds.ts";
+import { finalizer, pipelineRunName } from "../../src/requests/naming.ts";
+import { Fixture } from "../support/fixture.ts";
+import { eventually } from "../support/wait.ts";
+
+const signService: InternalServiceSpec = {
+  pipeline: { pipelineRef: { resolver: "cluster", params: [{ name: "name", value: "sign" }] } },
+  paramsSchema: {
+    type: "object",
+    required: ["digest"],
+    properties: {
+      digest: { type: "string", pattern: "^sha256:[a-f0-9]{8,64}$" },
+      keyId: { type: "string", default: "release-key-1" },
+    },
+  },
+  serviceAccount: "signer",
+};
+
+const allowAll = (namespaces: string[]) => ({ allowList: namespaces });
+
+describe("InternalRequest controller", () => {
+  const fixtures: Fixture[] = [];
+  const fixture = async (opts: Parameters<typeof Fixture.create>[0]) => {
+    const f = await Fixture.create(opts);
+    fixtures.push(f);
+    return f;
+  };
+  after(async () => {
+    await Promise.all(fixtures.map((f) => f.stop()));
+  });
+
+  it("denies everything when there is no InternalServicesConfig, and writes nothing privately", async () => {
+    const f = await fixture({ services: { sign: signService } });
+    await f.createRequest("no-config", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const r = await f.waitForReason("no-config", "Rejected");
+    assert.equal(r.status?.conditions?.[0]?.status, "False");
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /allowList/);
+    assert.deepEqual(await f.tekton.list(), []);
+    assert.ok(!r.metadata.finalizers?.includes(finalizer), "a rejected request gets no finalizer");
+    const events = await f.publicKc
+      .makeApiClient(CoreV1Api)
+      .listNamespacedEvent({ namespace: f.namespaces[0] as string });
+    assert.ok(
+      events.items.some(
+        (e) => e.reason === "Rejected" && e.type === "Warning" && e.involvedObject.name === "no-config",
+      ),
+    );
+  });
+
+  it("rejects a namespace missing from the allowList, naming it", async () => {
+    const f = await fixture({
+      namespaces: 2,
+      config: (ns) => ({ allowList: [ns[0] as string] }),
+      services: { sign: signService },
+    });
+    const other = f.namespaces[1] as string;
+    await f.createRequest(
+      "outsider",
+      { service: "sign", params: { digest: "sha256:abcdef12" } },
+      { namespace: other },
+    );
+    const r = await f.waitForReason("outsider", "Rejected", other);
+    assert.match(r.status?.conditions?.[0]?.message ?? "", new RegExp(`"${other}"`));
+    assert.deepEqual(await f.tekton.list(), []);
+  });
+
+  it("runs an accepted request as one PipelineRun and copies results back on success", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { sign: { ...signService, retention: { keepFinishedPipelineRuns: "0s" } } },
+    });
+    const created = await f.createRequest(
+      "sign-1",
+      { service: "sign", params: { digest: "sha256:abcdef12" } },
+      {
+        labels: {
+          "internal-services.appstudio.openshift.io/pipelinerun-uid": "caller-uid",
+          "app.kubernetes.io/managed-by": "someone-else",
+        },
+      },
+    );
+    const [run] = await f.tekton.waitForRuns(1);
+    assert.ok(run);
+    assert.equal(run.metadata?.name, pipelineRunName("public", "sign-1", created.metadata.uid as string));
+    const labels = run.metadata?.labels ?? {};
+    assert.equal(labels["internal-services.appstudio.openshift.io/name"], "sign-1");
+    assert.equal(labels["internal-services.appstudio.openshift.io/namespace"], f.namespaces[0]);
+    assert.equal(labels["internal-services.appstudio.openshift.io/request-uid"], created.metadata.uid);
+    assert.equal(labels["internal-services.appstudio.openshift.io/pipelinerun-uid"], "caller-uid");
+    assert.equal(labels["app.kubernetes.io/managed-by"], "internal-service-controller", "system labels win");
+    assert.deepEqual(run.spec?.params, [
+      { name: "digest", value: "sha256:abcdef12" },
+      { name: "keyId", value: "release-key-1" },
+    ]);
+    assert.equal(run.spec?.taskRunTemplate?.serviceAccountName, "signer");
+
+    const running = await f.waitForRequest(
+      "sign-1",
+      (r) => r.status?.pipelineRun !== undefined,
+      "pipelineRun recorded",
+    );
+    assert.equal(running.status?.conditions?.[0]?.reason, "Running");
+    assert.equal(running.status?.pipelineRun, `${f.privateNs}/${run.metadata?.name}`);
+    assert.ok(running.metadata.finalizers?.includes(finalizer));
+
+    await f.tekton.progress(run.metadata?.name as string, 2, 5);
+    await f.waitForRequest(
+      "sign-1",
+      (r) => r.status?.conditions?.[0]?.message === "2/5 tasks completed",
+      "progress",
+    );
+
+    await f.tekton.succeed(run.metadata?.name as string, [
+      { name: "signature", value: "c2lnbmF0dXJl" },
+      { name: "digests", value: ["sha256:1", "sha256:2"] },
+      { name: "meta", value: { key: "k1" } },
+    ]);
+    const done = await f.waitForReason("sign-1", "Succeeded");
+    assert.equal(done.status?.conditions?.[0]?.status, "True");
+    assert.deepEqual(done.status?.results, {
+      signature: "c2lnbmF0dXJl",
+      digests: JSON.stringify(["sha256:1", "sha256:2"]),
+      meta: JSON.stringify({ key: "k1" }),
+    });
+    assert.ok(done.status?.completionTime);
+    // Retention 0s: the finished run is deleted, then the finalizer is removed.
+    await eventually(async () => (await f.tekton.list()).length === 0, "finished PipelineRun deleted");
+    await f.waitForRequest("sign-1", (r) => !r.metadata.finalizers?.includes(finalizer), "finalizer removed");
+  });
+
+  it("rejects params that fail the service's schema, saying which rule", async () => {
+    const f = await fixture({ config: allowAll, services: { sign: signService } });
+    await f.createRequest("bad-digest", { service: "sign", params: { digest: "md5:1234" } });
+    const r = await f.waitForReason("bad-digest", "Rejected");
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /digest/);
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /pattern/);
+    await f.createRequest("extra-param", {
+      service: "sign",
+      params: { digest: "sha256:abcdef12", evil: "x" },
+    });
+    const r2 = await f.waitForReason("extra-param", "Rejected");
+    assert.match(r2.status?.conditions?.[0]?.message ?? "", /evil/);
+    assert.deepEqual(await f.tekton.list(), []);
+  });
+
+  it("pins the service account: a request cannot choose one the service does not allow", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { sign: { ...signService, allowedServiceAccounts: ["signer-readonly"] } },
+    });
+    await f.createRequest("escalate", {
+      service: "sign",
+      params: { digest: "sha256:abcdef12" },
+      serviceAccount: "cluster-admin-sa",
+    });
+    const r = await f.waitForReason("escalate", "Rejected");
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /cluster-admin-sa/);
+    await f.createRequest("allowed-sa", {
+      service: "sign",
+      params: { digest: "sha256:abcdef12" },
+      serviceAccount: "signer-readonly",
+    });
+    const [run] = await f.tekton.waitForRuns(1);
+    assert.equal(run?.spec?.taskRunTemplate?.serviceAccountName, "signer-readonly");
+  });
+
+  it("accepts raw pipeline requests only from allow-listed sources", async () => {
+    const f = await fixture({
+      config: (ns) => ({
+        allowList: ns,
+        allowedPipelineSources: [
+          {
+            resolver: "git",
+            params: {
+              url: "https://git.internal/releng/*",
+              revision: "refs/tags/*",
+              pathInRepo: "pipelines/*.yaml",
+            },
+          },
+        ],
+      }),
+    });
+    const gitRef = (url: string, revision: string) => ({
+      pipelineRef: {
+        resolver: "git",
+        params: [
+          { name: "url", value: url },
+          { name: "revision", value: revision },
+          { name: "pathInRepo", value: "pipelines/push.yaml" },
+        ],
+      },
+    });
+    await f.createRequest("bad-url", { pipeline: gitRef("https://evil.example/releng/x", "refs/tags/v1") });
+    await f.createRequest("bad-revision", { pipeline: gitRef("https://git.internal/releng/x", "main") });
+    await f.createRequest("bundle", {
+      pipeline: { pipelineRef: { resolver: "bundles", params: [{ name: "bundle", value: "q/x:1" }] } },
+    });
+    for (const name of ["bad-url", "bad-revision", "bundle"]) {
+      const r = await f.waitForReason(name, "Rejected");
+      assert.match(r.status?.conditions?.[0]?.message ?? "", /pipeline|source|resolver/i, name);
+    }
+    assert.deepEqual(await f.tekton.list(), []);
+    await f.createRequest("good", { pipeline: gitRef("https://git.internal/releng/x", "refs/tags/v1") });
+    const [run] = await f.tekton.waitForRuns(1);
+    assert.equal(run?.spec?.pipelineRef?.resolver, "git");
+  });
+
+  it("reports the failing TaskRun's message and copies results on failure", async () => {
+    const f = await fixture({ config: allowAll, services: { sign: signService } });
+    await f.createRequest("fails", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("fails", (r) => r.status?.pipelineRun !== undefined, "started");
+    await f.tekton.fail(
+      run?.metadata?.name as string,
+      { name: "sign", reason: "Failed", message: "key release-key-1 is revoked" },
+      [{ name: "result", value: "key revoked" }],
+    );
+    const r = await f.waitForReason("fails", "Failed");
+    assert.match(
+      r.status?.conditions?.[0]?.message ?? "",
+      /task sign failed: .*key release-key-1 is revoked/,
+    );
+    assert.deepEqual(r.status?.results, { result: "key revoked" });
+  });
+
+  it("cancels the internal PipelineRun when the request is deleted", async () => {
+    const f = await fixture({ config: allowAll, services: { sign: signService } });
+    await f.createRequest("to-delete", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest(
+      "to-delete",
+      (r) => r.metadata.finalizers?.includes(finalizer) === true && !!r.status?.pipelineRun,
+      "started",
+    );
+    await f.requests.delete(f.namespaces[0] as string, "to-delete");
+    await eventually(async () => {
+      try {
+        await f.requests.get(f.namespaces[0] as string, "to-delete");
+        return false;
+      } catch {
+        return true;
+      }
+    }, "request gone");
+    // Cancelled, then deleted (no debug): nothing left behind in the private cluster.
+    await eventually(async () => (await f.tekton.list()).length === 0, "internal PipelineRun removed");
+    assert.ok(run);
+  });
+
+  it("times a request out itself and cancels the PipelineRun", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { sign: { ...signService, timeouts: { default: "2s", maximum: "1h" } } },
+    });
+    await f.createRequest("slow", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    assert.equal(run?.spec?.timeouts?.pipeline, "2s");
+    const r = await f.waitForReason("slow", "TimedOut");
+    assert.equal(r.status?.conditions?.[0]?.status, "False");
+    const cancelled = await f.tekton.runs
+      .get(f.privateNs, run?.metadata?.name as string)
+      .catch(() => undefined);
+    // Either still there and cancelled, or already garbage-collected after the timeout.
+    if (cancelled) assert.equal(cancelled.spec?.status, "Cancelled");
+  });
+
+  it("queues requests beyond the service's concurrency limit", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { sign: { ...signService, maxConcurrentRuns: 1 } },
+    });
+    await f.createRequest("first", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [first] = await f.tekton.waitForRuns(1);
+    await f.createRequest("second", { service: "sign", params: { digest: "sha256:abcdef13" } });
+    const queued = await f.waitForRequest(
+      "second",
+      (r) => /queued/.test(r.status?.conditions?.[0]?.message ?? ""),
+      "queued",
+    );
+    assert.equal(queued.status?.conditions?.[0]?.status, "Unknown");
+    assert.equal((await f.tekton.list()).length, 1);
+    await f.tekton.succeed(first?.metadata?.name as string);
+    await f.waitForReason("first", "Succeeded");
+    await f.waitForRequest("second", (r) => r.status?.pipelineRun !== undefined, "second started");
+  });
+});

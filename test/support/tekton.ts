@@ -1,0 +1,120 @@
+// Plays Tekton's part in the private cluster (no Tekton controller or kubelet runs there in these
+// tests): reads the PipelineRuns the controller created and writes their status the way Tekton does.
+import type { KubeConfig } from "@kubernetes/client-node";
+import { pipelineRuns, ResourceClient, taskRuns } from "../../src/api/resources.ts";
+import type { V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
+import { eventually } from "./wait.ts";
+
+export class FakeTekton {
+  readonly runs: ResourceClient<V1PipelineRun>;
+  readonly taskRuns: ResourceClient<V1TaskRun>;
+  readonly namespace: string;
+
+  constructor(kc: KubeConfig, namespace: string) {
+    this.runs = new ResourceClient<V1PipelineRun>(kc, pipelineRuns, "fake-tekton");
+    this.taskRuns = new ResourceClient<V1TaskRun>(kc, taskRuns, "fake-tekton");
+    this.namespace = namespace;
+  }
+
+  async list(): Promise<V1PipelineRun[]> {
+    return (await this.runs.list(this.namespace)).items;
+  }
+
+  /** Waits until exactly `count` PipelineRuns exist and returns them. */
+  async waitForRuns(count: number, timeoutMs?: number): Promise<V1PipelineRun[]> {
+    return eventually(
+      async () => {
+        const items = await this.list();
+        return items.length === count ? items : undefined;
+      },
+      `${count} PipelineRun(s) in ${this.namespace}`,
+      timeoutMs,
+    );
+  }
+
+  /** Marks the run started, with `total` tasks of which `completed` are done. */
+  async progress(name: string, completed: number, total: number): Promise<void> {
+    await this.runs.patchStatus(this.namespace, name, {
+      startTime: new Date().toISOString(),
+      pipelineSpec: {
+        tasks: Array.from({ length: total }, (_, i) => ({ name: `task-${i}`, taskRef: { name: "t" } })),
+      },
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "Unknown",
+          reason: "Running",
+          message: `Tasks Completed: ${completed} (Failed: 0, Cancelled 0), Incomplete: ${total - completed}, Skipped: 0`,
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+  }
+
+  async succeed(name: string, results: { name: string; value: unknown }[] = []): Promise<void> {
+    await this.runs.patchStatus(this.namespace, name, {
+      completionTime: new Date().toISOString(),
+      results,
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "True",
+          reason: "Succeeded",
+          message: "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 0",
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+  }
+
+  /** Fails the run the way Tekton does: a failed TaskRun, and the PipelineRun's generic summary. */
+  async fail(
+    name: string,
+    task: { name: string; reason: string; message: string },
+    results: { name: string; value: unknown }[] = [],
+  ): Promise<void> {
+    const taskRunName = `${name}-${task.name}`.slice(0, 63);
+    await this.taskRuns.create(this.namespace, {
+      apiVersion: "tekton.dev/v1",
+      kind: "TaskRun",
+      metadata: { name: taskRunName, labels: { "tekton.dev/pipelineRun": name } },
+      spec: { taskRef: { name: task.name } },
+    } as V1TaskRun);
+    await this.taskRuns.patchStatus(this.namespace, taskRunName, {
+      podName: "",
+      conditions: [{ type: "Succeeded", status: "False", reason: task.reason, message: task.message }],
+    });
+    await this.runs.patchStatus(this.namespace, name, {
+      completionTime: new Date().toISOString(),
+      results,
+      childReferences: [
+        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: taskRunName, pipelineTaskName: task.name },
+      ],
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "False",
+          reason: "Failed",
+          message: "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0",
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+  }
+
+  /** Tekton's reaction to spec.status "Cancelled". */
+  async markCancelled(name: string): Promise<void> {
+    await this.runs.patchStatus(this.namespace, name, {
+      completionTime: new Date().toISOString(),
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "False",
+          reason: "Cancelled",
+          message: `PipelineRun "${name}" was cancelled`,
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
+    });
+  }
+}
