@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
 import { startManager } from "../manager.ts";
+import { parseDuration } from "../policy/duration.ts";
 import { LeaderElector } from "../runtime/leader.ts";
 import { newLogger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
@@ -27,6 +28,9 @@ Flags:
   --leader-elect BOOL         elect a leader through a Lease, so only one replica
                               reconciles (default true)                                    [ISC_LEADER_ELECT]
   --leader-election-id NAME   the Lease's name (default internal-service-controller)       [ISC_LEADER_ELECTION_ID]
+  --leader-lease-duration D   how long a lease is valid without renewal (default 15s)     [ISC_LEADER_LEASE_DURATION]
+  --leader-renew-deadline D   a leader that cannot renew for this long stops (default 10s) [ISC_LEADER_RENEW_DEADLINE]
+  --leader-retry-period D     how often to try to acquire or renew (default 2s)            [ISC_LEADER_RETRY_PERIOD]
   --workers N                 concurrent reconciles (default 4)                            [ISC_WORKERS]
   --log-level LEVEL           trace, debug, info, warn, error (default info)               [ISC_LOG_LEVEL]
   -h, --help                  show this help
@@ -52,6 +56,9 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
         type: "string",
         default: env.ISC_LEADER_ELECTION_ID ?? "internal-service-controller",
       },
+      "leader-lease-duration": { type: "string", default: env.ISC_LEADER_LEASE_DURATION ?? "15s" },
+      "leader-renew-deadline": { type: "string", default: env.ISC_LEADER_RENEW_DEADLINE ?? "10s" },
+      "leader-retry-period": { type: "string", default: env.ISC_LEADER_RETRY_PERIOD ?? "2s" },
       workers: { type: "string", default: env.ISC_WORKERS ?? "4" },
       "log-level": { type: "string", default: env.ISC_LOG_LEVEL ?? "info" },
       help: { type: "boolean", short: "h" },
@@ -113,6 +120,9 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
         namespace,
         name: values["leader-election-id"],
         identity: `${hostname()}_${process.pid}`,
+        leaseDurationMs: durationFlag(values["leader-lease-duration"], "--leader-lease-duration"),
+        renewDeadlineMs: durationFlag(values["leader-renew-deadline"], "--leader-renew-deadline"),
+        retryPeriodMs: durationFlag(values["leader-retry-period"], "--leader-retry-period"),
         log,
         onStartedLeading: () => {
           metrics.leader.set({ name: values["leader-election-id"] }, 1);
@@ -146,6 +156,14 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   health.close();
   metricsServer.close();
   return 0;
+}
+
+function durationFlag(v: string, flag: string): number {
+  try {
+    return parseDuration(v);
+  } catch (err) {
+    throw new ConfigError(`${flag}: ${(err as Error).message}`);
+  }
 }
 
 function parseBool(v: string, flag: string): boolean {

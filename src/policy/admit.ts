@@ -142,10 +142,8 @@ function admitService(input: AdmitInput, name: string, where: string, suggestion
 
   return plan(timed, {
     service: name,
-    ...(pipelineRef
-      ? { pipelineRef: { resolver: pipelineRef.resolver, params: [...(pipelineRef.params ?? [])] } }
-      : {}),
-    ...(pipelineName ? { pipelineName } : {}),
+    pipelineRef: pipelineRef && copyRef(pipelineRef),
+    pipelineName,
     params: checked.params,
     serviceAccount: request.serviceAccount ?? spec.serviceAccount,
     maxConcurrentRuns: spec.maxConcurrentRuns,
@@ -167,9 +165,8 @@ function admitRaw(
     ? resolveTimeouts(request.timeouts, {})
     : resolveTimeouts(pipeline.timeouts, {}, "spec.pipeline.timeouts");
   if (!timed.ok) return deny("InvalidTimeout", timed.message);
-  const ref = pipeline.pipelineRef;
   return plan(timed, {
-    pipelineRef: { resolver: ref.resolver, params: [...(ref.params ?? [])] },
+    pipelineRef: copyRef(pipeline.pipelineRef),
     params: { ...request.params },
     serviceAccount: request.serviceAccount ?? pipeline.serviceAccountName,
     keepFinishedMs: config.debug ? Number.POSITIVE_INFINITY : 0,
@@ -181,6 +178,13 @@ function plan(timed: TimeoutsResult & { ok: true }, run: Omit<RunPlan, "timeouts
   // Drop absent optionals so plans compare and serialise cleanly.
   const clean = Object.fromEntries(Object.entries(run).filter(([, v]) => v !== undefined)) as typeof run;
   return { allowed: true, run: { ...clean, timeouts: timed.timeouts, notes: timed.notes } };
+}
+
+function copyRef(ref: {
+  resolver: string;
+  params?: { name: string; value: string }[];
+}): RunPlan["pipelineRef"] {
+  return { resolver: ref.resolver, params: (ref.params ?? []).map(({ name, value }) => ({ name, value })) };
 }
 
 function invalidService(svc: string, why: string): Admission {

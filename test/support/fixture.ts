@@ -88,13 +88,13 @@ export class Fixture {
   }
 
   async startController(
-    extra: { workspaces?: WorkspaceConfig[]; afterCreate?: () => void } = {},
+    extra: { workspaces?: WorkspaceConfig[]; privateKubeConfig?: KubeConfig; afterCreate?: () => void } = {},
   ): Promise<Manager> {
     this.manager = startManager({
       workspaces: extra.workspaces ?? [
         { name: "public", kubeConfig: this.publicKc, namespaces: this.namespaces },
       ],
-      privateKubeConfig: this.privateKc,
+      privateKubeConfig: extra.privateKubeConfig ?? this.privateKc,
       controllerNamespace: this.privateNs,
       log: silentLogger,
       metrics: new Metrics({ processMetrics: false }),

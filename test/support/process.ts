@@ -1,0 +1,93 @@
+// The controller as a separate process (`isc controller`), for tests that kill, restart or run
+// several replicas of it. Every process started here is killed when the test file ends.
+import { type ChildProcess, spawn } from "node:child_process";
+import { after } from "node:test";
+import { fileURLToPath } from "node:url";
+import { freePort } from "../controlplane/controlplane.ts";
+import { eventually } from "./wait.ts";
+
+const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const started = new Set<ChildProcess>();
+after(() => {
+  for (const child of started) child.kill("SIGKILL");
+});
+
+export interface ControllerProcessOptions {
+  remoteKubeconfig: string;
+  workspaces: string[];
+  privateKubeconfig: string;
+  namespace: string;
+  extraArgs?: string[];
+  env?: Record<string, string>;
+}
+
+export class ControllerProcess {
+  readonly child: ChildProcess;
+  readonly healthPort: number;
+  readonly metricsPort: number;
+  logs = "";
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(child: ChildProcess, healthPort: number, metricsPort: number) {
+    this.child = child;
+    this.healthPort = healthPort;
+    this.metricsPort = metricsPort;
+    child.stdout?.on("data", (b: Buffer) => {
+      this.logs += b.toString();
+    });
+    child.stderr?.on("data", (b: Buffer) => {
+      this.logs += b.toString();
+    });
+    this.exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+    void this.exited.then(() => started.delete(child));
+  }
+
+  static async start(opts: ControllerProcessOptions): Promise<ControllerProcess> {
+    const [healthPort, metricsPort] = [await freePort(), await freePort()];
+    const args = [
+      cli,
+      "controller",
+      `--kubeconfig=${opts.remoteKubeconfig}`,
+      ...opts.workspaces.map((w) => `--workspace=${w}`),
+      `--private-kubeconfig=${opts.privateKubeconfig}`,
+      `--namespace=${opts.namespace}`,
+      `--health-address=127.0.0.1:${healthPort}`,
+      `--metrics-address=127.0.0.1:${metricsPort}`,
+      ...(opts.extraArgs ?? []),
+    ];
+    const child = spawn(process.execPath, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...opts.env },
+    });
+    started.add(child);
+    return new ControllerProcess(child, healthPort, metricsPort);
+  }
+
+  async get(path: string, port = this.healthPort): Promise<{ status: number; text: string }> {
+    const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    return { status: res.status, text: await res.text() };
+  }
+
+  waitForReady(timeoutMs = 30_000): Promise<true> {
+    return eventually(
+      async () => (await this.get("/readyz")).status === 200 || undefined,
+      `controller ready; logs:\n${this.logs}`,
+      timeoutMs,
+    );
+  }
+
+  /** A counter's value summed over label sets, from /metrics. */
+  async metric(name: string): Promise<number> {
+    const { text } = await this.get("/metrics", this.metricsPort);
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").at(-1));
+    }
+    return sum;
+  }
+
+  async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    this.child.kill(signal);
+    await this.exited;
+  }
+}
