@@ -8,13 +8,13 @@ export interface InternalRequest {
   apiVersion: "appstudio.redhat.com/v1alpha1";
   kind: "InternalRequest";
   metadata: V1ObjectMeta;
-  /** InternalRequestSpec describes what to run. Exactly one of service and pipeline must be set. The spec is immutable: to run again or with other values, create a new InternalRequest. */
+  /** InternalRequestSpec describes what to run. Exactly one of service and pipeline must be set. The spec is immutable except spec.status (set it to Cancelled to cancel): to run again or with other values, create a new InternalRequest. */
   spec: InternalRequestSpec;
   /** InternalRequestStatus is the observed state, written only by the controller. */
   status?: InternalRequestStatus;
 }
 
-/** InternalRequestSpec describes what to run. Exactly one of service and pipeline must be set. The spec is immutable: to run again or with other values, create a new InternalRequest. */
+/** InternalRequestSpec describes what to run. Exactly one of service and pipeline must be set. The spec is immutable except spec.status (set it to Cancelled to cancel): to run again or with other values, create a new InternalRequest. */
 export interface InternalRequestSpec {
   /** Parameters passed to the internal Pipeline (as PipelineRun string params). With spec.service they are first validated against the service's paramsSchema, which also fills in defaults; a request that fails validation is Rejected before anything runs. Names follow Tekton's rules (a letter or '_' first, then letters, digits, '_', '.', '-'). */
   params?: Record<string, string>;
@@ -24,6 +24,8 @@ export interface InternalRequestSpec {
   service?: string;
   /** ServiceAccount (in the private cluster) that runs the internal PipelineRun. With spec.service it must be the service's serviceAccount or one of its allowedServiceAccounts, and defaults to the service's serviceAccount. Without it Tekton's default ServiceAccount is used. */
   serviceAccount?: string;
+  /** Set to "Cancelled" to cancel the request: the controller cancels its internal PipelineRun (or never starts one) and ends the request with reason Cancelled. Once set it cannot be changed. The Tekton custom task sets it when its CustomRun is cancelled or times out; `isc request cancel` sets it too. */
+  status?: "Cancelled";
   /** Tekton timeouts for the internal PipelineRun, as Go durations (e.g. 1h, 45m, 1h30m0s). With spec.service, a missing pipeline timeout takes the service's timeouts.default and every timeout is capped at its timeouts.maximum. The controller also enforces the pipeline timeout itself and fails the request when it is exceeded. */
   timeouts?: InternalRequestSpecTimeouts;
 }

@@ -71,6 +71,7 @@ export class RequestReconciler {
     if (request.metadata.deletionTimestamp) return this.#finalize(ws, request, log);
     if (isTerminal(request.status)) return this.#cleanUpFinished(ws, request, log);
     const runName = pipelineRunName(ws.name, name, request.metadata.uid as string);
+    if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
     const existing = request.status?.pipelineRun
       ? await this.#getRun(runName)
       : this.#d.private.getPipelineRun(runName);
@@ -209,6 +210,22 @@ export class RequestReconciler {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
     return timeoutMs > 0 ? { requeueAfterMs: remaining } : undefined;
+  }
+
+  /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */
+  async #cancel(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
+    const run = request.status?.pipelineRun
+      ? await this.#getRun(runName)
+      : this.#d.private.getPipelineRun(runName);
+    if (run && !runState(run).done) {
+      await this.#cancelRun(runName);
+      log.info({ pipelineRun: runName }, "request cancelled; internal PipelineRun cancelled");
+    }
+    const message = run
+      ? "request cancelled (spec.status); internal PipelineRun cancelled"
+      : "request cancelled (spec.status) before it started";
+    await this.#finish(ws, request, "Cancelled", message, run ? copyResults(run.status?.results) : {});
+    return undefined;
   }
 
   /** The failing TaskRun's own reason and message, not only Tekton's pipeline summary. */

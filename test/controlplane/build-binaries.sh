@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds kube-apiserver and etcd from Go modules (through the Go module proxy) and caches them
 # by version outside the repo. Prints the directory holding both binaries as the last stdout line.
+# `build-binaries.sh tekton` builds Tekton's pipelines controller instead (cmd/controller), and
+# prints the path of that binary.
 #
 # Honours KUBEBUILDER_ASSETS: when it names a directory with both binaries, nothing is built.
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with
@@ -9,22 +11,29 @@ set -euo pipefail
 
 K8S_VERSION="${ISC_K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ISC_ETCD_VERSION:-v3.6.6}"
+TEKTON_VERSION="${ISC_TEKTON_VERSION:-v1.15.0}"
+TARGET="${1:-kube}"
+CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/internal-service-controller"
 
-if [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
+if [[ "$TARGET" == kube && -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/kube-apiserver" && -x "$KUBEBUILDER_ASSETS/etcd" ]]; then
   echo "$KUBEBUILDER_ASSETS"
   exit 0
 fi
 
-CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/internal-service-controller"
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
-if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" ]]; then
+TEKTON_BIN="$CACHE_ROOT/bin/tekton-$TEKTON_VERSION/controller"
+if [[ "$TARGET" == tekton && -x "$TEKTON_BIN" ]]; then
+  echo "$TEKTON_BIN"
+  exit 0
+fi
+if [[ "$TARGET" == kube && -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" ]]; then
   echo "$BIN_DIR"
   exit 0
 fi
 
 command -v go >/dev/null || { echo "build-binaries: Go is required to build kube-apiserver and etcd (or set KUBEBUILDER_ASSETS to a directory holding both)" >&2; exit 1; }
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod
-mkdir -p "$BIN_DIR"
+mkdir -p "$CACHE_ROOT"
 WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -47,6 +56,7 @@ failed() {
 
 build_etcd() {
   [[ -x "$BIN_DIR/etcd" ]] && return 0
+  mkdir -p "$BIN_DIR"
   local started=$SECONDS dir="$WORK/etcd"
   echo "build-binaries: building etcd $ETCD_VERSION (first run only; takes a few minutes)" >&2
   mkdir -p "$dir" && cd "$dir"
@@ -85,6 +95,29 @@ build_kube_apiserver() {
   echo "build-binaries: kube-apiserver built in $((SECONDS - started))s" >&2
 }
 
-build_etcd
-build_kube_apiserver
-echo "$BIN_DIR"
+# Tekton's go.mod has no replace directives: a plain wrapper module builds it.
+build_tekton() {
+  local started=$SECONDS dir="$WORK/tekton"
+  echo "build-binaries: building Tekton pipelines controller $TEKTON_VERSION (first run only; takes several minutes)" >&2
+  mkdir -p "$dir" "$(dirname "$TEKTON_BIN")" && cd "$dir"
+  go mod init isc-tekton-build >/dev/null 2>&1
+  go get "github.com/tektoncd/pipeline/cmd/controller@$TEKTON_VERSION" 2>&1 |
+    progress tekton-download "modules resolved" || failed tekton-download
+  go build -v -trimpath -ldflags "-s -w" -o "$dir/controller" github.com/tektoncd/pipeline/cmd/controller 2>&1 |
+    progress tekton || failed tekton
+  mv "$dir/controller" "$TEKTON_BIN"
+  echo "build-binaries: Tekton controller built in $((SECONDS - started))s" >&2
+}
+
+case "$TARGET" in
+  kube)
+    build_etcd
+    build_kube_apiserver
+    echo "$BIN_DIR"
+    ;;
+  tekton)
+    build_tekton
+    echo "$TEKTON_BIN"
+    ;;
+  *) echo "usage: build-binaries.sh [kube|tekton]" >&2; exit 2 ;;
+esac

@@ -133,6 +133,42 @@ describe("InternalRequest controller", () => {
     await f.waitForRequest("sign-1", (r) => !r.metadata.finalizers?.includes(finalizer), "finalizer removed");
   });
 
+  it("keeps finished PipelineRuns for the service's retention, then deletes them", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { sign: { ...signService, retention: { keepFinishedPipelineRuns: "3s" } } },
+    });
+    await f.createRequest("kept", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("kept", (r) => r.status?.pipelineRun !== undefined, "started");
+    await f.tekton.succeed(run?.metadata?.name as string);
+    const done = await f.waitForReason("kept", "Succeeded");
+    assert.equal((await f.tekton.list()).length, 1, "still kept right after completion");
+    assert.ok(done.metadata.finalizers?.includes(finalizer), "finalizer stays until the run is collected");
+    await eventually(async () => (await f.tekton.list()).length === 0, "run deleted after retention", 20_000);
+    const after = await f.waitForRequest(
+      "kept",
+      (r) => !r.metadata.finalizers?.includes(finalizer),
+      "finalizer removed",
+    );
+    assert.ok(Date.now() - Date.parse(after.status?.completionTime ?? "") >= 3_000 - 1_000);
+  });
+
+  it("bounds result sizes and says which results were dropped", async () => {
+    const f = await fixture({ config: allowAll, services: { sign: signService } });
+    await f.createRequest("big", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("big", (r) => r.status?.pipelineRun !== undefined, "started");
+    await f.tekton.succeed(run?.metadata?.name as string, [
+      { name: "small", value: "ok" },
+      { name: "huge", value: "x".repeat(100 * 1024) },
+    ]);
+    const r = await f.waitForReason("big", "Succeeded");
+    assert.deepEqual(r.status?.results, { small: "ok" });
+    assert.deepEqual(r.status?.droppedResults, ["huge"]);
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /dropped.*huge/);
+  });
+
   it("rejects params that fail the service's schema, saying which rule", async () => {
     const f = await fixture({ config: allowAll, services: { sign: signService } });
     await f.createRequest("bad-digest", { service: "sign", params: { digest: "md5:1234" } });
@@ -249,6 +285,38 @@ describe("InternalRequest controller", () => {
     // Cancelled, then deleted (no debug): nothing left behind in the private cluster.
     await eventually(async () => (await f.tekton.list()).length === 0, "internal PipelineRun removed");
     assert.ok(run);
+  });
+
+  it("cancels through spec.status, and keeps the spec otherwise immutable", async () => {
+    // debug keeps finished PipelineRuns, so the cancelled run can be inspected.
+    const f = await fixture({
+      config: (ns) => ({ allowList: ns, debug: true }),
+      services: { sign: signService },
+    });
+    const ns = f.namespaces[0] as string;
+    await f.createRequest("cancel-me", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("cancel-me", (r) => r.status?.pipelineRun !== undefined, "started");
+    await assert.rejects(
+      f.requests.mergePatch(ns, "cancel-me", { spec: { params: { digest: "sha256:ffffffff" } } }),
+      (err: { code?: number; body?: unknown }) => {
+        assert.equal(err.code, 422);
+        assert.match(String(err.body), /immutable/);
+        return true;
+      },
+    );
+    await f.requests.mergePatch(ns, "cancel-me", { spec: { status: "Cancelled" } });
+    const r = await f.waitForReason("cancel-me", "Cancelled");
+    assert.equal(r.status?.conditions?.[0]?.status, "False");
+    const cancelled = await f.tekton.runs.get(f.privateNs, run?.metadata?.name as string);
+    assert.equal(cancelled.spec?.status, "Cancelled");
+    await f.waitForRequest(
+      "cancel-me",
+      (x) => !x.metadata.finalizers?.includes(finalizer),
+      "finalizer removed, run kept (debug)",
+    );
+    assert.equal((await f.tekton.list()).length, 1);
+    await assert.rejects(f.requests.mergePatch(ns, "cancel-me", { spec: { status: null } }), { code: 422 });
   });
 
   it("times a request out itself and cancels the PipelineRun", async () => {
