@@ -8,6 +8,7 @@ export interface ApiStatus {
 
 /** The Kubernetes Status carried by a failed API call, or undefined for transport errors. */
 export function apiStatus(err: unknown): ApiStatus | undefined {
+  if (err === null || typeof err !== "object") return undefined;
   const e = err as { code?: unknown; statusCode?: unknown; body?: unknown };
   const code =
     typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
@@ -21,7 +22,8 @@ export function apiStatus(err: unknown): ApiStatus | undefined {
     }
   }
   const status = (body ?? {}) as { reason?: string; message?: string };
-  return { code, reason: status.reason ?? "", message: status.message ?? String(err) };
+  // Never fall back to the exception's text: it carries the raw response with headers.
+  return { code, reason: status.reason ?? "", message: status.message ?? `HTTP ${code}` };
 }
 
 export const isNotFound = (err: unknown) => apiStatus(err)?.code === 404;

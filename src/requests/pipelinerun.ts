@@ -32,14 +32,16 @@ export interface BuildInput {
 export function buildPipelineRun(input: BuildInput): V1PipelineRun {
   const { request, plan, workspace } = input;
   const meta = request.metadata;
-  const system: Record<string, string> = {
-    [managedByLabel]: managedByValue,
-    [requestNameLabel]: meta.name as string,
-    [requestNamespaceLabel]: meta.namespace as string,
-    [requestUidLabel]: meta.uid as string,
+  const system: Record<string, string> = { [managedByLabel]: managedByValue };
+  // Names can be longer than a label value allows; those stay in the annotations only.
+  const labelIfValid = (key: string, value: string | undefined) => {
+    if (value && isValidLabelValue(value)) system[key] = value;
   };
-  if (isValidLabelValue(workspace)) system[workspaceLabel] = workspace;
-  if (plan.service) system[serviceLabel] = plan.service;
+  labelIfValid(requestNameLabel, meta.name);
+  labelIfValid(requestNamespaceLabel, meta.namespace);
+  labelIfValid(requestUidLabel, meta.uid);
+  labelIfValid(workspaceLabel, workspace);
+  labelIfValid(serviceLabel, plan.service);
   // Request labels are copied for traceability, but can never override system labels.
   const labels = { ...copyableLabels(meta.labels), ...system };
   const timeouts: Record<string, string> = { pipeline: formatDuration(plan.timeouts.pipelineMs) };

@@ -11,12 +11,10 @@ export interface ProbeServerOptions {
 }
 
 export function parseAddress(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  const host = i > 0 ? address.slice(0, i).replace(/^\[|\]$/g, "") : "0.0.0.0";
-  const port = Number(address.slice(i + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new Error(`invalid address "${address}": want host:port or :port`);
-  return { host, port };
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new Error(`invalid address "${address}": want host:port, [ipv6]:port or :port`);
+  return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
 /** Starts the server; resolves with it once listening (its address() has the real port). */
