@@ -10,7 +10,12 @@ export const customRunLabel = "tekton.dev/customRun";
 export const attemptLabel = `${labelPrefix}/customrun-attempt`;
 
 /** The Tekton labels a CustomRun carries that link the request to the pipeline (DESIGN-NOTES §2). */
-const copiedTektonLabels = ["tekton.dev/pipelineRun", "tekton.dev/pipelineRunUID", "tekton.dev/pipelineTask", "tekton.dev/memberOf"];
+const copiedTektonLabels = [
+  "tekton.dev/pipelineRun",
+  "tekton.dev/pipelineRunUID",
+  "tekton.dev/pipelineTask",
+  "tekton.dev/memberOf",
+];
 
 /** Whether this CustomRun is for us; all others are ignored. */
 export function isInternalRequestRun(run: V1beta1CustomRun): boolean {
@@ -19,7 +24,9 @@ export function isInternalRequestRun(run: V1beta1CustomRun): boolean {
   return ref.kind === requestKind || (ref.apiVersion ?? "").startsWith("appstudio.redhat.com/");
 }
 
-export type Planned = { ok: true; spec: InternalRequestSpec } | { ok: false; reason: string; message: string };
+export type Planned =
+  | { ok: true; spec: InternalRequestSpec }
+  | { ok: false; reason: string; message: string };
 
 /** The request spec a CustomRun asks for, or why the CustomRun is malformed. */
 export function plannedSpec(run: V1beta1CustomRun): Planned {
@@ -46,17 +53,32 @@ export function plannedSpec(run: V1beta1CustomRun): Planned {
       return {
         ok: false,
         reason: "MissingServiceName",
-        message: "taskRef must name the InternalService to call: taskRef: {apiVersion, kind: InternalRequest, name: <service>}",
+        message:
+          "taskRef must name the InternalService to call: taskRef: {apiVersion, kind: InternalRequest, name: <service>}",
       };
     }
-    return { ok: true, spec: { service, ...(Object.keys(params.values).length ? { params: params.values } : {}) } };
+    return {
+      ok: true,
+      spec: { service, ...(Object.keys(params.values).length ? { params: params.values } : {}) },
+    };
   }
   const embedded = run.spec?.customSpec?.spec as InternalRequestSpec | undefined;
   if (!embedded || typeof embedded !== "object" || Array.isArray(embedded)) {
-    return { ok: false, reason: "InvalidRequestSpec", message: "taskSpec.spec must be an InternalRequest spec (an object with service or pipeline)" };
+    return {
+      ok: false,
+      reason: "InvalidRequestSpec",
+      message: "taskSpec.spec must be an InternalRequest spec (an object with service or pipeline)",
+    };
   }
-  if (typeof embedded.service !== "string" && (typeof embedded.pipeline !== "object" || embedded.pipeline === null)) {
-    return { ok: false, reason: "InvalidRequestSpec", message: "taskSpec.spec must set service (a string) or pipeline (a pipelineRef)" };
+  if (
+    typeof embedded.service !== "string" &&
+    (typeof embedded.pipeline !== "object" || embedded.pipeline === null)
+  ) {
+    return {
+      ok: false,
+      reason: "InvalidRequestSpec",
+      message: "taskSpec.spec must set service (a string) or pipeline (a pipelineRef)",
+    };
   }
   const existing = embedded.params && typeof embedded.params === "object" ? embedded.params : {};
   // CustomRun params win: Tekton never substitutes variables inside the embedded spec, so params are
@@ -72,7 +94,8 @@ function encodeParams(
 ): { ok: true; values: Record<string, string> } | { ok: false; reason: string; message: string } {
   const values: Record<string, string> = {};
   for (const p of params ?? []) {
-    if (typeof p.name !== "string" || p.name === "") return { ok: false, reason: "InvalidParams", message: "every param needs a name" };
+    if (typeof p.name !== "string" || p.name === "")
+      return { ok: false, reason: "InvalidParams", message: "every param needs a name" };
     values[p.name] = typeof p.value === "string" ? p.value : JSON.stringify(p.value);
   }
   return { ok: true, values };
@@ -86,8 +109,15 @@ export function requestName(customRunName: string, attempt: number): string {
   return `${customRunName.slice(0, 63 - 10 - String(attempt).length).replace(/-+$/, "")}-${hash}-${attempt}`;
 }
 
-export function requestFor(run: V1beta1CustomRun, spec: InternalRequestSpec, attempt: number): InternalRequest {
-  const labels: Record<string, string> = { [customRunLabel]: run.metadata?.name as string, [attemptLabel]: String(attempt) };
+export function requestFor(
+  run: V1beta1CustomRun,
+  spec: InternalRequestSpec,
+  attempt: number,
+): InternalRequest {
+  const labels: Record<string, string> = {
+    [customRunLabel]: run.metadata?.name as string,
+    [attemptLabel]: String(attempt),
+  };
   for (const key of copiedTektonLabels) {
     const value = run.metadata?.labels?.[key];
     if (value) labels[key] = value;

@@ -13,7 +13,8 @@ export interface ProbeServerOptions {
 export function parseAddress(address: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(address);
   const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new Error(`invalid address "${address}": want host:port, [ipv6]:port or :port`);
+  if (!m || port > 65535)
+    throw new Error(`invalid address "${address}": want host:port, [ipv6]:port or :port`);
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
