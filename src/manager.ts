@@ -4,6 +4,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { EventRecorder } from "./api/events.ts";
 import {
+  customRuns,
   internalRequests,
   internalServices,
   internalServicesConfigs,
@@ -11,12 +12,14 @@ import {
   ResourceClient,
   taskRuns,
 } from "./api/resources.ts";
+import { CustomRunReconciler, type CustomTaskWorkspace } from "./customtask/reconciler.ts";
+import { customRunLabel } from "./customtask/request.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "./generated/crds.ts";
-import type { V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
+import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
 import { isTerminal } from "./requests/conditions.ts";
 import { formatKey, labelPrefix, managedSelector, parseKey } from "./requests/naming.ts";
 import { type PrivateAccess, RequestReconciler, type WorkspaceAccess } from "./requests/reconciler.ts";
-import { runController } from "./runtime/controller.ts";
+import { type Reconcile, runController } from "./runtime/controller.ts";
 import { Metrics } from "./runtime/metrics.ts";
 import { WorkQueue } from "./runtime/queue.ts";
 import { Reflector } from "./runtime/reflector.ts";
@@ -31,9 +34,14 @@ export interface WorkspaceConfig {
 
 export interface ManagerOptions {
   workspaces: WorkspaceConfig[];
-  privateKubeConfig: KubeConfig;
-  /** Where services, the config and internal PipelineRuns live in the private cluster. */
-  controllerNamespace: string;
+  /** Fulfil InternalRequests (needs the private cluster). Default true. */
+  serveRequests?: boolean;
+  /** Bridge Tekton CustomRuns to InternalRequests (needs Tekton's CRDs in the workspaces). Default true. */
+  serveCustomTasks?: boolean;
+  /** Required when serving requests. */
+  privateKubeConfig?: KubeConfig;
+  /** Where services, the config and internal PipelineRuns live in the private cluster (with serveRequests). */
+  controllerNamespace?: string;
   workers?: number;
   log: Logger;
   metrics?: Metrics;
@@ -54,7 +62,10 @@ const configName = "config";
 export function startManager(opts: ManagerOptions): Manager {
   const metrics = opts.metrics ?? new Metrics();
   const log = opts.log;
+  const serveRequests = opts.serveRequests ?? true;
+  const serveCustomTasks = opts.serveCustomTasks ?? true;
   const queue = new WorkQueue({ observer: metrics.queueObserver("internalrequests") });
+  const customRunQueue = new WorkQueue({ observer: metrics.queueObserver("customruns") });
   const reflectors: Reflector<never>[] = [];
   const track = <T>(r: Reflector<T & { metadata?: object }>) => {
     reflectors.push(r as unknown as Reflector<never>);
@@ -63,6 +74,7 @@ export function startManager(opts: ManagerOptions): Manager {
 
   // Remote workspaces: InternalRequests, one reflector per watched namespace.
   const workspaceAccess = new Map<string, WorkspaceAccess>();
+  const customTaskAccess = new Map<string, CustomTaskWorkspace>();
   const requestCaches: { workspace: string; reflectors: Reflector<InternalRequest>[] }[] = [];
   for (const ws of opts.workspaces) {
     const namespaces = ws.namespaces?.length ? ws.namespaces : [undefined];
@@ -73,21 +85,42 @@ export function startManager(opts: ManagerOptions): Manager {
           type: internalRequests,
           namespace,
           log,
-          onChange: (key) => queue.add(`${ws.name}/${key}`),
+          onChange: (key) => {
+            if (serveRequests) queue.add(`${ws.name}/${key}`);
+            if (serveCustomTasks) {
+              // A request created for a CustomRun wakes that CustomRun.
+              const owner = findIn(caches, key)?.metadata.labels?.[customRunLabel];
+              if (owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
+            }
+          },
         }),
       ),
     );
     requestCaches.push({ workspace: ws.name, reflectors: caches });
+    if (serveCustomTasks) {
+      const runCaches = namespaces.map((namespace) =>
+        track(
+          new Reflector<V1beta1CustomRun>({
+            kubeConfig: ws.kubeConfig,
+            type: customRuns,
+            namespace,
+            log,
+            onChange: (key) => customRunQueue.add(`${ws.name}/${key}`),
+          }),
+        ),
+      );
+      customTaskAccess.set(ws.name, {
+        name: ws.name,
+        customRuns: new ResourceClient<V1beta1CustomRun>(ws.kubeConfig, customRuns),
+        requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
+        getCustomRun: (key) => findIn(runCaches, key),
+        getRequest: (key) => findIn(caches, key),
+      });
+    }
     workspaceAccess.set(ws.name, {
       name: ws.name,
       requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
-      getRequest: (key) => {
-        for (const c of caches) {
-          const hit = c.get(key);
-          if (hit) return hit;
-        }
-        return undefined;
-      },
+      getRequest: (key) => findIn(caches, key),
       events: new EventRecorder(ws.kubeConfig, log),
     });
   }
@@ -110,79 +143,56 @@ export function startManager(opts: ManagerOptions): Manager {
     }
   };
 
-  // Private cluster: our PipelineRuns (mapped back to their request by annotations), services, config.
-  const ns = opts.controllerNamespace;
-  const runs = track(
-    new Reflector<V1PipelineRun>({
-      kubeConfig: opts.privateKubeConfig,
-      type: pipelineRuns,
-      namespace: ns,
-      labelSelector: managedSelector,
-      log,
-      onChange: (key) => {
-        const run = runs.get(key);
-        const workspace = run?.metadata?.annotations?.[`${labelPrefix}/workspace`];
-        const request = run?.metadata?.annotations?.[`${labelPrefix}/request`];
-        if (workspace && request) queue.add(`${workspace}/${request}`);
-        // A finished run frees a concurrency slot for queued requests of its service.
-        if (!run || run.status?.completionTime) enqueueUnfinished();
-      },
-    }),
-  );
-  const services = track(
-    new Reflector<InternalService>({
-      kubeConfig: opts.privateKubeConfig,
-      type: internalServices,
-      namespace: ns,
-      log,
-      onChange: enqueueUnfinished,
-    }),
-  );
-  const configs = track(
-    new Reflector<InternalServicesConfig>({
-      kubeConfig: opts.privateKubeConfig,
-      type: internalServicesConfigs,
-      namespace: ns,
-      log,
-      onChange: enqueueUnfinished,
-    }),
-  );
-
-  const privateAccess: PrivateAccess = {
-    namespace: ns,
-    pipelineRuns: new ResourceClient<V1PipelineRun>(opts.privateKubeConfig, pipelineRuns),
-    taskRuns: new ResourceClient<V1TaskRun>(opts.privateKubeConfig, taskRuns),
-    getPipelineRun: (name) => runs.get(`${ns}/${name}`),
-    listPipelineRuns: () => runs.list(),
-    getService: (name) => services.get(`${ns}/${name}`),
-    getConfig: () => configs.get(`${ns}/${configName}`),
-  };
-  const reconciler = new RequestReconciler({
-    workspaces: workspaceAccess,
-    private: privateAccess,
-    metrics,
-    afterCreate: opts.afterCreate,
-  });
-
   const abort = new AbortController();
+  const controllers: { name: string; queue: WorkQueue; reconcile: Reconcile }[] = [];
+  let privateReflectors: Reflector<never>[] = [];
+  if (serveRequests) {
+    if (!opts.privateKubeConfig || !opts.controllerNamespace) {
+      throw new Error(
+        "serving InternalRequests needs the private cluster's kubeconfig and the controller namespace",
+      );
+    }
+    const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, enqueueUnfinished);
+    privateReflectors = side.reflectors;
+    const reconciler = new RequestReconciler({
+      workspaces: workspaceAccess,
+      private: side.access,
+      metrics,
+      afterCreate: opts.afterCreate,
+    });
+    controllers.push({ name: "internalrequest", queue, reconcile: reconciler.reconcile });
+  }
+  if (serveCustomTasks) {
+    controllers.push({
+      name: "customrun",
+      queue: customRunQueue,
+      reconcile: new CustomRunReconciler(customTaskAccess).reconcile,
+    });
+  }
+
   let ready = false;
-  let workersDone: Promise<void> = Promise.resolve();
+  let workersDone: Promise<unknown> = Promise.resolve();
   const readyPromise = (async () => {
     // Private caches first: reconciling a request needs its service and config.
-    await Promise.all([runs.start(), services.start(), configs.start()]);
-    await Promise.all(requestCaches.flatMap((c) => c.reflectors.map((r) => r.start())));
-    workersDone = runController({
-      name: "internalrequest",
-      queue,
-      reconcile: reconciler.reconcile,
-      workers: opts.workers ?? 4,
-      log,
-      metrics,
-      signal: abort.signal,
-      keyFields: (key) => ({ ...parseKey(key) }),
-    });
+    await Promise.all(privateReflectors.map((r) => r.start()));
+    await Promise.all(reflectors.map((r) => r.start()));
+    workersDone = Promise.all(
+      controllers.map((c) =>
+        runController({
+          ...c,
+          workers: opts.workers ?? 4,
+          log,
+          metrics,
+          signal: abort.signal,
+          keyFields: (key) => ({ ...parseKey(key) }),
+        }),
+      ),
+    );
     ready = true;
-    log.info({ workspaces: opts.workspaces.map((w) => w.name) }, "controller ready");
+    log.info(
+      { workspaces: opts.workspaces.map((w) => w.name), controllers: controllers.map((c) => c.name) },
+      "controller ready",
+    );
   })();
 
   return {
@@ -190,10 +200,68 @@ export function startManager(opts: ManagerOptions): Manager {
     ready: readyPromise,
     isReady: () => ready,
     stop: async () => {
-      for (const r of reflectors) r.stop();
+      for (const r of [...reflectors, ...privateReflectors]) r.stop();
       abort.abort();
       queue.shutDown();
+      customRunQueue.shutDown();
       await workersDone;
     },
   };
+}
+
+function findIn<T>(caches: Reflector<T & { metadata?: object }>[], key: string): T | undefined {
+  for (const c of caches) {
+    const hit = c.get(key);
+    if (hit) return hit;
+  }
+  return undefined;
+}
+
+/** Private cluster: our PipelineRuns (mapped back to their request by annotations), services, config. */
+function privateSide(
+  kubeConfig: KubeConfig,
+  ns: string,
+  log: Logger,
+  queue: WorkQueue,
+  enqueueUnfinished: () => void,
+): { access: PrivateAccess; reflectors: Reflector<never>[] } {
+  const runs: Reflector<V1PipelineRun> = new Reflector<V1PipelineRun>({
+    kubeConfig,
+    type: pipelineRuns,
+    namespace: ns,
+    labelSelector: managedSelector,
+    log,
+    onChange: (key) => {
+      const run = runs.get(key);
+      const workspace = run?.metadata?.annotations?.[`${labelPrefix}/workspace`];
+      const request = run?.metadata?.annotations?.[`${labelPrefix}/request`];
+      if (workspace && request) queue.add(`${workspace}/${request}`);
+      // A finished run frees a concurrency slot for queued requests of its service.
+      if (!run || run.status?.completionTime) enqueueUnfinished();
+    },
+  });
+  const services = new Reflector<InternalService>({
+    kubeConfig,
+    type: internalServices,
+    namespace: ns,
+    log,
+    onChange: enqueueUnfinished,
+  });
+  const configs = new Reflector<InternalServicesConfig>({
+    kubeConfig,
+    type: internalServicesConfigs,
+    namespace: ns,
+    log,
+    onChange: enqueueUnfinished,
+  });
+  const access: PrivateAccess = {
+    namespace: ns,
+    pipelineRuns: new ResourceClient<V1PipelineRun>(kubeConfig, pipelineRuns),
+    taskRuns: new ResourceClient<V1TaskRun>(kubeConfig, taskRuns),
+    getPipelineRun: (name) => runs.get(`${ns}/${name}`),
+    listPipelineRuns: () => runs.list(),
+    getService: (name) => services.get(`${ns}/${name}`),
+    getConfig: () => configs.get(`${ns}/${configName}`),
+  };
+  return { access, reflectors: [runs, services, configs] as unknown as Reflector<never>[] };
 }

@@ -1,6 +1,7 @@
 // `isc controller`: runs the controller until SIGTERM/SIGINT.
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
 import { startManager } from "../manager.ts";
@@ -23,6 +24,11 @@ Flags:
   --private-kubeconfig PATH   kubeconfig of the private cluster (default: in-cluster)     [ISC_PRIVATE_KUBECONFIG]
   --namespace NS              the controller's namespace in the private cluster: services,
                               config and internal PipelineRuns live here                  [ISC_NAMESPACE, POD_NAMESPACE]
+  --requests BOOL             fulfil InternalRequests in the private cluster (default true) [ISC_REQUESTS]
+  --custom-tasks BOOL         run Tekton CustomRuns of kind InternalRequest by creating
+                              InternalRequests (default true; needs Tekton's CRDs in every
+                              workspace). With --requests=false this is the bridge alone, e.g.
+                              in the public cluster; then --namespace is where its Lease lives.   [ISC_CUSTOM_TASKS]
   --metrics-address ADDR      Prometheus /metrics, host:port or :port (default :8080)     [ISC_METRICS_ADDRESS]
   --health-address ADDR       /healthz and /readyz (default :8081)                        [ISC_HEALTH_ADDRESS]
   --leader-elect BOOL         elect a leader through a Lease, so only one replica
@@ -49,6 +55,8 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       },
       "private-kubeconfig": { type: "string", default: env.ISC_PRIVATE_KUBECONFIG },
       namespace: { type: "string", default: env.ISC_NAMESPACE ?? env.POD_NAMESPACE },
+      requests: { type: "string", default: env.ISC_REQUESTS ?? "true" },
+      "custom-tasks": { type: "string", default: env.ISC_CUSTOM_TASKS ?? "true" },
       "metrics-address": { type: "string", default: env.ISC_METRICS_ADDRESS ?? ":8080" },
       "health-address": { type: "string", default: env.ISC_HEALTH_ADDRESS ?? ":8081" },
       "leader-elect": { type: "string", default: env.ISC_LEADER_ELECT ?? "true" },
@@ -78,9 +86,15 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   if (!Number.isInteger(workers) || workers < 1)
     throw new ConfigError(`--workers must be a positive integer, got "${values.workers}"`);
   const leaderElect = parseBool(values["leader-elect"], "--leader-elect");
+  const serveRequests = parseBool(values.requests, "--requests");
+  const serveCustomTasks = parseBool(values["custom-tasks"], "--custom-tasks");
+  if (!serveRequests && !serveCustomTasks)
+    throw new ConfigError("--requests and --custom-tasks are both false: nothing to do");
 
   const remote = loadKubeConfig(values.kubeconfig, "--kubeconfig (remote workspaces)");
-  const privateKc = loadKubeConfig(values["private-kubeconfig"], "--private-kubeconfig");
+  const privateKc = serveRequests
+    ? loadKubeConfig(values["private-kubeconfig"], "--private-kubeconfig")
+    : undefined;
   const specs = values.workspace.length > 0 ? values.workspace : [remote.getCurrentContext()];
   const workspaces: WorkspaceConfig[] = specs.map((spec) => {
     const [context = "", nsList] = spec.split("=", 2);
@@ -98,6 +112,8 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   const startWork = () => {
     manager = startManager({
       workspaces,
+      serveRequests,
+      serveCustomTasks,
       privateKubeConfig: privateKc,
       controllerNamespace: namespace,
       workers,
@@ -116,7 +132,8 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   };
   const elector = leaderElect
     ? new LeaderElector({
-        kubeConfig: privateKc,
+        // The Lease lives where the controller runs: the private cluster, or the workspace for the bridge alone.
+        kubeConfig: privateKc ?? (workspaces[0]?.kubeConfig as KubeConfig),
         namespace,
         name: values["leader-election-id"],
         identity: `${hostname()}_${process.pid}`,

@@ -100,7 +100,13 @@ export class Fixture {
       metrics: new Metrics({ processMetrics: false }),
       afterCreate: extra.afterCreate,
     });
-    await this.manager.ready;
+    const ready = this.manager.ready;
+    await eventually(
+      () => this.manager?.isReady(),
+      "controller caches synced (a permission error keeps them from syncing)",
+      30_000,
+    );
+    await ready;
     return this.manager;
   }
 

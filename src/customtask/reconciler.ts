@@ -1,0 +1,262 @@
+// Tekton's custom-task protocol for InternalRequests: a CustomRun whose customRef/customSpec is
+// {apiVersion: appstudio.redhat.com/v1alpha1, kind: InternalRequest} is fulfilled by creating one
+// InternalRequest per attempt and mirroring it onto the CustomRun's status. Like Tekton's own
+// ReconcileKind: early exits for objects that are not ours or already done.
+import type { Logger } from "pino";
+import { apiStatus, isConflict, isNotFound } from "../api/errors.ts";
+import type { ResourceClient } from "../api/resources.ts";
+import type { InternalRequest } from "../generated/crds.ts";
+import type { KnativeCondition, V1beta1CustomRun, V1beta1CustomRunStatus } from "../generated/tekton.ts";
+import { parseDuration } from "../policy/duration.ts";
+import { isTerminal, rfc3339, succeededCondition } from "../requests/conditions.ts";
+import { parseKey } from "../requests/naming.ts";
+import type { ReconcileResult } from "../runtime/controller.ts";
+import { isInternalRequestRun, plannedSpec, requestFor, requestName } from "./request.ts";
+
+/** Tekton's default when a CustomRun has no spec.timeout. */
+export const defaultTimeoutMs = 60 * 60 * 1000;
+
+export interface CustomTaskWorkspace {
+  name: string;
+  customRuns: ResourceClient<V1beta1CustomRun>;
+  requests: ResourceClient<InternalRequest>;
+  getCustomRun(key: string): V1beta1CustomRun | undefined;
+  getRequest(key: string): InternalRequest | undefined;
+}
+
+/** Request reasons that another attempt cannot change. */
+const notRetried = new Set(["Rejected", "Cancelled"]);
+
+interface Extra {
+  request?: string;
+  workspace?: string;
+  pipelineRun?: string;
+  attempt?: number;
+  attemptStartTime?: string;
+}
+
+export class CustomRunReconciler {
+  readonly #workspaces: Map<string, CustomTaskWorkspace>;
+  readonly #now: () => number;
+
+  constructor(workspaces: Map<string, CustomTaskWorkspace>, now: () => number = Date.now) {
+    this.#workspaces = workspaces;
+    this.#now = now;
+  }
+
+  reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
+    const { workspace, namespace, name } = parseKey(key);
+    const ws = this.#workspaces.get(workspace);
+    const run = ws?.getCustomRun(`${namespace}/${name}`);
+    if (!ws || !run || !isInternalRequestRun(run)) return undefined;
+    if (isDone(run)) return undefined;
+
+    const attempt = run.status?.retriesStatus?.length ?? 0;
+    const requestKey = `${namespace}/${requestName(name, attempt)}`;
+    const request = ws.getRequest(requestKey);
+
+    if (run.spec?.status === "RunCancelled") {
+      if (request && !isTerminal(request.status)) await this.#cancelRequest(ws, request);
+      const message = run.spec.statusMessage || "CustomRun cancelled";
+      await this.#write(ws, run, this.#terminal(run, request, "False", "CustomRunCancelled", message));
+      log.info("custom run cancelled");
+      return undefined;
+    }
+
+    const planned = plannedSpec(run);
+    if (!planned.ok) {
+      await this.#write(ws, run, this.#terminal(run, undefined, "False", planned.reason, planned.message));
+      log.info({ reason: planned.reason }, "custom run rejected");
+      return undefined;
+    }
+
+    let timeoutMs: number;
+    try {
+      timeoutMs = run.spec?.timeout ? parseDuration(run.spec.timeout) : defaultTimeoutMs;
+    } catch (err) {
+      await this.#write(
+        ws,
+        run,
+        this.#terminal(run, undefined, "False", "InvalidTimeout", `spec.timeout: ${(err as Error).message}`),
+      );
+      return undefined;
+    }
+
+    const extra = (run.status?.extraFields ?? {}) as Extra;
+    if (!run.status?.startTime || extra.attempt !== attempt) {
+      const now = rfc3339(new Date(this.#now()));
+      await this.#write(ws, run, {
+        ...run.status,
+        startTime: run.status?.startTime ?? now,
+        conditions: [
+          condition(
+            "Unknown",
+            "Running",
+            attempt > 0
+              ? `retrying: attempt ${attempt + 1} of ${(run.spec?.retries ?? 0) + 1}`
+              : "creating InternalRequest",
+          ),
+        ],
+        extraFields: { ...extra, attempt, attemptStartTime: now, workspace: ws.name, request: requestKey },
+      });
+      return undefined; // continue from the written status, which comes back through the watch
+    }
+
+    if (!request) {
+      await this.#createRequest(ws, run, planned.spec, attempt);
+      return undefined;
+    }
+
+    const elapsed = this.#now() - Date.parse(extra.attemptStartTime ?? run.status.startTime);
+    if (timeoutMs > 0 && elapsed >= timeoutMs && !isTerminal(request.status)) {
+      await this.#cancelRequest(ws, request);
+      return this.#attemptOver(
+        ws,
+        run,
+        request,
+        "CustomRunTimedOut",
+        `attempt ${attempt + 1} timed out after ${run.spec?.timeout ?? "60m"}`,
+        log,
+      );
+    }
+
+    const rc = succeededCondition(request.status);
+    if (!isTerminal(request.status)) {
+      const message = rc?.message || "InternalRequest created, waiting for the controller";
+      const current = run.status.conditions?.[0];
+      const next = { ...run.status, extraFields: { ...extra, pipelineRun: request.status?.pipelineRun } };
+      if (current?.message !== message || extra.pipelineRun !== request.status?.pipelineRun) {
+        await this.#write(ws, run, {
+          ...next,
+          conditions: [condition("Unknown", "Running", message, current)],
+        });
+      }
+      return timeoutMs > 0 ? { requeueAfterMs: Math.max(0, timeoutMs - elapsed) } : undefined;
+    }
+    if (rc?.status === "True") {
+      await this.#write(
+        ws,
+        run,
+        this.#terminal(run, request, "True", "Succeeded", rc.message || "InternalRequest succeeded"),
+      );
+      log.info("custom run succeeded");
+      return undefined;
+    }
+    return this.#attemptOver(ws, run, request, rc?.reason || "Failed", rc?.message ?? "", log);
+  };
+
+  /** A failed or timed-out attempt: retry while retries remain, else end the CustomRun False. */
+  async #attemptOver(
+    ws: CustomTaskWorkspace,
+    run: V1beta1CustomRun,
+    request: InternalRequest,
+    reason: string,
+    message: string,
+    log: Logger,
+  ): Promise<undefined> {
+    const attempt = run.status?.retriesStatus?.length ?? 0;
+    const finished = this.#terminal(run, request, "False", reason, message);
+    if (attempt < (run.spec?.retries ?? 0) && !notRetried.has(reason)) {
+      const { retriesStatus: _, ...snapshot } = finished;
+      await this.#write(ws, run, {
+        ...run.status,
+        conditions: [condition("Unknown", "Running", `attempt ${attempt + 1} failed (${reason}); retrying`)],
+        results: [],
+        retriesStatus: [...(run.status?.retriesStatus ?? []), snapshot],
+      });
+      log.info({ attempt, reason }, "custom run attempt failed; retrying");
+      return undefined;
+    }
+    await this.#write(ws, run, finished);
+    log.info({ reason }, "custom run failed");
+    return undefined;
+  }
+
+  #terminal(
+    run: V1beta1CustomRun,
+    request: InternalRequest | undefined,
+    status: "True" | "False",
+    reason: string,
+    message: string,
+  ): V1beta1CustomRunStatus {
+    const results = Object.entries(request?.status?.results ?? {})
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, value]) => ({ name, value }));
+    const extra = (run.status?.extraFields ?? {}) as Extra;
+    const now = rfc3339(new Date(this.#now()));
+    return {
+      ...run.status,
+      startTime: run.status?.startTime ?? now,
+      completionTime: now,
+      conditions: [condition(status, reason, message)],
+      results,
+      extraFields: {
+        ...extra,
+        ...(request?.status?.pipelineRun ? { pipelineRun: request.status.pipelineRun } : {}),
+      },
+    };
+  }
+
+  async #createRequest(
+    ws: CustomTaskWorkspace,
+    run: V1beta1CustomRun,
+    spec: InternalRequest["spec"],
+    attempt: number,
+  ) {
+    const body = requestFor(run, spec, attempt);
+    try {
+      await ws.requests.create(run.metadata?.namespace as string, body);
+    } catch (err) {
+      if (isConflict(err)) return; // created by an earlier pass; the watch brings it
+      const status = apiStatus(err);
+      if (status?.code === 422 || status?.code === 400) {
+        // The API server's own validation of the request spec: permanent for this CustomRun.
+        await this.#write(
+          ws,
+          run,
+          this.#terminal(run, undefined, "False", "InvalidRequestSpec", status.message),
+        );
+        return;
+      }
+      throw err;
+    }
+  }
+
+  async #cancelRequest(ws: CustomTaskWorkspace, request: InternalRequest) {
+    if (request.spec.status === "Cancelled") return;
+    try {
+      await ws.requests.mergePatch(request.metadata.namespace as string, request.metadata.name as string, {
+        spec: { status: "Cancelled" },
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async #write(ws: CustomTaskWorkspace, run: V1beta1CustomRun, status: V1beta1CustomRunStatus) {
+    const { namespace, name, resourceVersion, generation } = run.metadata as Record<string, string>;
+    const withGeneration = { ...status, ...(generation ? { observedGeneration: Number(generation) } : {}) };
+    await ws.customRuns.patchStatus(namespace as string, name as string, withGeneration, resourceVersion);
+  }
+}
+
+function isDone(run: V1beta1CustomRun): boolean {
+  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  return c !== undefined && c.status !== "Unknown";
+}
+
+function condition(
+  status: KnativeCondition["status"],
+  reason: string,
+  message: string,
+  previous?: KnativeCondition,
+): KnativeCondition {
+  const lastTransitionTime = previous && previous.status === status ? previous.lastTransitionTime : rfc3339();
+  return {
+    type: "Succeeded",
+    status,
+    reason,
+    message,
+    ...(lastTransitionTime ? { lastTransitionTime } : {}),
+  };
+}
