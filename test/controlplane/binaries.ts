@@ -10,21 +10,31 @@ export interface Binaries {
 }
 
 /** Build progress goes to stderr; resolves with the binaries' paths. */
-export function ensureBinaries(): Promise<Binaries> {
+export async function ensureBinaries(): Promise<Binaries> {
+  const dir = await build("kube");
+  return { etcd: `${dir}/etcd`, kubeApiserver: `${dir}/kube-apiserver` };
+}
+
+/** Tekton's pipelines controller (cmd/controller), built once like the control-plane binaries. */
+export function ensureTektonController(): Promise<string> {
+  return build("tekton");
+}
+
+function build(target: "kube" | "tekton"): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn("bash", [script], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn("bash", [script, target], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     child.stdout.on("data", (chunk: Buffer) => {
       out += chunk.toString();
     });
     child.on("error", reject);
     child.on("exit", (code) => {
-      const dir = out.trim().split("\n").at(-1);
-      if (code !== 0 || !dir) {
-        reject(new Error(`building kube-apiserver/etcd failed (exit ${code}); see the messages above`));
+      const path = out.trim().split("\n").at(-1);
+      if (code !== 0 || !path) {
+        reject(new Error(`building ${target} binaries failed (exit ${code}); see the messages above`));
         return;
       }
-      resolve({ etcd: `${dir}/etcd`, kubeApiserver: `${dir}/kube-apiserver` });
+      resolve(path);
     });
   });
 }
