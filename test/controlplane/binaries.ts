@@ -20,7 +20,12 @@ export function ensureTektonController(): Promise<string> {
   return build("tekton");
 }
 
-function build(target: "kube" | "tekton"): Promise<string> {
+/** kubectl and jq (gojq), for tests that run Task step scripts. Resolves with their directory. */
+export function ensureTools(): Promise<string> {
+  return build("tools");
+}
+
+function build(target: "kube" | "tekton" | "tools"): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn("bash", [script, target], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";

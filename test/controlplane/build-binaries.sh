@@ -2,7 +2,8 @@
 # Builds kube-apiserver and etcd from Go modules (through the Go module proxy) and caches them
 # by version outside the repo. Prints the directory holding both binaries as the last stdout line.
 # `build-binaries.sh tekton` builds Tekton's pipelines controller instead (cmd/controller), and
-# prints the path of that binary.
+# prints the path of that binary. `build-binaries.sh tools` builds kubectl and jq (gojq) for tests
+# that run shell steps, and prints their directory.
 #
 # Honours KUBEBUILDER_ASSETS: when it names a directory with both binaries, nothing is built.
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with
@@ -12,6 +13,7 @@ set -euo pipefail
 K8S_VERSION="${ISC_K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ISC_ETCD_VERSION:-v3.6.6}"
 TEKTON_VERSION="${ISC_TEKTON_VERSION:-v1.15.0}"
+GOJQ_VERSION="${ISC_GOJQ_VERSION:-v0.12.17}"
 TARGET="${1:-kube}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/internal-service-controller"
 
@@ -22,6 +24,11 @@ fi
 
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 TEKTON_BIN="$CACHE_ROOT/bin/tekton-$TEKTON_VERSION/controller"
+TOOLS_DIR="$CACHE_ROOT/bin/tools-k8s-$K8S_VERSION-gojq-$GOJQ_VERSION"
+if [[ "$TARGET" == tools && -x "$TOOLS_DIR/kubectl" && -x "$TOOLS_DIR/jq" ]]; then
+  echo "$TOOLS_DIR"
+  exit 0
+fi
 if [[ "$TARGET" == tekton && -x "$TEKTON_BIN" ]]; then
   echo "$TEKTON_BIN"
   exit 0
@@ -67,17 +74,14 @@ build_etcd() {
   echo "build-binaries: etcd built in $((SECONDS - started))s" >&2
 }
 
-build_kube_apiserver() {
-  [[ -x "$BIN_DIR/kube-apiserver" ]] && return 0
-  local started=$SECONDS dir="$WORK/kube" minor="${K8S_VERSION#v1.}"
-  minor="${minor%%.*}"
-  local staging_version="v0.${K8S_VERSION#v1.}"
-  echo "build-binaries: building kube-apiserver $K8S_VERSION (first run only; takes several minutes)" >&2
+# The wrapper module for k8s.io/kubernetes binaries, in $WORK/kube.
+kube_module() {
+  local dir="$WORK/kube" staging_version="v0.${K8S_VERSION#v1.}" upstream_mod
+  [[ -f "$dir/go.mod" ]] && { cd "$dir"; return 0; }
   mkdir -p "$dir" && cd "$dir"
-  local upstream_mod
   upstream_mod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   {
-    echo "module isc-kube-apiserver-build"
+    echo "module isc-kube-build"
     echo
     grep -E '^(go|godebug) ' "$upstream_mod"
     echo
@@ -86,13 +90,33 @@ build_kube_apiserver() {
     grep -E '^\s+k8s\.io/[a-z0-9-]+ => \./staging/' "$upstream_mod" |
       awk -v v="$staging_version" '{ print "replace " $1 " => " $1 " " v }'
   } >go.mod
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" 2>&1 | progress kube-apiserver-download "modules resolved" || failed kube-apiserver-download
+}
+
+# build_kube <command> <destination>: builds k8s.io/kubernetes/cmd/<command> with the version set.
+build_kube() {
+  local cmd="$1" dest="$2" started=$SECONDS minor="${K8S_VERSION#v1.}"
+  minor="${minor%%.*}"
+  [[ -x "$dest" ]] && return 0
+  echo "build-binaries: building $cmd $K8S_VERSION (first run only; takes several minutes)" >&2
+  kube_module
+  go get "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION" 2>&1 | progress "$cmd-download" "modules resolved" || failed "$cmd-download"
   local pkg=k8s.io/component-base/version
   local ldflags="-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-  go build -v -trimpath -ldflags "$ldflags" -o "$dir/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver 2>&1 |
-    progress kube-apiserver || failed kube-apiserver
-  mv "$dir/kube-apiserver" "$BIN_DIR/kube-apiserver"
-  echo "build-binaries: kube-apiserver built in $((SECONDS - started))s" >&2
+  go build -v -trimpath -ldflags "$ldflags" -o "$WORK/$cmd" "k8s.io/kubernetes/cmd/$cmd" 2>&1 |
+    progress "$cmd" || failed "$cmd"
+  mkdir -p "$(dirname "$dest")"
+  mv "$WORK/$cmd" "$dest"
+  echo "build-binaries: $cmd built in $((SECONDS - started))s" >&2
+}
+
+build_gojq() {
+  local dir="$WORK/gojq"
+  [[ -x "$TOOLS_DIR/jq" ]] && return 0
+  echo "build-binaries: building gojq $GOJQ_VERSION as jq" >&2
+  mkdir -p "$dir" "$TOOLS_DIR" && cd "$dir"
+  go mod init isc-gojq-build >/dev/null 2>&1
+  go get "github.com/itchyny/gojq/cmd/gojq@$GOJQ_VERSION" 2>&1 | progress gojq-download "modules resolved" || failed gojq-download
+  go build -v -trimpath -ldflags "-s -w" -o "$TOOLS_DIR/jq" github.com/itchyny/gojq/cmd/gojq 2>&1 | progress gojq || failed gojq
 }
 
 # Tekton's go.mod has no replace directives: a plain wrapper module builds it.
@@ -112,12 +136,17 @@ build_tekton() {
 case "$TARGET" in
   kube)
     build_etcd
-    build_kube_apiserver
+    build_kube kube-apiserver "$BIN_DIR/kube-apiserver"
     echo "$BIN_DIR"
+    ;;
+  tools)
+    build_kube kubectl "$TOOLS_DIR/kubectl"
+    build_gojq
+    echo "$TOOLS_DIR"
     ;;
   tekton)
     build_tekton
     echo "$TEKTON_BIN"
     ;;
-  *) echo "usage: build-binaries.sh [kube|tekton]" >&2; exit 2 ;;
+  *) echo "usage: build-binaries.sh [kube|tekton|tools]" >&2; exit 2 ;;
 esac

@@ -96,7 +96,11 @@ describe("controller process", () => {
 
     await f.createRequest("le-1", { service: "publish" });
     await f.waitForRequest("le-1", (r) => r.status?.pipelineRun !== undefined, "started by the leader");
-    assert.ok((await a.metric("controller_runtime_reconcile_total")) > 0, "the leader reconciled");
+    // The status write lands before the reconcile returns and is counted: wait for the count.
+    await eventually(
+      async () => (await a.metric("controller_runtime_reconcile_total")) > 0,
+      "the leader reconciled",
+    );
     assert.equal(await b.metric("controller_runtime_reconcile_total"), 0, "the standby did not reconcile");
     assert.equal(await a.metric("leader_election_master_status"), 1);
     assert.equal(await b.metric("leader_election_master_status"), 0);

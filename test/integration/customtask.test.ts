@@ -5,7 +5,9 @@ import { after, describe, it } from "node:test";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec } from "../../src/generated/tekton.ts";
+import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
+import { testPlanes } from "../support/planes.ts";
 import { eventually } from "../support/wait.ts";
 
 const service: InternalServiceSpec = {
@@ -237,7 +239,6 @@ describe("custom task bridge", () => {
         "CustomRunWorkspaceNotSupported",
         /workspaces/,
       ],
-      ["bad-timeout", { customRef: ref("sign"), timeout: "soon" }, "InvalidTimeout", /spec.timeout/],
     ];
     for (const [name, spec] of cases) await create(name, spec);
     await create("not-ours", { customRef: { apiVersion: "example.dev/v1", kind: "Widget", name: "w" } });
@@ -249,5 +250,35 @@ describe("custom task bridge", () => {
     }
     assert.equal((await runs.get(ns, "not-ours")).status, undefined, "other custom tasks are left alone");
     assert.deepEqual(await f.tekton.list(), [], "nothing ran in the private cluster");
+  });
+
+  it("ends a CustomRun with an unparsable spec.timeout False with InvalidTimeout", async () => {
+    // Served from the private plane as a second workspace: Tekton's own controller, running on the
+    // public plane in the end-to-end file, cannot decode such a CustomRun and its CustomRun
+    // informer stops listing altogether (a poison pill for Tekton, not for us).
+    const planes = testPlanes();
+    const otherNs = await createNamespace(planes.privateAdmin, uniqueName("team-odd"));
+    const f = await Fixture.create({
+      config: () => ({ allowList: [otherNs] }),
+      services: { sign: service },
+      startController: false,
+    });
+    fixtures.push(f);
+    await f.startController({
+      workspaces: [{ name: "odd", kubeConfig: planes.privateAdmin, namespaces: [otherNs] }],
+    });
+    const runs = new ResourceClient<V1beta1CustomRun>(planes.privateAdmin, customRuns, "test");
+    await runs.create(otherNs, {
+      apiVersion: "tekton.dev/v1beta1",
+      kind: "CustomRun",
+      metadata: { name: "bad-timeout" },
+      spec: { customRef: ref("sign"), timeout: "soon" },
+    });
+    const done = await eventually(async () => {
+      const r = await runs.get(otherNs, "bad-timeout");
+      return r.status?.conditions?.[0]?.status === "False" && r;
+    }, "bad-timeout done");
+    assert.equal(done.status?.conditions?.[0]?.reason, "InvalidTimeout");
+    assert.match(done.status?.conditions?.[0]?.message ?? "", /spec.timeout/);
   });
 });

@@ -2,6 +2,7 @@
 // its ConfigMaps in a system namespace, the image flags (any strings: no pod ever runs), explicit
 // ports. No kubelet exists, so TaskRuns get Pods that stay Pending; tests complete TaskRuns by hand.
 import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
@@ -24,8 +25,10 @@ export class TektonController {
 
   private constructor(child: ChildProcess) {
     this.child = child;
+    const logFile = process.env.ISC_TEKTON_LOG;
     const keep = (b: Buffer) => {
       this.logs = (this.logs + b.toString()).slice(-200_000);
+      if (logFile) appendFileSync(logFile, b);
     };
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
