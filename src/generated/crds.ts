@@ -238,6 +238,8 @@ export interface InternalServicesConfigSpec {
   allowedGitResolverURLs?: string[];
   /** Rules for raw InternalRequests (spec.pipeline instead of spec.service). A raw pipeline request is accepted when some rule has the same resolver and every param the request gives is named in the rule's params and its value matches that glob (`*` matches any run of characters except `/`, `**` matches anything). Params the request leaves out are not checked (the resolver's defaults apply). A raw request that matches no rule (here or in the legacy allowedGitResolverURLs) is rejected; with no rules at all every raw request is rejected and only spec.service requests can run. */
   allowedPipelineSources?: InternalServicesConfigSpecAllowedPipelineSourcesItem[];
+  /** ServiceAccounts (in the controller's namespace) that raw spec.pipeline requests may choose with spec.serviceAccount (or the legacy spec.pipeline.serviceAccountName). Empty or absent: a raw request that names a ServiceAccount is Rejected, and raw requests run as Tekton's default ServiceAccount. Requests for an InternalService are governed by the service's serviceAccount and allowedServiceAccounts instead. */
+  allowedServiceAccounts?: string[];
   /** Debug mode: finished PipelineRuns and their PersistentVolumeClaims are never deleted (overrides every InternalService's retention), for inspection. */
   debug?: boolean;
   /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */

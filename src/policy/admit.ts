@@ -165,10 +165,21 @@ function admitRaw(
     ? resolveTimeouts(request.timeouts, {})
     : resolveTimeouts(pipeline.timeouts, {}, "spec.pipeline.timeouts");
   if (!timed.ok) return deny("InvalidTimeout", timed.message);
+  // The original controller let callers pick any ServiceAccount in the internal namespace.
+  const serviceAccount = request.serviceAccount ?? pipeline.serviceAccountName;
+  const allowedAccounts = config.allowedServiceAccounts ?? [];
+  if (serviceAccount !== undefined && !allowedAccounts.includes(serviceAccount)) {
+    const choices =
+      allowedAccounts.length > 0 ? `allowed: ${listCapped(allowedAccounts)}` : "none is allowed";
+    return deny(
+      "ServiceAccountNotAllowed",
+      `spec.serviceAccount ${quote(serviceAccount)} is not allowed for raw pipeline requests (${choices} by spec.allowedServiceAccounts of the InternalServicesConfig; leave it unset to run as Tekton's default)`,
+    );
+  }
   return plan(timed, {
     pipelineRef: copyRef(pipeline.pipelineRef),
     params: { ...request.params },
-    serviceAccount: request.serviceAccount ?? pipeline.serviceAccountName,
+    serviceAccount,
     keepFinishedMs: config.debug ? Number.POSITIVE_INFINITY : 0,
     sensitiveParams: [],
   });

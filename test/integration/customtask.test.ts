@@ -5,6 +5,9 @@ import { after, describe, it } from "node:test";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec } from "../../src/generated/tekton.ts";
+import { startManager } from "../../src/manager.ts";
+import { silentLogger } from "../../src/runtime/log.ts";
+import { Metrics } from "../../src/runtime/metrics.ts";
 import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
@@ -250,6 +253,44 @@ describe("custom task bridge", () => {
     }
     assert.equal((await runs.get(ns, "not-ours")).status, undefined, "other custom tasks are left alone");
     assert.deepEqual(await f.tekton.list(), [], "nothing ran in the private cluster");
+  });
+
+  it("runs as a bridge alone (--requests=false) next to a request controller without custom tasks", async () => {
+    const f = await Fixture.create({
+      config: (ns) => ({ allowList: ns }),
+      services: { sign: service },
+      startController: false,
+    });
+    fixtures.push(f);
+    await f.startController({ serveCustomTasks: false });
+    const bridge = startManager({
+      workspaces: [{ name: "public", kubeConfig: f.publicKc, namespaces: f.namespaces }],
+      serveRequests: false,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+    });
+    after(() => bridge.stop());
+    await bridge.ready;
+    const runs = new ResourceClient<V1beta1CustomRun>(f.publicKc, customRuns, "test");
+    const ns = f.namespaces[0] as string;
+    await runs.create(ns, {
+      apiVersion: "tekton.dev/v1beta1",
+      kind: "CustomRun",
+      metadata: { name: "split" },
+      spec: { customRef: ref("sign"), params: [{ name: "digest", value: "sha256:split" }] },
+    });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("split-0", (r) => r.status?.pipelineRun !== undefined, "started");
+    await f.tekton.succeed(run?.metadata?.name as string, [{ name: "signature", value: "split" }]);
+    const done = await eventually(async () => {
+      const r = await runs.get(ns, "split");
+      return r.status?.conditions?.[0]?.status === "True" && r;
+    }, "CustomRun done");
+    assert.deepEqual(done.status?.results, [{ name: "signature", value: "split" }]);
+    const controllers = new Set(
+      (await bridge.metrics.reconcileTotal.get()).values.map((v) => v.labels.controller),
+    );
+    assert.deepEqual([...controllers], ["customrun"], "the bridge alone never reconciles InternalRequests");
   });
 
   it("ends a CustomRun with an unparsable spec.timeout False with InvalidTimeout", async () => {

@@ -88,7 +88,13 @@ export class Fixture {
   }
 
   async startController(
-    extra: { workspaces?: WorkspaceConfig[]; privateKubeConfig?: KubeConfig; afterCreate?: () => void } = {},
+    extra: {
+      workspaces?: WorkspaceConfig[];
+      privateKubeConfig?: KubeConfig;
+      afterCreate?: () => void;
+      serveRequests?: boolean;
+      serveCustomTasks?: boolean;
+    } = {},
   ): Promise<Manager> {
     this.manager = startManager({
       workspaces: extra.workspaces ?? [
@@ -99,6 +105,8 @@ export class Fixture {
       log: silentLogger,
       metrics: new Metrics({ processMetrics: false }),
       afterCreate: extra.afterCreate,
+      serveRequests: extra.serveRequests,
+      serveCustomTasks: extra.serveCustomTasks,
     });
     const ready = this.manager.ready;
     await eventually(

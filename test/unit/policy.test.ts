@@ -668,11 +668,19 @@ describe("admit", () => {
       resolver: "git",
       params: [{ name: "url", value: "https://gitlab.internal/a/b.git" }],
     };
+    const withAccounts = { ...config, allowedServiceAccounts: ["legacy-sa", "new-sa"] };
     const legacy = allowed(
-      run({
-        pipeline: { pipelineRef, serviceAccountName: "legacy-sa", timeouts: { pipeline: "2h", tasks: "1h" } },
-        params: { x: "1" },
-      }),
+      run(
+        {
+          pipeline: {
+            pipelineRef,
+            serviceAccountName: "legacy-sa",
+            timeouts: { pipeline: "2h", tasks: "1h" },
+          },
+          params: { x: "1" },
+        },
+        { cfg: withAccounts },
+      ),
     );
     assert.deepEqual(legacy, {
       pipelineRef,
@@ -684,13 +692,29 @@ describe("admit", () => {
       notes: [],
     });
     const newer = allowed(
-      run({
-        pipeline: { pipelineRef, serviceAccountName: "legacy-sa", timeouts: { pipeline: "2h" } },
-        serviceAccount: "new-sa",
-        timeouts: { pipeline: "20m" },
-      }),
+      run(
+        {
+          pipeline: { pipelineRef, serviceAccountName: "legacy-sa", timeouts: { pipeline: "2h" } },
+          serviceAccount: "new-sa",
+          timeouts: { pipeline: "20m" },
+        },
+        { cfg: withAccounts },
+      ),
     );
     assert.equal(newer.serviceAccount, "new-sa");
+    // Raw requests cannot pick a ServiceAccount the config does not list (the old controller's weakness).
+    denied(
+      run({ pipeline: { pipelineRef }, serviceAccount: "cluster-admin" }, { cfg: withAccounts }),
+      "ServiceAccountNotAllowed",
+      '"cluster-admin"',
+      "allowed: legacy-sa, new-sa",
+    );
+    denied(
+      run({ pipeline: { pipelineRef, serviceAccountName: "legacy-sa" } }),
+      "ServiceAccountNotAllowed",
+      "none is allowed",
+    );
+    assert.equal(allowed(run({ pipeline: { pipelineRef } })).serviceAccount, undefined);
     assert.deepEqual(newer.timeouts, { pipelineMs: 20 * M });
     assert.deepEqual(allowed(run({ pipeline: { pipelineRef } })).timeouts, { pipelineMs: H });
     denied(
