@@ -17,7 +17,8 @@ import { customRunLabel } from "./customtask/request.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "./generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
 import { isTerminal } from "./requests/conditions.ts";
-import { formatKey, labelPrefix, managedSelector, parseKey } from "./requests/naming.ts";
+import { formatKey, labelPrefix, managedSelector, parseKey, serviceLabel } from "./requests/naming.ts";
+import { runState } from "./requests/pipelinerun.ts";
 import { type PrivateAccess, RequestReconciler, type WorkspaceAccess } from "./requests/reconciler.ts";
 import { type Reconcile, runController } from "./runtime/controller.ts";
 import { Metrics } from "./runtime/metrics.ts";
@@ -154,6 +155,7 @@ export function startManager(opts: ManagerOptions): Manager {
     }
     const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, enqueueUnfinished);
     privateReflectors = side.reflectors;
+    metrics.activeRunsSource = () => activeRunsByService(side.access.listPipelineRuns());
     const reconciler = new RequestReconciler({
       workspaces: workspaceAccess,
       private: side.access,
@@ -207,6 +209,16 @@ export function startManager(opts: ManagerOptions): Manager {
       await workersDone;
     },
   };
+}
+
+function activeRunsByService(runs: V1PipelineRun[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const run of runs) {
+    if (runState(run).done) continue;
+    const service = run.metadata?.labels?.[serviceLabel] ?? "(pipeline)";
+    counts.set(service, (counts.get(service) ?? 0) + 1);
+  }
+  return counts;
 }
 
 function findIn<T>(caches: Reflector<T & { metadata?: object }>[], key: string): T | undefined {

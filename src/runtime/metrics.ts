@@ -74,11 +74,17 @@ export class Metrics {
     buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
     registers: [this.registry],
   });
+  /** Counted from the cache at scrape time, so it can never drift from the PipelineRuns that exist. */
+  activeRunsSource: (() => Map<string, number>) | undefined;
   readonly activeRuns = new Gauge({
     name: "internal_requests_active",
-    help: "InternalRequests with a running internal PipelineRun, by service.",
+    help: "Internal PipelineRuns that have not finished yet, by service.",
     labelNames: ["service"],
     registers: [this.registry],
+    collect: () => {
+      this.activeRuns.reset();
+      for (const [service, n] of this.activeRunsSource?.() ?? []) this.activeRuns.set({ service }, n);
+    },
   });
 
   constructor(opts: { processMetrics?: boolean } = {}) {

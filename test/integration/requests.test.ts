@@ -69,6 +69,30 @@ describe("InternalRequest controller", () => {
     assert.deepEqual(await f.tekton.list(), []);
   });
 
+  it("applies the service's own allowedNamespaces on top of the config's allowList", async () => {
+    const f = await fixture({
+      namespaces: 2,
+      config: allowAll,
+      services: { sign: { ...signService } },
+      startController: false,
+    });
+    await f.services.mergePatch(f.privateNs, "sign", {
+      spec: { allowedNamespaces: [`public/${f.namespaces[0]}`] },
+    });
+    await f.startController();
+    const other = f.namespaces[1] as string;
+    await f.createRequest(
+      "svc-outsider",
+      { service: "sign", params: { digest: "sha256:abcdef12" } },
+      { namespace: other },
+    );
+    const r = await f.waitForReason("svc-outsider", "Rejected", other);
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /InternalService "sign"/);
+    assert.match(r.status?.conditions?.[0]?.message ?? "", new RegExp(other));
+    await f.createRequest("svc-insider", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    await f.tekton.waitForRuns(1);
+  });
+
   it("runs an accepted request as one PipelineRun and copies results back on success", async () => {
     const f = await fixture({
       config: allowAll,
@@ -351,6 +375,8 @@ describe("InternalRequest controller", () => {
     );
     assert.equal(queued.status?.conditions?.[0]?.status, "Unknown");
     assert.equal((await f.tekton.list()).length, 1);
+    const gauge = await f.manager?.metrics.registry.getSingleMetricAsString("internal_requests_active");
+    assert.match(gauge ?? "", /internal_requests_active\{service="sign"\} 1/);
     await f.tekton.succeed(first?.metadata?.name as string);
     await f.waitForReason("first", "Succeeded");
     await f.waitForRequest("second", (r) => r.status?.pipelineRun !== undefined, "second started");
