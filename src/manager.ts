@@ -1,6 +1,6 @@
 // Wires the data path: reflectors (watch -> cache) enqueue keys; workers reconcile them; reconcilers
 // write through the API. One process serves several remote workspaces and one private cluster.
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { EventRecorder } from "./api/events.ts";
 import {
@@ -8,6 +8,7 @@ import {
   internalRequests,
   internalServices,
   internalServicesConfigs,
+  namespaces,
   pipelineRuns,
   ResourceClient,
   taskRuns,
@@ -22,6 +23,7 @@ import { runState } from "./requests/pipelinerun.ts";
 import { type PrivateAccess, RequestReconciler, type WorkspaceAccess } from "./requests/reconciler.ts";
 import { type Reconcile, runController } from "./runtime/controller.ts";
 import { Metrics } from "./runtime/metrics.ts";
+import { NamespacedCache } from "./runtime/namespaced-cache.ts";
 import { WorkQueue } from "./runtime/queue.ts";
 import { Reflector } from "./runtime/reflector.ts";
 
@@ -29,8 +31,10 @@ export interface WorkspaceConfig {
   /** Names the workspace in keys, labels and allow-lists ("workspace/namespace"); no "/". */
   name: string;
   kubeConfig: KubeConfig;
-  /** Namespaces to watch; empty or undefined: all namespaces (needs cluster-wide list/watch). */
+  /** Namespaces to watch. Neither this nor namespaceSelector: all namespaces (cluster-wide list/watch). */
   namespaces?: string[];
+  /** Serve the namespaces with these labels, following them as they come and go (needs list/watch namespaces). */
+  namespaceSelector?: string;
 }
 
 export interface ManagerOptions {
@@ -67,79 +71,90 @@ export function startManager(opts: ManagerOptions): Manager {
   const serveCustomTasks = opts.serveCustomTasks ?? true;
   const queue = new WorkQueue({ observer: metrics.queueObserver("internalrequests") });
   const customRunQueue = new WorkQueue({ observer: metrics.queueObserver("customruns") });
-  const reflectors: Reflector<never>[] = [];
-  const track = <T>(r: Reflector<T & { metadata?: object }>) => {
-    reflectors.push(r as unknown as Reflector<never>);
-    return r;
-  };
-
-  // Remote workspaces: InternalRequests, one reflector per watched namespace.
+  // Remote workspaces: InternalRequests (and CustomRuns), one reflector per served namespace.
   const workspaceAccess = new Map<string, WorkspaceAccess>();
   const customTaskAccess = new Map<string, CustomTaskWorkspace>();
-  const requestCaches: { workspace: string; reflectors: Reflector<InternalRequest>[] }[] = [];
+  const requestCaches = new Map<string, NamespacedCache<InternalRequest>>();
+  /** Per workspace: starts its caches, resolving when the namespaces served at start are synced. */
+  const starters: (() => Promise<void>)[] = [];
+  const stoppers: (() => void)[] = [];
+
   for (const ws of opts.workspaces) {
-    const namespaces = ws.namespaces?.length ? ws.namespaces : [undefined];
-    const caches = namespaces.map((namespace) =>
-      track(
-        new Reflector<InternalRequest>({
-          kubeConfig: ws.kubeConfig,
-          type: internalRequests,
-          namespace,
-          log,
-          onChange: (key) => {
-            if (serveRequests) queue.add(`${ws.name}/${key}`);
-            if (serveCustomTasks) {
-              // A request created for a CustomRun wakes that CustomRun.
-              const owner = findIn(caches, key)?.metadata.labels?.[customRunLabel];
-              if (owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
-            }
-          },
-        }),
-      ),
+    const requests: NamespacedCache<InternalRequest> = new NamespacedCache(
+      ws.kubeConfig,
+      internalRequests,
+      log,
+      (key) => {
+        if (serveRequests) queue.add(`${ws.name}/${key}`);
+        // A request created for a CustomRun wakes that CustomRun.
+        const owner = requests.get(key)?.metadata.labels?.[customRunLabel];
+        if (serveCustomTasks && owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
+      },
     );
-    requestCaches.push({ workspace: ws.name, reflectors: caches });
+    const caches: NamespacedCache<never>[] = [requests as NamespacedCache<never>];
+    requestCaches.set(ws.name, requests);
+    workspaceAccess.set(ws.name, {
+      name: ws.name,
+      requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
+      getRequest: (key) => requests.get(key),
+      events: new EventRecorder(ws.kubeConfig, log),
+    });
     if (serveCustomTasks) {
-      const runCaches = namespaces.map((namespace) =>
-        track(
-          new Reflector<V1beta1CustomRun>({
-            kubeConfig: ws.kubeConfig,
-            type: customRuns,
-            namespace,
-            log,
-            onChange: (key) => customRunQueue.add(`${ws.name}/${key}`),
-          }),
-        ),
+      const runs = new NamespacedCache<V1beta1CustomRun>(ws.kubeConfig, customRuns, log, (key) =>
+        customRunQueue.add(`${ws.name}/${key}`),
       );
+      caches.push(runs as NamespacedCache<never>);
       customTaskAccess.set(ws.name, {
         name: ws.name,
         customRuns: new ResourceClient<V1beta1CustomRun>(ws.kubeConfig, customRuns),
         requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
-        getCustomRun: (key) => findIn(runCaches, key),
-        getRequest: (key) => findIn(caches, key),
+        getCustomRun: (key) => runs.get(key),
+        getRequest: (key) => requests.get(key),
       });
     }
-    workspaceAccess.set(ws.name, {
-      name: ws.name,
-      requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
-      getRequest: (key) => findIn(caches, key),
-      events: new EventRecorder(ws.kubeConfig, log),
+    const serve = (namespace: string | undefined) => Promise.all(caches.map((c) => c.serve(namespace)));
+    stoppers.push(() => {
+      for (const c of caches) c.stop();
     });
+    if (ws.namespaceSelector) {
+      // Follow the selected namespaces: start serving new ones, drop those that no longer match.
+      const selected: Reflector<KubernetesObject> = new Reflector<KubernetesObject>({
+        kubeConfig: ws.kubeConfig,
+        type: namespaces,
+        labelSelector: ws.namespaceSelector,
+        log,
+        onChange: (key) => {
+          const name = key.slice(1); // cluster-scoped: "/name"
+          if (selected.get(key))
+            void serve(name).catch(() => undefined); // the reflector retries itself
+          else for (const c of caches) c.drop(name);
+        },
+      });
+      stoppers.push(() => selected.stop());
+      starters.push(async () => {
+        await selected.start();
+        await Promise.all(selected.list().map((n) => serve(n.metadata?.name)));
+      });
+    } else {
+      const list = ws.namespaces?.length ? ws.namespaces : [undefined];
+      starters.push(async () => {
+        await Promise.all(list.map(serve));
+      });
+    }
   }
 
   // When a service or the config changes, every request still waiting may decide differently.
   const enqueueUnfinished = () => {
-    for (const { workspace, reflectors: caches } of requestCaches) {
-      for (const c of caches) {
-        for (const r of c.list()) {
-          if (!isTerminal(r.status))
-            queue.add(
-              formatKey({
-                workspace,
-                namespace: r.metadata.namespace as string,
-                name: r.metadata.name as string,
-              }),
-            );
-        }
+    for (const [workspace, requests] of requestCaches) {
+      for (const r of requests.list()) {
+        if (isTerminal(r.status)) continue;
+        queue.add(
+          formatKey({
+            workspace,
+            namespace: r.metadata.namespace as string,
+            name: r.metadata.name as string,
+          }),
+        );
       }
     }
   };
@@ -177,7 +192,7 @@ export function startManager(opts: ManagerOptions): Manager {
   const readyPromise = (async () => {
     // Private caches first: reconciling a request needs its service and config.
     await Promise.all(privateReflectors.map((r) => r.start()));
-    await Promise.all(reflectors.map((r) => r.start()));
+    await Promise.all(starters.map((start) => start()));
     workersDone = Promise.all(
       controllers.map((c) =>
         runController({
@@ -202,7 +217,8 @@ export function startManager(opts: ManagerOptions): Manager {
     ready: readyPromise,
     isReady: () => ready,
     stop: async () => {
-      for (const r of [...reflectors, ...privateReflectors]) r.stop();
+      for (const stop of stoppers) stop();
+      for (const r of privateReflectors) r.stop();
       abort.abort();
       queue.shutDown();
       customRunQueue.shutDown();
@@ -219,14 +235,6 @@ function activeRunsByService(runs: V1PipelineRun[]): Map<string, number> {
     counts.set(service, (counts.get(service) ?? 0) + 1);
   }
   return counts;
-}
-
-function findIn<T>(caches: Reflector<T & { metadata?: object }>[], key: string): T | undefined {
-  for (const c of caches) {
-    const hit = c.get(key);
-    if (hit) return hit;
-  }
-  return undefined;
 }
 
 /** Private cluster: our PipelineRuns (mapped back to their request by annotations), services, config. */

@@ -1,9 +1,16 @@
 // The API resources this controller reads and writes, and typed access to them through client-node's
 // CustomObjectsApi (it passes bodies through untouched, unlike the typed serializers, which drop keys
 // they do not know).
-import { CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+} from "@kubernetes/client-node";
 
 export interface ResourceType {
+  /** "" for the core API (/api/v1). */
   group: string;
   version: string;
   plural: string;
@@ -45,12 +52,16 @@ export const customRuns: ResourceType = {
   kind: "CustomRun",
 };
 
-export const apiVersionOf = (type: ResourceType) => `${type.group}/${type.version}`;
+export const namespaces: ResourceType = { group: "", version: "v1", plural: "namespaces", kind: "Namespace" };
+
+export const apiVersionOf = (type: ResourceType) =>
+  type.group ? `${type.group}/${type.version}` : type.version;
 
 /** Collection path, for watches: all namespaces when namespace is undefined. */
 export function collectionPath(type: ResourceType, namespace?: string): string {
   const ns = namespace ? `/namespaces/${namespace}` : "";
-  return `/apis/${type.group}/${type.version}${ns}/${type.plural}`;
+  const base = type.group ? `/apis/${type.group}/${type.version}` : `/api/${type.version}`;
+  return `${base}${ns}/${type.plural}`;
 }
 
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
@@ -66,11 +77,13 @@ export type JsonPatchOp = { op: "add" | "remove" | "replace" | "test"; path: str
 /** Namespaced custom-object operations for one resource type on one cluster. */
 export class ResourceClient<T> {
   readonly #api: CustomObjectsApi;
+  readonly #objects: KubernetesObjectApi;
   readonly #type: ResourceType;
   readonly fieldManager: string;
 
   constructor(kubeConfig: KubeConfig, type: ResourceType, fieldManager = "internal-service-controller") {
     this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.#type = type;
     this.fieldManager = fieldManager;
   }
@@ -88,6 +101,24 @@ export class ResourceClient<T> {
     namespace: string | undefined,
     opts: { labelSelector?: string; limit?: number; continue?: string } = {},
   ): Promise<ListPage<T>> {
+    if (!this.#type.group) {
+      // Core kinds (namespaces) are not custom objects: list them through the generic client.
+      const { labelSelector, limit, continue: token } = opts;
+      const t = this.#type;
+      const list = await this.#objects.list(
+        t.version,
+        t.kind,
+        namespace,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        labelSelector,
+        limit,
+        token,
+      );
+      return list as unknown as ListPage<T>;
+    }
     const query = { labelSelector: opts.labelSelector, limit: opts.limit, _continue: opts.continue };
     const page = namespace
       ? await this.#api.listNamespacedCustomObject({ ...this.#base(), namespace, ...query })

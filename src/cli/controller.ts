@@ -21,6 +21,10 @@ Flags:
   --workspace CTX[=NS,NS]     serve context CTX (a workspace named after it), optionally only
                               the given namespaces; repeat for several. Default: the current
                               context, all namespaces.                                     [ISC_WORKSPACES, space-separated]
+  --workspace-selector CTX=SELECTOR
+                              serve context CTX's namespaces that match a label selector,
+                              following them as they come and go (needs list/watch on
+                              namespaces); repeat for several                             [ISC_WORKSPACE_SELECTORS, space-separated]
   --private-kubeconfig PATH   kubeconfig of the private cluster (default: in-cluster)     [ISC_PRIVATE_KUBECONFIG]
   --namespace NS              the controller's namespace in the private cluster: services,
                               config and internal PipelineRuns live here                  [ISC_NAMESPACE, POD_NAMESPACE]
@@ -52,6 +56,11 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
         type: "string",
         multiple: true,
         default: env.ISC_WORKSPACES?.split(/\s+/).filter(Boolean) ?? [],
+      },
+      "workspace-selector": {
+        type: "string",
+        multiple: true,
+        default: env.ISC_WORKSPACE_SELECTORS?.split(/\s+/).filter(Boolean) ?? [],
       },
       "private-kubeconfig": { type: "string", default: env.ISC_PRIVATE_KUBECONFIG },
       namespace: { type: "string", default: env.ISC_NAMESPACE ?? env.POD_NAMESPACE },
@@ -95,17 +104,32 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   const privateKc = serveRequests
     ? loadKubeConfig(values["private-kubeconfig"], "--private-kubeconfig")
     : undefined;
-  const specs = values.workspace.length > 0 ? values.workspace : [remote.getCurrentContext()];
-  const workspaces: WorkspaceConfig[] = specs.map((spec) => {
-    const [context = "", nsList] = spec.split("=", 2);
+  const selectors = values["workspace-selector"];
+  const specs =
+    values.workspace.length > 0 || selectors.length > 0 ? values.workspace : [remote.getCurrentContext()];
+  const workspace = (flag: string, context: string): WorkspaceConfig => {
     if (context.includes("/"))
-      throw new ConfigError(`--workspace ${spec}: a workspace (context) name cannot contain "/"`);
-    return {
-      name: context,
-      kubeConfig: forContext(remote, context, `--workspace ${spec}`),
-      namespaces: nsList?.split(",").filter(Boolean),
-    };
-  });
+      throw new ConfigError(`${flag}: a workspace (context) name cannot contain "/"`);
+    return { name: context, kubeConfig: forContext(remote, context, flag) };
+  };
+  const workspaces: WorkspaceConfig[] = [
+    ...specs.map((spec) => {
+      const [context = "", nsList] = spec.split("=", 2);
+      return { ...workspace(`--workspace ${spec}`, context), namespaces: nsList?.split(",").filter(Boolean) };
+    }),
+    ...selectors.map((spec) => {
+      const i = spec.indexOf("=");
+      if (i <= 0 || i === spec.length - 1) {
+        throw new ConfigError(
+          `--workspace-selector ${spec}: want CONTEXT=LABEL-SELECTOR, e.g. prod=release.example.com/tenant`,
+        );
+      }
+      return {
+        ...workspace(`--workspace-selector ${spec}`, spec.slice(0, i)),
+        namespaceSelector: spec.slice(i + 1),
+      };
+    }),
+  ];
 
   const metrics = new Metrics();
   let manager: ReturnType<typeof startManager> | undefined;

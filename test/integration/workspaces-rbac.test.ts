@@ -3,7 +3,14 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import type { KubernetesObject, V1ClusterRole, V1Role } from "@kubernetes/client-node";
+import {
+  CoreV1Api,
+  type KubernetesObject,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ClusterRole,
+  type V1Role,
+} from "@kubernetes/client-node";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import {
@@ -18,6 +25,7 @@ import { testPlanes } from "../support/planes.ts";
 import { eventually } from "../support/wait.ts";
 
 const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
+const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const service: InternalServiceSpec = { pipeline: { pipelineName: "advise" } };
 
 describe("workspaces and least privilege", () => {
@@ -70,6 +78,43 @@ describe("workspaces and least privilege", () => {
       return r.status?.conditions?.[0]?.reason === "Succeeded" && r;
     }, "request in ws-b succeeded");
     assert.deepEqual(b.status?.results, { ws: "ws-b" });
+  });
+
+  it("serves the namespaces a label selector picks, following label changes", async () => {
+    const tenant = uniqueName("tenant");
+    const selector = `isc.test/tenant=${tenant}`;
+    const labelled = await createNamespace(planes.publicAdmin, uniqueName("sel-in"), {
+      "isc.test/tenant": tenant,
+    });
+    const later = await createNamespace(planes.publicAdmin, uniqueName("sel-later"));
+    const f = await Fixture.create({
+      namespaces: 0,
+      config: () => ({ allowList: [labelled, later] }),
+      services: { advise: service },
+      startController: false,
+    });
+    fixtures.push(f);
+    await f.startController({
+      workspaces: [{ name: "public", kubeConfig: planes.publicAdmin, namespaceSelector: selector }],
+    });
+    await f.createRequest("in", { service: "advise" }, { namespace: labelled });
+    await f.createRequest("not-yet", { service: "advise" }, { namespace: later });
+    await f.waitForRequest("in", (r) => r.status?.pipelineRun !== undefined, "served", labelled);
+    assert.equal((await f.tekton.list()).length, 1, "the unlabelled namespace is not served");
+    assert.equal((await f.requests.get(later, "not-yet")).status, undefined);
+    await planes.publicAdmin
+      .makeApiClient(CoreV1Api)
+      .patchNamespace(
+        { name: later, body: { metadata: { labels: { "isc.test/tenant": tenant } } } },
+        mergePatch,
+      );
+    await f.waitForRequest(
+      "not-yet",
+      (r) => r.status?.pipelineRun !== undefined,
+      "served once labelled",
+      later,
+    );
+    assert.equal((await f.tekton.list()).length, 2);
   });
 
   it("works with only the documented least-privilege RBAC on both clusters", async () => {

@@ -1,0 +1,62 @@
+// The objects of one kind in one workspace, over the namespaces it serves: a fixed list, all
+// namespaces, or those matching a label selector, followed as namespaces appear and disappear.
+// One reflector per namespace keeps RBAC namespaced where it can be.
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { Logger } from "pino";
+import type { ResourceType } from "../api/resources.ts";
+import { Reflector } from "./reflector.ts";
+
+const allNamespaces = "";
+
+export class NamespacedCache<T extends KubernetesObject> {
+  readonly #kubeConfig: KubeConfig;
+  readonly #type: ResourceType;
+  readonly #log: Logger;
+  readonly #onChange: (key: string) => void;
+  readonly #byNamespace = new Map<string, Reflector<T>>();
+
+  constructor(kubeConfig: KubeConfig, type: ResourceType, log: Logger, onChange: (key: string) => void) {
+    this.#kubeConfig = kubeConfig;
+    this.#type = type;
+    this.#log = log;
+    this.#onChange = onChange;
+  }
+
+  /** Starts serving a namespace (undefined: all of them); resolves once its objects are cached. */
+  serve(namespace: string | undefined): Promise<void> {
+    const id = namespace ?? allNamespaces;
+    if (this.#byNamespace.has(id)) return Promise.resolve();
+    const reflector = new Reflector<T>({
+      kubeConfig: this.#kubeConfig,
+      type: this.#type,
+      namespace,
+      log: this.#log,
+      onChange: this.#onChange,
+    });
+    this.#byNamespace.set(id, reflector);
+    return reflector.start();
+  }
+
+  /** Stops serving a namespace; its objects leave the cache (reconciles then find nothing to do). */
+  drop(namespace: string): void {
+    const reflector = this.#byNamespace.get(namespace);
+    if (!reflector) return;
+    reflector.stop();
+    this.#byNamespace.delete(namespace);
+  }
+
+  /** Lookup by "namespace/name". */
+  get(key: string): T | undefined {
+    const namespace = key.slice(0, key.indexOf("/"));
+    return (this.#byNamespace.get(namespace) ?? this.#byNamespace.get(allNamespaces))?.get(key);
+  }
+
+  list(): T[] {
+    return [...this.#byNamespace.values()].flatMap((r) => r.list());
+  }
+
+  stop(): void {
+    for (const r of this.#byNamespace.values()) r.stop();
+    this.#byNamespace.clear();
+  }
+}
