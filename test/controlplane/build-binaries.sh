@@ -14,6 +14,7 @@ K8S_VERSION="${ISC_K8S_VERSION:-v1.35.4}"
 ETCD_VERSION="${ISC_ETCD_VERSION:-v3.6.6}"
 TEKTON_VERSION="${ISC_TEKTON_VERSION:-v1.15.0}"
 GOJQ_VERSION="${ISC_GOJQ_VERSION:-v0.12.17}"
+TKN_VERSION="${ISC_TKN_VERSION:-v0.46.0}"
 TARGET="${1:-kube}"
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/internal-service-controller"
 
@@ -24,8 +25,8 @@ fi
 
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 TEKTON_BIN="$CACHE_ROOT/bin/tekton-$TEKTON_VERSION/controller"
-TOOLS_DIR="$CACHE_ROOT/bin/tools-k8s-$K8S_VERSION-gojq-$GOJQ_VERSION"
-if [[ "$TARGET" == tools && -x "$TOOLS_DIR/kubectl" && -x "$TOOLS_DIR/jq" ]]; then
+TOOLS_DIR="$CACHE_ROOT/bin/tools-k8s-$K8S_VERSION-gojq-$GOJQ_VERSION-tkn-$TKN_VERSION"
+if [[ "$TARGET" == tools && -x "$TOOLS_DIR/kubectl" && -x "$TOOLS_DIR/jq" && -x "$TOOLS_DIR/tkn" ]]; then
   echo "$TOOLS_DIR"
   exit 0
 fi
@@ -133,6 +134,24 @@ build_tekton() {
   echo "build-binaries: Tekton controller built in $((SECONDS - started))s" >&2
 }
 
+# Tekton's CLI: its go.mod has replace directives, which a wrapper module must repeat.
+build_tkn() {
+  local dir="$WORK/tkn" started=$SECONDS upstream_mod
+  [[ -x "$TOOLS_DIR/tkn" ]] && return 0
+  echo "build-binaries: building tkn $TKN_VERSION (first run only; takes a few minutes)" >&2
+  mkdir -p "$dir" "$TOOLS_DIR" && cd "$dir"
+  upstream_mod="$(go mod download -json "github.com/tektoncd/cli@$TKN_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  {
+    echo "module isc-tkn-build"
+    grep -E '^go ' "$upstream_mod"
+    echo "require github.com/tektoncd/cli $TKN_VERSION"
+    grep -E '^replace ' "$upstream_mod"
+  } >go.mod
+  go get "github.com/tektoncd/cli/cmd/tkn@$TKN_VERSION" 2>&1 | progress tkn-download "modules resolved" || failed tkn-download
+  go build -v -trimpath -ldflags "-s -w" -o "$TOOLS_DIR/tkn" github.com/tektoncd/cli/cmd/tkn 2>&1 | progress tkn || failed tkn
+  echo "build-binaries: tkn built in $((SECONDS - started))s" >&2
+}
+
 case "$TARGET" in
   kube)
     build_etcd
@@ -142,6 +161,7 @@ case "$TARGET" in
   tools)
     build_kube kubectl "$TOOLS_DIR/kubectl"
     build_gojq
+    build_tkn
     echo "$TOOLS_DIR"
     ;;
   tekton)

@@ -2,7 +2,10 @@
 // an InternalRequest task, fulfilled in the private plane (the test plays the private Tekton), whose
 // results feed a downstream task. No kubelet: downstream TaskRuns are completed by the test.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { tmpdir } from "node:os";
 import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { customRuns, pipelineRuns, ResourceClient, taskRuns } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
@@ -12,6 +15,7 @@ import type {
   V1PipelineTask,
   V1TaskRun,
 } from "../../src/generated/tekton.ts";
+import { ensureTools } from "../controlplane/binaries.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
 import { TektonController } from "../support/tekton-controller.ts";
@@ -58,6 +62,15 @@ describe("Tekton end to end", { timeout: 300_000 }, () => {
     await f?.stop();
     await tekton?.stop();
   });
+
+  /** Runs Tekton's CLI (built from Go modules like the other binaries) against the public plane. */
+  const tkn = async (...args: string[]) => {
+    const dir = await ensureTools();
+    const { stdout } = await promisify(execFile)(`${dir}/tkn`, args, {
+      env: { ...process.env, KUBECONFIG: planes.public.kubeconfigPath, HOME: tmpdir(), NO_COLOR: "1" },
+    });
+    return stdout;
+  };
 
   const startPipeline = (name: string, spec: NonNullable<V1PipelineRun["spec"]>) =>
     prs.create(ns, {
@@ -155,6 +168,14 @@ describe("Tekton end to end", { timeout: 300_000 }, () => {
     assert.deepEqual(done.status?.results, [{ name: "signature", value: "MEUCIQ-signature" }]);
     const cr = await crs.get(ns, "release-ok-sign");
     assert.equal(cr.status?.conditions?.[0]?.reason, "Succeeded");
+
+    // What people see with Tekton's real CLI.
+    const list = await tkn("customrun", "list", "-n", ns);
+    assert.match(list, /release-ok-sign\s+.*Succeeded/);
+    const describe = await tkn("customrun", "describe", "release-ok-sign", "-n", ns);
+    assert.match(describe, /Succeeded/);
+    assert.match(describe, /digest\s+sha256:feedface/);
+    assert.match(describe, /signature\s+MEUCIQ-signature/);
   });
 
   it("fails the PipelineRun when the internal run fails, with the request's message on the CustomRun", async () => {
@@ -169,6 +190,9 @@ describe("Tekton end to end", { timeout: 300_000 }, () => {
     const cr = await crs.get(ns, "release-fails-sign");
     assert.equal(cr.status?.conditions?.[0]?.status, "False");
     assert.match(cr.status?.conditions?.[0]?.message ?? "", /signing key expired/);
+    const describe = await tkn("customrun", "describe", "release-fails-sign", "-n", ns);
+    assert.match(describe, /Failed/);
+    assert.match(describe, /signing key expired/);
   });
 
   it("cancelling the PipelineRun cancels the CustomRun and the internal PipelineRun", async () => {
