@@ -3,7 +3,7 @@
 // is logged and not retried; requeueAfterMs schedules the next look; success forgets the backoff.
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { describeError } from "../api/errors.ts";
+import { describeError, isConflict } from "../api/errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { WorkQueue } from "./queue.ts";
 
@@ -70,7 +70,9 @@ async function processKey(opts: ControllerOptions, key: string): Promise<void> {
     } else {
       queue.addRateLimited(key);
       metrics.reconcileTotal.inc({ controller, result: "error" });
-      log.warn({ err: describeError(err), retries: queue.retries(key) }, "reconcile failed; will retry");
+      // Conflicts are optimistic concurrency doing its job: retry quietly with the fresh object.
+      const level = isConflict(err) ? "debug" : "warn";
+      log[level]({ err: describeError(err), retries: queue.retries(key) }, "reconcile failed; will retry");
     }
   } finally {
     end();
