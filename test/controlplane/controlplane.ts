@@ -34,12 +34,16 @@ export interface ControlPlanes {
   public: Plane;
   private: Plane;
   pids: number[];
+  /** Stops one plane's kube-apiserver (SIGKILL) and starts it again on the same port and storage. */
+  restartApiserver(name: PlaneName): Promise<void>;
   stop(): Promise<void>;
 }
 
 export interface StartOptions {
   /** Leave the processes running after this process exits (for `npm run env:up`). */
   detached?: boolean;
+  /** Extra kube-apiserver flags for both planes (e.g. --watch-cache=false for fault tests). */
+  apiserverArgs?: string[];
 }
 
 const readyTimeoutMs = 120_000;
@@ -59,11 +63,13 @@ export async function startControlPlanes(options: StartOptions = {}): Promise<Co
         startApiserver(name, bin.kubeApiserver, etcdUrl, dir, children, options),
       ),
     );
+    const planes = { public: publicPlane, private: privatePlane } as Record<PlaneName, RunningApiserver>;
     return {
       dir,
-      public: publicPlane as Plane,
-      private: privatePlane as Plane,
+      public: planes.public.plane,
+      private: planes.private.plane,
       pids: children.map((c) => c.pid as number),
+      restartApiserver: (name) => planes[name].restart(),
       stop,
     };
   } catch (err) {
@@ -101,6 +107,11 @@ async function startEtcd(
   return url;
 }
 
+interface RunningApiserver {
+  plane: Plane;
+  restart(): Promise<void>;
+}
+
 async function startApiserver(
   name: PlaneName,
   binary: string,
@@ -108,7 +119,7 @@ async function startApiserver(
   root: string,
   children: ChildProcess[],
   options: StartOptions,
-): Promise<Plane> {
+): Promise<RunningApiserver> {
   const dir = join(root, name);
   await mkdir(dir, { recursive: true });
   const ca = await newCertificateAuthority(`isc-${name}-ca`);
@@ -126,37 +137,49 @@ async function startApiserver(
   const port = await freePort();
   const server = `https://127.0.0.1:${port}`;
   const log = file("kube-apiserver.log");
-  const child = launch(
-    binary,
-    [
-      `--etcd-servers=${etcdUrl}`,
-      `--etcd-prefix=/registry-${name}`,
-      `--cert-dir=${dir}`,
-      `--tls-cert-file=${file("serving.crt")}`,
-      `--tls-private-key-file=${file("serving.key")}`,
-      `--client-ca-file=${file("ca.crt")}`,
-      `--secure-port=${port}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      "--authorization-mode=RBAC",
-      "--service-cluster-ip-range=10.0.0.0/24",
-      `--service-account-issuer=https://${name}.isc.test`,
-      `--service-account-key-file=${file("sa.pub")}`,
-      `--service-account-signing-key-file=${file("sa.key")}`,
-      "--allow-privileged=true",
-      "--disable-admission-plugins=ServiceAccount",
-      "--endpoint-reconciler-type=none",
-    ],
-    log,
-    options,
-  );
-  children.push(child);
-  await waitUntil(`kube-apiserver (${name})`, child, log, () =>
-    httpOk(`${server}/readyz`, ca.certPem, admin),
-  );
+  const args = [
+    `--etcd-servers=${etcdUrl}`,
+    `--etcd-prefix=/registry-${name}`,
+    `--cert-dir=${dir}`,
+    `--tls-cert-file=${file("serving.crt")}`,
+    `--tls-private-key-file=${file("serving.key")}`,
+    `--client-ca-file=${file("ca.crt")}`,
+    `--secure-port=${port}`,
+    "--bind-address=127.0.0.1",
+    "--advertise-address=127.0.0.1",
+    "--authorization-mode=RBAC",
+    "--service-cluster-ip-range=10.0.0.0/24",
+    `--service-account-issuer=https://${name}.isc.test`,
+    `--service-account-key-file=${file("sa.pub")}`,
+    `--service-account-signing-key-file=${file("sa.key")}`,
+    "--allow-privileged=true",
+    "--disable-admission-plugins=ServiceAccount",
+    "--endpoint-reconciler-type=none",
+    ...(options.apiserverArgs ?? []),
+  ];
+  let child: ChildProcess;
+  const launchAndWait = async () => {
+    child = launch(binary, args, log, options);
+    children.push(child);
+    const running = child;
+    await waitUntil(`kube-apiserver (${name})`, running, log, () =>
+      httpOk(`${server}/readyz`, ca.certPem, admin),
+    );
+  };
+  await launchAndWait();
   const kubeconfigPath = file("kubeconfig");
   await writeFile(kubeconfigPath, kubeconfigYaml(name, server, ca.certPem, admin), { mode: 0o600 });
-  return { name, server, kubeconfigPath, caPem: ca.certPem };
+  const restart = async () => {
+    const old = child;
+    if (old.exitCode === null && old.signalCode === null) {
+      const exited = new Promise<void>((resolve) => old.once("exit", () => resolve()));
+      old.kill("SIGKILL");
+      await exited;
+    }
+    children.splice(children.indexOf(old), 1);
+    await launchAndWait();
+  };
+  return { plane: { name, server, kubeconfigPath, caPem: ca.certPem }, restart };
 }
 
 /** A kubeconfig with one cluster, user and context, all named `name`; credentials are embedded. */
