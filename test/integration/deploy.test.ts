@@ -1,0 +1,513 @@
+// Keeps deploy/ and the Dockerfile honest: both kustomize bases are rendered with kubectl (built from Go
+// modules) and applied to the real planes with a server-side dry run (Pod Security "restricted" admission
+// included); the Deployment, the RBAC and the default policy are checked against what the README
+// promises; and deploy/README.md's commands are run as written to turn the public ServiceAccount's token
+// into the kubeconfig the Deployment mounts, which the controller then starts with.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+  CoreV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  type V1ClusterRole,
+  type V1Deployment,
+  type V1PolicyRule,
+  type V1Role,
+  type V1RoleBinding,
+  type V1Secret,
+} from "@kubernetes/client-node";
+import { parseAllDocuments, stringify } from "yaml";
+import type { InternalServicesConfig } from "../../src/generated/crds.ts";
+import { ensureTools } from "../controlplane/binaries.ts";
+import { createNamespace, readYamlObjects, uniqueName } from "../controlplane/cluster.ts";
+import type { Plane } from "../controlplane/controlplane.ts";
+import { testPlanes } from "../support/planes.ts";
+import { ControllerProcess } from "../support/process.ts";
+
+const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+const privateNs = "internal-services";
+const remoteNs = "internal-services-remote";
+const remoteSa = "internal-service-controller-remote";
+const tokenSecret = "internal-service-controller-remote-token";
+
+/** The public ClusterRole's verbs per resource, as the README's "Policy and security model" lists them. */
+const documentedPublicVerbs: Record<string, string[]> = {
+  "appstudio.redhat.com/internalrequests": ["get", "list", "watch", "patch", "create"],
+  "appstudio.redhat.com/internalrequests/status": ["get", "patch"],
+  "appstudio.redhat.com/internalrequests/finalizers": ["update"],
+  "tekton.dev/customruns": ["get", "list", "watch"],
+  "tekton.dev/customruns/status": ["get", "patch"],
+  "/events": ["create", "patch"],
+};
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdin?: string }) {
+  return new Promise<Result>((resolve, reject) => {
+    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => {
+      stdout += b.toString();
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      stderr += b.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(opts.stdin ?? "");
+  });
+}
+
+const parseObjects = (text: string) =>
+  parseAllDocuments(text)
+    .map((d) => d.toJS() as KubernetesObject | null)
+    .filter((o): o is KubernetesObject => o !== null);
+
+const find = <T extends KubernetesObject>(objects: KubernetesObject[], kind: string, name: string) => {
+  const obj = objects.find((o) => o.kind === kind && o.metadata?.name === name);
+  assert.ok(obj, `${kind} ${name} is rendered`);
+  return obj as T;
+};
+
+const ids = (objects: KubernetesObject[]) =>
+  objects.map(
+    (o) => `${o.kind}/${o.metadata?.namespace ? `${o.metadata.namespace}/` : ""}${o.metadata?.name}`,
+  );
+
+/** A shell block of deploy/README.md: the first ```sh fence after the marker comment. */
+function readmeBlock(readme: string, marker: string): string {
+  const at = readme.indexOf(`<!-- deploy.test.ts runs this block against the ${marker} plane -->`);
+  assert.ok(at >= 0, `deploy/README.md marks the block run against the ${marker} plane`);
+  const match = /```sh\n([\s\S]*?)```/.exec(readme.slice(at));
+  assert.ok(match?.[1], `a sh block follows the ${marker} marker`);
+  return match[1];
+}
+
+function assertNoSecrets(rules: V1PolicyRule[], what: string): void {
+  for (const rule of rules) {
+    for (const resource of rule.resources ?? []) {
+      assert.ok(!/^(secrets|\*)(\/|$)/.test(resource), `${what} grants ${resource}`);
+    }
+    assert.ok(!rule.verbs.includes("*"), `${what} grants verb *`);
+    assert.ok(!(rule.apiGroups ?? []).includes("*"), `${what} grants apiGroup *`);
+    assert.equal(rule.resourceNames, undefined, `${what}: unexpected resourceNames`);
+    assert.equal(rule.nonResourceURLs, undefined, `${what}: unexpected nonResourceURLs`);
+  }
+}
+
+describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
+  const planes = testPlanes();
+  let kubectlPath: string;
+  let toolsDir: string;
+  let dir: string;
+  let privateYaml: string;
+  let publicYaml: string;
+  let privateObjects: KubernetesObject[];
+  let publicObjects: KubernetesObject[];
+
+  const kubectl = (plane: Plane | undefined, args: string[], stdin?: string) =>
+    run(kubectlPath, plane ? [`--kubeconfig=${plane.kubeconfigPath}`, ...args] : args, {
+      env: { ...process.env, HOME: dir, NO_COLOR: "1" },
+      stdin,
+    });
+  const ok = async (r: Promise<Result>, what: string) => {
+    const res = await r;
+    assert.equal(res.code, 0, `${what} failed:\n${res.stderr}${res.stdout}`);
+    return res;
+  };
+  /** Server-side apply for real, as an operator would (idempotent). */
+  const apply = (plane: Plane, objects: KubernetesObject[]) =>
+    ok(
+      kubectl(
+        plane,
+        ["apply", "--server-side", "--field-manager=isc-deploy-test", "-f", "-"],
+        objects.map((o) => stringify(o)).join("---\n"),
+      ),
+      `applying ${ids(objects).join(", ")}`,
+    );
+  const dryRun = (plane: Plane, yaml: string, extra: string[] = []) =>
+    kubectl(
+      plane,
+      ["apply", "--server-side", "--dry-run=server", "--force-conflicts", "--field-manager=isc-deploy-test"]
+        .concat(extra)
+        .concat(["-f", "-"]),
+      yaml,
+    );
+
+  before(async () => {
+    toolsDir = await ensureTools();
+    kubectlPath = join(toolsDir, "kubectl");
+    dir = await mkdtemp(join(tmpdir(), "isc-deploy-"));
+    privateYaml = (
+      await ok(kubectl(undefined, ["kustomize", join(repoRoot, "deploy/private")]), "kustomize private")
+    ).stdout;
+    publicYaml = (
+      await ok(
+        kubectl(undefined, [
+          "kustomize",
+          "--load-restrictor",
+          "LoadRestrictionsNone",
+          join(repoRoot, "deploy/public"),
+        ]),
+        "kustomize public",
+      )
+    ).stdout;
+    privateObjects = parseObjects(privateYaml);
+    publicObjects = parseObjects(publicYaml);
+  });
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the private base holds the controller's objects, all in its namespace", () => {
+    assert.deepEqual(ids(privateObjects).sort(), [
+      "Deployment/internal-services/internal-service-controller",
+      "InternalServicesConfig/internal-services/config",
+      `Namespace/${privateNs}`,
+      "Role/internal-services/internal-service-controller",
+      "RoleBinding/internal-services/internal-service-controller",
+      "ServiceAccount/internal-services/internal-service-controller",
+    ]);
+    const binding = find<V1RoleBinding>(privateObjects, "RoleBinding", "internal-service-controller");
+    assert.deepEqual(binding.roleRef, {
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "Role",
+      name: "internal-service-controller",
+    });
+    assert.deepEqual(binding.subjects, [
+      { kind: "ServiceAccount", name: "internal-service-controller", namespace: privateNs },
+    ]);
+  });
+
+  it("the Deployment runs isc controller hardened, with probes, resources and the remote kubeconfig", () => {
+    const d = find<V1Deployment>(privateObjects, "Deployment", "internal-service-controller");
+    const spec = d.spec?.template.spec;
+    assert.equal(d.spec?.replicas, 2);
+    assert.equal(spec?.serviceAccountName, "internal-service-controller");
+    assert.equal(spec?.containers.length, 1);
+    const c = spec?.containers[0];
+    assert.ok(c);
+    assert.equal(c.image, "internal-service-controller:latest");
+    assert.equal(c.command, undefined, "the image's entrypoint (the isc CLI) is used");
+    assert.deepEqual(c.args, ["controller"]);
+
+    const env = new Map((c.env ?? []).map((e) => [e.name, e]));
+    assert.equal(env.get("ISC_NAMESPACE")?.valueFrom?.fieldRef?.fieldPath, "metadata.namespace");
+    assert.equal(env.get("ISC_KUBECONFIG")?.value, "/etc/isc/remote/kubeconfig");
+    assert.match(env.get("ISC_WORKSPACES")?.value ?? "", /^\S+/);
+    assert.equal(env.get("ISC_LEADER_ELECT")?.value, "true");
+    assert.equal(env.has("ISC_PRIVATE_KUBECONFIG"), false, "in-cluster config for the private side");
+
+    assert.deepEqual(
+      (c.ports ?? []).map((p) => [p.name, p.containerPort]),
+      [
+        ["metrics", 8080],
+        ["health", 8081],
+      ],
+    );
+    assert.equal(c.livenessProbe?.httpGet?.path, "/healthz");
+    assert.equal(c.livenessProbe?.httpGet?.port, 8081);
+    assert.equal(c.readinessProbe?.httpGet?.path, "/readyz");
+    assert.equal(c.readinessProbe?.httpGet?.port, 8081);
+    assert.deepEqual(c.resources, {
+      requests: { cpu: "100m", memory: "128Mi" },
+      limits: { cpu: "500m", memory: "256Mi" },
+    });
+
+    const sc = c.securityContext;
+    assert.equal(sc?.runAsNonRoot, true);
+    assert.equal(sc?.readOnlyRootFilesystem, true);
+    assert.equal(sc?.allowPrivilegeEscalation, false);
+    assert.deepEqual(sc?.capabilities, { drop: ["ALL"] });
+    assert.equal(sc?.seccompProfile?.type, "RuntimeDefault");
+    assert.equal(sc?.privileged, undefined);
+    assert.equal(spec?.securityContext?.runAsNonRoot, true);
+    assert.equal(spec?.hostNetwork, undefined);
+
+    const mounts = new Map((c.volumeMounts ?? []).map((m) => [m.mountPath, m]));
+    const remote = mounts.get("/etc/isc/remote");
+    assert.equal(remote?.readOnly, true);
+    const volumes = new Map((spec?.volumes ?? []).map((v) => [v.name, v]));
+    assert.deepEqual(volumes.get(remote?.name ?? "")?.secret, {
+      secretName: "isc-remote-kubeconfig",
+      items: [{ key: "kubeconfig", path: "kubeconfig" }],
+    });
+    assert.ok(volumes.get(mounts.get("/tmp")?.name ?? "")?.emptyDir, "an emptyDir at /tmp");
+  });
+
+  it("the private Role is the documented one, in the controller's namespace only, with no secrets", async () => {
+    const role = find<V1Role>(privateObjects, "Role", "internal-service-controller");
+    const [source] = (await readYamlObjects(join(repoRoot, "deploy/private/rbac.yaml"))) as V1Role[];
+    assert.deepEqual(role.rules, source?.rules);
+    assertNoSecrets(role.rules ?? [], "private Role");
+    assert.equal(privateObjects.filter((o) => o.kind?.startsWith("Cluster")).length, 0);
+  });
+
+  it("the public ClusterRole grants only the documented verbs, and no secrets", async () => {
+    const role = find<V1ClusterRole>(publicObjects, "ClusterRole", remoteSa);
+    assertNoSecrets(role.rules ?? [], "public ClusterRole");
+    const granted: Record<string, string[]> = {};
+    for (const rule of role.rules ?? []) {
+      for (const group of rule.apiGroups ?? []) {
+        for (const resource of rule.resources ?? []) {
+          const key = `${group}/${resource}`;
+          const allowed = documentedPublicVerbs[key];
+          assert.ok(allowed, `the public ClusterRole grants undocumented ${key}`);
+          for (const verb of rule.verbs)
+            assert.ok(allowed.includes(verb), `${key}: undocumented verb ${verb}`);
+          granted[key] = [...(granted[key] ?? []), ...rule.verbs];
+        }
+      }
+    }
+    for (const [key, verbs] of Object.entries(documentedPublicVerbs)) {
+      assert.deepEqual(new Set(granted[key]), new Set(verbs), `${key} verbs`);
+    }
+
+    const [selectorRole, selectorBinding] = (await readYamlObjects(
+      join(repoRoot, "deploy/public/workspace-selector.yaml"),
+    )) as [V1ClusterRole, V1RoleBinding];
+    assert.deepEqual(selectorRole.rules, [
+      { apiGroups: [""], resources: ["namespaces"], verbs: ["list", "watch"] },
+    ]);
+    assert.deepEqual(selectorBinding.subjects, [
+      { kind: "ServiceAccount", name: remoteSa, namespace: remoteNs },
+    ]);
+  });
+
+  it("the public base holds the CRD from crds/, the remote identity and its token Secret", async () => {
+    assert.deepEqual(ids(publicObjects).sort(), [
+      "ClusterRole/internal-service-controller-remote",
+      "CustomResourceDefinition/internalrequests.appstudio.redhat.com",
+      `Namespace/${remoteNs}`,
+      `Secret/${remoteNs}/${tokenSecret}`,
+      `ServiceAccount/${remoteNs}/${remoteSa}`,
+    ]);
+    const [crd] = await readYamlObjects(join(repoRoot, "crds/appstudio.redhat.com_internalrequests.yaml"));
+    assert.deepEqual(find(publicObjects, "CustomResourceDefinition", crd?.metadata?.name as string), crd);
+    const secret = find<V1Secret>(publicObjects, "Secret", tokenSecret);
+    assert.equal(secret.type, "kubernetes.io/service-account-token");
+    assert.equal(secret.metadata?.annotations?.["kubernetes.io/service-account.name"], remoteSa);
+    const [tenantBinding] = (await readYamlObjects(
+      join(repoRoot, "deploy/public/rolebinding-tenant.yaml"),
+    )) as V1RoleBinding[];
+    assert.equal(tenantBinding?.metadata?.namespace, undefined, "applied with -n <tenant>");
+    assert.deepEqual(tenantBinding?.roleRef, {
+      apiGroup: "rbac.authorization.k8s.io",
+      kind: "ClusterRole",
+      name: remoteSa,
+    });
+    assert.deepEqual(tenantBinding?.subjects, [
+      { kind: "ServiceAccount", name: remoteSa, namespace: remoteNs },
+    ]);
+  });
+
+  it("the shipped InternalServicesConfig denies everything", () => {
+    const config = find<InternalServicesConfig>(privateObjects, "InternalServicesConfig", "config");
+    assert.deepEqual(config.spec?.allowList ?? [], []);
+    assert.deepEqual(config.spec?.allowedPipelineSources ?? [], []);
+    assert.deepEqual(config.spec?.allowedGitResolverURLs ?? [], []);
+    assert.deepEqual(config.spec?.allowedServiceAccounts ?? [], []);
+  });
+
+  it("the private base is accepted by the private API server, Pod Security restricted included", async () => {
+    await apply(
+      planes.private,
+      privateObjects.filter((o) => o.kind === "Namespace"),
+    );
+    const res = await ok(dryRun(planes.private, privateYaml), "dry-run apply of deploy/private");
+    for (const id of ids(privateObjects)) {
+      const [kind, ...rest] = id.split("/");
+      const name = rest.at(-1) as string;
+      assert.match(
+        res.stdout,
+        new RegExp(`${name} serverside-applied \\(server dry run\\)`),
+        `${kind} ${name}`,
+      );
+    }
+    assert.doesNotMatch(res.stderr, /PodSecurity/, "no Pod Security warnings");
+
+    // The check has teeth: the same Deployment without its securityContext is warned about.
+    const d = structuredClone(
+      find<V1Deployment>(privateObjects, "Deployment", "internal-service-controller"),
+    );
+    const container = d.spec?.template.spec?.containers[0];
+    if (container) delete container.securityContext;
+    const weak = await ok(dryRun(planes.private, stringify(d)), "dry-run apply of a weakened Deployment");
+    assert.match(weak.stderr, /would violate PodSecurity "restricted/);
+  });
+
+  it("the public base and the per-namespace files are accepted by the public API server", async () => {
+    await apply(
+      planes.public,
+      publicObjects.filter((o) => o.kind === "Namespace"),
+    );
+    const res = await ok(dryRun(planes.public, publicYaml), "dry-run apply of deploy/public");
+    assert.equal(res.stdout.match(/serverside-applied \(server dry run\)/g)?.length, publicObjects.length);
+    const tenant = await createNamespace(planes.publicAdmin, uniqueName("deploy-tenant"));
+    const tenantBinding = await readFile(join(repoRoot, "deploy/public/rolebinding-tenant.yaml"), "utf8");
+    await ok(dryRun(planes.public, tenantBinding, ["-n", tenant]), "dry-run rolebinding-tenant.yaml");
+    const selector = await readFile(join(repoRoot, "deploy/public/workspace-selector.yaml"), "utf8");
+    await ok(dryRun(planes.public, selector), "dry-run workspace-selector.yaml");
+  });
+
+  it("deploy/README.md's commands turn the token into a kubeconfig the controller runs with", async () => {
+    const readme = await readFile(join(repoRoot, "deploy/README.md"), "utf8");
+    // Public side for real (not the CRD, which the test harness owns), and one tenant binding.
+    await apply(
+      planes.public,
+      publicObjects.filter((o) => o.kind !== "CustomResourceDefinition"),
+    );
+    const tenant = await createNamespace(planes.publicAdmin, uniqueName("deploy-tenant"));
+    const other = await createNamespace(planes.publicAdmin, uniqueName("deploy-other"));
+    await ok(
+      kubectl(planes.public, [
+        "apply",
+        "-n",
+        tenant,
+        "-f",
+        join(repoRoot, "deploy/public/rolebinding-tenant.yaml"),
+      ]),
+      "apply rolebinding-tenant.yaml",
+    );
+    // No kube-controller-manager runs here: fill the Secret as its token controller would.
+    const core = planes.publicAdmin.makeApiClient(CoreV1Api);
+    const token = (
+      await core.createNamespacedServiceAccountToken({
+        name: remoteSa,
+        namespace: remoteNs,
+        body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      })
+    ).status?.token as string;
+    const secret = await core.readNamespacedSecret({ name: tokenSecret, namespace: remoteNs });
+    secret.data = {
+      token: Buffer.from(token).toString("base64"),
+      "ca.crt": Buffer.from(planes.public.caPem).toString("base64"),
+      namespace: Buffer.from(remoteNs).toString("base64"),
+    };
+    await core.replaceNamespacedSecret({ name: tokenSecret, namespace: remoteNs, body: secret });
+
+    const work = await mkdtemp(join(dir, "readme-"));
+    const shell = (plane: Plane, script: string) =>
+      ok(
+        run("bash", ["-euo", "pipefail", "-c", script], {
+          cwd: work,
+          env: {
+            PATH: `${toolsDir}:${process.env.PATH ?? ""}`,
+            HOME: work,
+            KUBECONFIG: plane.kubeconfigPath,
+          },
+        }),
+        `README block for the ${plane.name} plane`,
+      );
+    await shell(planes.public, readmeBlock(readme, "public"));
+    const remoteKubeconfig = join(work, "remote.kubeconfig");
+    assert.deepEqual(await readdir(work).then((f) => f.filter((n) => !n.startsWith("."))), [
+      "remote.kubeconfig",
+    ]);
+    const kc = await readFile(remoteKubeconfig, "utf8");
+    assert.doesNotMatch(kc, /certificate-authority:/, "the CA is embedded, not a path");
+
+    const canI = async (verb: string, resource: string, ns: string) =>
+      (
+        await run(
+          kubectlPath,
+          [`--kubeconfig=${remoteKubeconfig}`, "auth", "can-i", verb, resource, "-n", ns],
+          {
+            env: { ...process.env, HOME: work },
+          },
+        )
+      ).stdout.trim();
+    assert.equal(await canI("watch", "internalrequests.appstudio.redhat.com", tenant), "yes");
+    assert.equal(await canI("patch", "internalrequests.appstudio.redhat.com/status", tenant), "yes");
+    assert.equal(await canI("list", "customruns.tekton.dev", tenant), "yes");
+    assert.equal(await canI("get", "secrets", tenant), "no");
+    assert.equal(await canI("delete", "internalrequests.appstudio.redhat.com", tenant), "no");
+    assert.equal(await canI("list", "internalrequests.appstudio.redhat.com", other), "no");
+
+    // Private side: the Secret the Deployment mounts.
+    await apply(
+      planes.private,
+      privateObjects.filter((o) => o.kind === "Namespace"),
+    );
+    await shell(planes.private, readmeBlock(readme, "private"));
+    const stored = await planes.privateAdmin
+      .makeApiClient(CoreV1Api)
+      .readNamespacedSecret({ name: "isc-remote-kubeconfig", namespace: privateNs });
+    assert.equal(Buffer.from(stored.data?.kubeconfig ?? "", "base64").toString(), kc);
+    const loaded = new KubeConfig();
+    loaded.loadFromString(kc);
+    assert.equal(loaded.getCurrentContext(), "public");
+
+    // The controller starts and syncs its caches with exactly that kubeconfig, as the pod would.
+    const controller = await ControllerProcess.start({
+      remoteKubeconfig,
+      workspaces: [`public=${tenant}`],
+      privateKubeconfig: planes.private.kubeconfigPath,
+      namespace: privateNs,
+      extraArgs: ["--leader-elect=false"],
+    });
+    try {
+      await controller.waitForReady(60_000);
+    } finally {
+      await controller.kill("SIGTERM");
+    }
+  });
+
+  it("the Dockerfile builds a non-root image with runtime dependencies only", async () => {
+    const dockerfile = await readFile(join(repoRoot, "Dockerfile"), "utf8");
+    const lines = dockerfile
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith("#"));
+    const from = lines.filter((l) => l.startsWith("FROM "));
+    assert.equal(from.length, 1);
+    const image = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1] ?? from[0]?.slice(5);
+    assert.match(image ?? "", /^node:24[.-]/, "Node 24, pinned by tag");
+    assert.match(dockerfile, /^RUN npm ci --omit=dev\b/m);
+    assert.doesNotMatch(dockerfile, /npm (install|i) /);
+    const users = lines.filter((l) => l.startsWith("USER "));
+    assert.equal(users.length, 1);
+    const uid = users[0]?.slice(5).split(":")[0];
+    assert.match(uid ?? "", /^[1-9]\d*$/, "a numeric non-root uid, so runAsNonRoot can be verified");
+    assert.ok(lines.indexOf(users[0] as string) > lines.findIndex((l) => l.startsWith("RUN ")));
+    assert.ok(lines.includes('ENTRYPOINT ["node", "src/cli/main.ts"]'));
+    assert.ok(lines.includes('CMD ["controller"]'));
+    for (const path of ["package.json package-lock.json", "src/", "crds/"]) {
+      assert.ok(
+        lines.some((l) => l.startsWith(`COPY ${path}`)),
+        `copies ${path}`,
+      );
+    }
+    const ignored = (await readFile(join(repoRoot, ".dockerignore"), "utf8")).split("\n");
+    for (const entry of ["node_modules", ".git", "test"]) assert.ok(ignored.includes(entry), entry);
+    for (const needed of ["src", "crds", "package.json", "package-lock.json"]) {
+      assert.ok(!ignored.includes(needed), `${needed} is in the build context`);
+    }
+
+    // Everything src/ imports at runtime is a production dependency (npm ci --omit=dev installs it).
+    const pkg = JSON.parse(await readFile(join(repoRoot, "package.json"), "utf8")) as {
+      dependencies: Record<string, string>;
+    };
+    const files = (await readdir(join(repoRoot, "src"), { recursive: true })).filter((f) =>
+      f.endsWith(".ts"),
+    );
+    for (const file of files) {
+      const text = await readFile(join(repoRoot, "src", file), "utf8");
+      for (const [, spec] of text.matchAll(/^import (?!type )[^;]*?from "([^".][^"]*)"/gm)) {
+        if (!spec || spec.startsWith("node:")) continue;
+        const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0];
+        assert.ok(pkg.dependencies[name as string], `src/${file} imports ${name}, not in dependencies`);
+      }
+    }
+  });
+});
