@@ -19,7 +19,7 @@ import { type Manager, startManager, type WorkspaceConfig } from "../../src/mana
 import { silentLogger } from "../../src/runtime/log.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
-import { testPlanes } from "./planes.ts";
+import { type TestPlanes, testPlanes } from "./planes.ts";
 import { FakeTekton } from "./tekton.ts";
 import { eventually } from "./wait.ts";
 
@@ -30,6 +30,8 @@ export interface FixtureOptions {
   config?: (namespaces: string[]) => InternalServicesConfigSpec;
   services?: Record<string, InternalServiceSpec>;
   startController?: boolean;
+  /** Planes other than the shared ones (fault tests start their own). */
+  planes?: TestPlanes;
 }
 
 export class Fixture {
@@ -55,7 +57,7 @@ export class Fixture {
   }
 
   static async create(opts: FixtureOptions = {}): Promise<Fixture> {
-    const planes = testPlanes();
+    const planes = opts.planes ?? testPlanes();
     const privateNs = await createNamespace(planes.privateAdmin, uniqueName("isc-private"));
     const namespaces = await Promise.all(
       Array.from({ length: opts.namespaces ?? 1 }, () =>

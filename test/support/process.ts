@@ -19,6 +19,8 @@ export interface ControllerProcessOptions {
   namespace: string;
   extraArgs?: string[];
   env?: Record<string, string>;
+  /** Open the V8 inspector on loopback, so tests can force a GC and read the heap (heapUsedAfterGcMb). */
+  inspect?: boolean;
 }
 
 export class ControllerProcess {
@@ -45,6 +47,7 @@ export class ControllerProcess {
   static async start(opts: ControllerProcessOptions): Promise<ControllerProcess> {
     const [healthPort, metricsPort] = [await freePort(), await freePort()];
     const args = [
+      ...(opts.inspect ? ["--inspect=127.0.0.1:0"] : []),
       cli,
       "controller",
       `--kubeconfig=${opts.remoteKubeconfig}`,
@@ -84,6 +87,42 @@ export class ControllerProcess {
       if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").at(-1));
     }
     return sum;
+  }
+
+  /** Forces a full GC in the controller through the inspector, then reads its used heap (MB). */
+  async heapUsedAfterGcMb(): Promise<number> {
+    const url = await eventually(
+      () => /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(this.logs)?.[0],
+      "inspector URL",
+    );
+    const ws = new WebSocket(url);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    let id = 0;
+    const call = (method: string, params: object = {}) =>
+      new Promise<{ result?: { result?: { value?: number } } }>((resolve) => {
+        const mine = ++id;
+        ws.addEventListener("message", function onMessage(event) {
+          const msg = JSON.parse(String(event.data)) as { id?: number };
+          if (msg.id !== mine) return;
+          ws.removeEventListener("message", onMessage);
+          resolve(msg as { result?: { result?: { value?: number } } });
+        });
+        ws.send(JSON.stringify({ id: mine, method, params }));
+      });
+    try {
+      await call("HeapProfiler.collectGarbage");
+      await call("HeapProfiler.collectGarbage");
+      const answer = await call("Runtime.evaluate", {
+        expression: "process.memoryUsage().heapUsed",
+        returnByValue: true,
+      });
+      return Math.round((answer.result?.result?.value ?? 0) / 1048576);
+    } finally {
+      ws.close();
+    }
   }
 
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {

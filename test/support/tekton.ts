@@ -102,6 +102,40 @@ export class FakeTekton {
     });
   }
 
+  /**
+   * Completes every PipelineRun as soon as it appears (Succeeded, two small results; cancelled ones
+   * Cancelled), until the returned stop function is called. Counts what it completed.
+   */
+  autoComplete(intervalMs = 100): { stop: () => Promise<void>; completed: Set<string> } {
+    const completed = new Set<string>();
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        const runs = await this.list().catch(() => []);
+        for (const run of runs) {
+          const name = run.metadata?.name as string;
+          if (run.status?.completionTime || completed.has(name)) continue;
+          const done =
+            run.spec?.status === "Cancelled"
+              ? this.markCancelled(name)
+              : this.succeed(name, [
+                  { name: "digest", value: "sha256:0000" },
+                  { name: "url", value: `https://example.test/${name}` },
+                ]);
+          await done.then(() => completed.add(name)).catch(() => undefined);
+        }
+        await new Promise((r) => setTimeout(r, intervalMs));
+      }
+    })();
+    return {
+      completed,
+      stop: async () => {
+        stopped = true;
+        await loop;
+      },
+    };
+  }
+
   /** Tekton's reaction to spec.status "Cancelled". */
   async markCancelled(name: string): Promise<void> {
     await this.runs.patchStatus(this.namespace, name, {

@@ -1,0 +1,119 @@
+// A TLS-terminating reverse proxy on loopback between the controller and one API server, which
+// injects latency, dropped connections and 5xx answers, or cuts everything off for a while. The
+// controller authenticates with a bearer token, which the proxy passes on unchanged.
+
+import { writeFile } from "node:fs/promises";
+import { createServer, request as httpsRequest, type Server } from "node:https";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import { kubeconfigYaml, type Plane } from "../controlplane/controlplane.ts";
+import { newCertificateAuthority, newServingCertificate } from "../controlplane/pki.ts";
+
+export interface Faults {
+  /** Added before each request is forwarded. */
+  latencyMs: number;
+  /** Probability a request's connection is destroyed (before or during the answer). */
+  dropRate: number;
+  /** Probability a request is answered 503 without reaching the API server. */
+  errorRate: number;
+  /** Every connection is refused (destroyed at once) while true. */
+  down: boolean;
+}
+
+export class FaultProxy {
+  readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false };
+  readonly stats = { requests: 0, dropped: 0, errors: 0 };
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #upstream: URL;
+  readonly #upstreamCa: string;
+  readonly caPem: string;
+  readonly url: string;
+
+  private constructor(server: Server, upstream: Plane, caPem: string, url: string) {
+    this.#server = server;
+    this.#upstream = new URL(upstream.server);
+    this.#upstreamCa = upstream.caPem;
+    this.caPem = caPem;
+    this.url = url;
+    server.on("connection", (socket: Socket) => {
+      if (this.faults.down) {
+        socket.destroy();
+        return;
+      }
+      this.#sockets.add(socket);
+      socket.on("close", () => this.#sockets.delete(socket));
+    });
+    server.on("request", (req, res) => {
+      this.stats.requests++;
+      const forward = () => {
+        if (this.faults.down || Math.random() < this.faults.dropRate) {
+          this.stats.dropped++;
+          req.socket.destroy();
+          return;
+        }
+        if (Math.random() < this.faults.errorRate) {
+          this.stats.errors++;
+          res.writeHead(503, { "content-type": "application/json" }).end(
+            JSON.stringify({
+              kind: "Status",
+              apiVersion: "v1",
+              status: "Failure",
+              message: "injected by the fault proxy",
+              reason: "ServiceUnavailable",
+              code: 503,
+            }),
+          );
+          return;
+        }
+        const upstream = httpsRequest(
+          {
+            host: this.#upstream.hostname,
+            port: this.#upstream.port,
+            path: req.url,
+            method: req.method,
+            headers: { ...req.headers, host: this.#upstream.host },
+            ca: this.#upstreamCa,
+          },
+          (answer) => {
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            answer.pipe(res);
+          },
+        );
+        upstream.on("error", () => req.socket.destroy());
+        res.on("close", () => upstream.destroy());
+        req.pipe(upstream);
+      };
+      if (this.faults.latencyMs > 0) setTimeout(forward, this.faults.latencyMs);
+      else forward();
+    });
+  }
+
+  static async start(upstream: Plane): Promise<FaultProxy> {
+    const ca = await newCertificateAuthority("isc-fault-proxy-ca");
+    const serving = await newServingCertificate(ca);
+    const server = createServer({ cert: serving.certPem, key: serving.keyPem });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    const port = typeof address === "object" && address ? address.port : 0;
+    return new FaultProxy(server, upstream, ca.certPem, `https://127.0.0.1:${port}`);
+  }
+
+  /** Cuts every open connection (watches included) without refusing new ones. */
+  dropAll(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+
+  /** A kubeconfig that reaches the API server through this proxy with a bearer token. */
+  async writeKubeconfig(dir: string, name: string, token: string): Promise<string> {
+    const path = join(dir, `${name}-via-proxy.kubeconfig`);
+    await writeFile(path, kubeconfigYaml(name, this.url, this.caPem, { token }), { mode: 0o600 });
+    return path;
+  }
+
+  async stop(): Promise<void> {
+    this.faults.down = true;
+    this.dropAll();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
