@@ -14,7 +14,7 @@ import {
   taskRuns,
 } from "./api/resources.ts";
 import { CustomRunReconciler, type CustomTaskWorkspace } from "./customtask/reconciler.ts";
-import { customRunLabel } from "./customtask/request.ts";
+import { owningCustomRun } from "./customtask/request.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "./generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
 import { isTerminal } from "./requests/conditions.ts";
@@ -87,7 +87,8 @@ export function startManager(opts: ManagerOptions): Manager {
       (key) => {
         if (serveRequests) queue.add(`${ws.name}/${key}`);
         // A request created for a CustomRun wakes that CustomRun.
-        const owner = requests.get(key)?.metadata.labels?.[customRunLabel];
+        const request = requests.get(key);
+        const owner = request && owningCustomRun(request);
         if (serveCustomTasks && owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
       },
     );

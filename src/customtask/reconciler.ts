@@ -8,7 +8,7 @@ import type { ResourceClient } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { KnativeCondition, V1beta1CustomRun, V1beta1CustomRunStatus } from "../generated/tekton.ts";
 import { parseDuration } from "../policy/duration.ts";
-import { isTerminal, rfc3339, succeededCondition } from "../requests/conditions.ts";
+import { isTerminal, requeueAfter, rfc3339, succeededCondition } from "../requests/conditions.ts";
 import { parseKey } from "../requests/naming.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { isInternalRequestRun, plannedSpec, requestFor, requestName } from "./request.ts";
@@ -73,6 +73,8 @@ export class CustomRunReconciler {
     let timeoutMs: number;
     try {
       timeoutMs = run.spec?.timeout ? parseDuration(run.spec.timeout) : defaultTimeoutMs;
+      // Tekton refuses negative timeouts too; here one would silently mean "no timeout".
+      if (timeoutMs < 0) throw new Error(`${JSON.stringify(run.spec?.timeout)} must not be negative`);
     } catch (err) {
       await this.#write(
         ws,
@@ -131,7 +133,7 @@ export class CustomRunReconciler {
           conditions: [condition("Unknown", "Running", message, current)],
         });
       }
-      return timeoutMs > 0 ? { requeueAfterMs: Math.max(0, timeoutMs - elapsed) } : undefined;
+      return timeoutMs > 0 ? requeueAfter(Math.max(0, timeoutMs - elapsed)) : undefined;
     }
     if (rc?.status === "True") {
       await this.#write(

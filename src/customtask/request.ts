@@ -2,7 +2,7 @@
 import { createHash } from "node:crypto";
 import type { InternalRequest, InternalRequestSpec } from "../generated/crds.ts";
 import type { ParamValue, V1beta1CustomRun } from "../generated/tekton.ts";
-import { labelPrefix } from "../requests/naming.ts";
+import { isValidLabelValue, labelPrefix } from "../requests/naming.ts";
 
 export const requestApiVersion = "appstudio.redhat.com/v1alpha1";
 export const requestKind = "InternalRequest";
@@ -109,13 +109,21 @@ export function requestName(customRunName: string, attempt: number): string {
   return `${customRunName.slice(0, 63 - 10 - String(attempt).length).replace(/-+$/, "")}-${hash}-${attempt}`;
 }
 
+/** The CustomRun a request was made for: its controller owner reference (names can exceed label values). */
+export function owningCustomRun(request: InternalRequest): string | undefined {
+  const owner = request.metadata.ownerReferences?.find((o) => o.controller && o.kind === "CustomRun");
+  return owner?.apiVersion.startsWith("tekton.dev/") ? owner.name : undefined;
+}
+
 export function requestFor(
   run: V1beta1CustomRun,
   spec: InternalRequestSpec,
   attempt: number,
 ): InternalRequest {
   const labels: Record<string, string> = {
-    [customRunLabel]: run.metadata?.name as string,
+    ...(isValidLabelValue(run.metadata?.name ?? "")
+      ? { [customRunLabel]: run.metadata?.name as string }
+      : {}),
     [attemptLabel]: String(attempt),
   };
   for (const key of copiedTektonLabels) {

@@ -19,6 +19,8 @@ interface Rule {
 
 const SHOWN_RULES = 5; // rejection messages explain at most this many rules
 const LEGACY_OPTIONAL = new Set(["revision", "pathInRepo"]);
+/** A ".." path segment, also percent-encoded. */
+const DOT_DOT = /(^|[/\\])(\.|%2e){2}([/\\?#]|$)/i;
 
 /** undefined when some rule allows `ref`, else a message naming the resolver, the failing param and the
  *  rules that exist. */
@@ -63,6 +65,9 @@ function globRule(rule: InternalServicesConfigSpecAllowedPipelineSourcesItem, in
         const glob = Object.hasOwn(globs, name) ? globs[name] : undefined;
         if (glob === undefined) return `param ${quote(name)} is not named in this rule`;
         if (!globMatch(glob, value)) return `param ${quote(name)} does not match ${quote(glob, 100)}`;
+        // "releng/**" must not allow "releng/../elsewhere": URLs and paths resolve dot segments later.
+        if (DOT_DOT.test(value) && !DOT_DOT.test(glob))
+          return `param ${quote(name)} contains a ".." path segment, which would leave what ${quote(glob, 100)} allows`;
       }
       return undefined;
     },

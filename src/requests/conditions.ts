@@ -30,6 +30,11 @@ export function withSucceeded(
   observedGeneration: number | undefined,
   now: Date = new Date(),
 ): Condition[] {
+  // The CRD limits messages (a failing TaskRun's message can be longer): a longer one would make every
+  // status write fail and the request never finish.
+  const chars = Array.from(next.message);
+  if (chars.length > maxMessageChars)
+    next = { ...next, message: `${chars.slice(0, maxMessageChars - 1).join("")}…` };
   const previous = conditions?.find((c) => c.type === "Succeeded");
   const lastTransitionTime =
     previous && previous.status === next.status
@@ -43,5 +48,14 @@ export function withSucceeded(
   };
   return [succeeded, ...(conditions ?? []).filter((c) => c.type !== "Succeeded")];
 }
+
+/** status.conditions[].message maxLength in the InternalRequest CRD (characters). */
+export const maxMessageChars = 32768;
+
+/** Node timers cannot wait longer than 2^31-1 ms (a longer delay fires after 1 ms, again and again):
+ *  long waits (timeouts, retention) are rechecked at that interval instead. */
+export const requeueAfter = (ms: number): { requeueAfterMs: number } => ({
+  requeueAfterMs: Math.min(ms, 2_147_483_647),
+});
 
 export const rfc3339 = (d: Date = new Date()) => d.toISOString().replace(/\.\d+Z$/, "Z");

@@ -16,7 +16,14 @@ import { type Admission, admit, type RunPlan } from "../policy/admit.ts";
 import { parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
-import { isTerminal, type Reason, rfc3339, succeededCondition, withSucceeded } from "./conditions.ts";
+import {
+  isTerminal,
+  type Reason,
+  requeueAfter,
+  rfc3339,
+  succeededCondition,
+  withSucceeded,
+} from "./conditions.ts";
 import { finalizer, parseKey, pipelineRunName, requestUidLabel, serviceLabel } from "./naming.ts";
 import { buildPipelineRun, copyResults, runState } from "./pipelinerun.ts";
 
@@ -144,7 +151,7 @@ export class RequestReconciler {
       "Started",
       `internal PipelineRun ${this.#d.private.namespace}/${runName} started${notes}`,
     );
-    return { requeueAfterMs: plan.timeouts.pipelineMs || undefined };
+    return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
   }
 
   #activeRuns(plan: RunPlan): number {
@@ -209,7 +216,7 @@ export class RequestReconciler {
     if (succeededCondition(request.status)?.message !== state.message) {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
-    return timeoutMs > 0 ? { requeueAfterMs: remaining } : undefined;
+    return timeoutMs > 0 ? requeueAfter(remaining) : undefined;
   }
 
   /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */
@@ -291,7 +298,7 @@ export class RequestReconciler {
         const keepMs = this.#keepFinishedMs(request);
         const finishedAt = Date.parse(request.status?.completionTime ?? "") || this.#now();
         const wait = finishedAt + keepMs - this.#now();
-        if (wait > 0) return { requeueAfterMs: wait };
+        if (wait > 0) return requeueAfter(wait);
         await this.#deleteRun(runName, run.metadata?.uid);
         log.info({ pipelineRun: runName }, "finished internal PipelineRun deleted");
       }

@@ -112,6 +112,23 @@ describe("custom task bridge", () => {
     assert.equal(extra.workspace, "public");
   });
 
+  it("works for CustomRun names longer than a label value (up to Tekton's 63 + hash)", async () => {
+    const { f, ns, create, waitDone } = await setup();
+    const name = `release-with-a-very-long-pipelinerun-name-and-task-${"x".repeat(30)}`; // 81 characters
+    await create(name, { customRef: ref("sign"), params: [{ name: "digest", value: "sha256:aaaa" }] });
+    const [run] = await f.tekton.waitForRuns(1);
+    const request = (await f.requests.list(ns)).items[0];
+    assert.ok(request && request.metadata.name && request.metadata.name.length <= 63);
+    assert.equal(
+      request.metadata.labels?.["tekton.dev/customRun"],
+      undefined,
+      "not a valid label value, so left out",
+    );
+    await f.waitForRequest(request.metadata.name, (r) => r.status?.pipelineRun !== undefined, "started");
+    await f.tekton.succeed(run?.metadata?.name as string, [{ name: "signature", value: "long" }]);
+    assert.deepEqual((await waitDone(name)).status?.results, [{ name: "signature", value: "long" }]);
+  });
+
   it("taskSpec form: the embedded spec, with CustomRun params merged over it", async () => {
     const { f, ns, create, waitDone } = await setup();
     await create("embedded", {

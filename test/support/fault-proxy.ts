@@ -22,7 +22,8 @@ export interface Faults {
 
 export class FaultProxy {
   readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false };
-  readonly stats = { requests: 0, dropped: 0, errors: 0 };
+  /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
+  readonly stats = { requests: 0, writes: 0, dropped: 0, errors: 0 };
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #upstream: URL;
@@ -46,6 +47,7 @@ export class FaultProxy {
     });
     server.on("request", (req, res) => {
       this.stats.requests++;
+      if (!["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET")) this.stats.writes++;
       const forward = () => {
         if (this.faults.down || Math.random() < this.faults.dropRate) {
           this.stats.dropped++;
