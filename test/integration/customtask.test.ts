@@ -118,7 +118,8 @@ describe("custom task bridge", () => {
     await create(name, { customRef: ref("sign"), params: [{ name: "digest", value: "sha256:aaaa" }] });
     const [run] = await f.tekton.waitForRuns(1);
     const request = (await f.requests.list(ns)).items[0];
-    assert.ok(request && request.metadata.name && request.metadata.name.length <= 63);
+    assert.ok(request?.metadata.name);
+    assert.ok(request.metadata.name.length <= 63);
     assert.equal(
       request.metadata.labels?.["tekton.dev/customRun"],
       undefined,
