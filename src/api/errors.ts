@@ -4,6 +4,8 @@ export interface ApiStatus {
   code: number;
   reason: string;
   message: string;
+  /** Which object the failure is about; absent when the path itself is unknown (e.g. a CRD not installed). */
+  details?: { name?: string; kind?: string; group?: string };
 }
 
 /** The Kubernetes Status carried by a failed API call, or undefined for transport errors. */
@@ -15,15 +17,21 @@ export function apiStatus(err: unknown): ApiStatus | undefined {
   if (code === undefined) return undefined;
   let body = e.body;
   if (typeof body === "string") {
+    const text = body;
     try {
-      body = JSON.parse(body);
+      body = JSON.parse(text);
     } catch {
-      body = { message: body };
+      body = { message: text.trim() };
     }
   }
-  const status = (body ?? {}) as { reason?: string; message?: string };
+  const status = (body !== null && typeof body === "object" ? body : {}) as Partial<ApiStatus>;
   // Never fall back to the exception's text: it carries the raw response with headers.
-  return { code, reason: status.reason ?? "", message: status.message ?? `HTTP ${code}` };
+  return {
+    code,
+    reason: status.reason ?? "",
+    message: status.message || `HTTP ${code}`,
+    ...(status.details ? { details: status.details } : {}),
+  };
 }
 
 export const isNotFound = (err: unknown) => apiStatus(err)?.code === 404;

@@ -1,5 +1,6 @@
 // What went wrong for `isc request …`, as one line a user can act on, and the exit code: 2 for usage
 // and configuration errors, 1 for API and connection errors.
+import { type ApiStatus, apiStatus } from "../api/errors.ts";
 import { ConfigError } from "../config/kubeconfig.ts";
 
 /** A wrong flag or argument: exit 2. */
@@ -20,34 +21,8 @@ export interface ExplainedError {
   exitCode: number;
 }
 
-interface StatusBody {
-  message?: string;
-  reason?: string;
-  details?: { name?: string; kind?: string; group?: string };
-}
-
-/** The HTTP status and parsed body of a failed API call (client-node's ApiException), if it is one. */
-function httpFailure(err: unknown): { code: number; body: StatusBody | string | undefined } | undefined {
-  if (err === null || typeof err !== "object") return undefined;
-  const e = err as { code?: unknown; statusCode?: unknown; body?: unknown };
-  const code =
-    typeof e.code === "number" ? e.code : typeof e.statusCode === "number" ? e.statusCode : undefined;
-  if (code === undefined) return undefined;
-  const raw = e.body;
-  if (typeof raw !== "string") return { code, body: (raw ?? undefined) as StatusBody | undefined };
-  try {
-    const parsed: unknown = JSON.parse(raw);
-    return {
-      code,
-      body: typeof parsed === "object" && parsed !== null ? (parsed as StatusBody) : raw.trim(),
-    };
-  } catch {
-    return { code, body: raw.trim() };
-  }
-}
-
 /** The HTTP status code of a failed API call; undefined for transport errors. */
-export const httpCode = (err: unknown) => httpFailure(err)?.code;
+export const httpCode = (err: unknown) => apiStatus(err)?.code;
 
 /** The innermost cause of a transport failure (undici's "fetch failed" wraps the socket error). */
 function transportCause(err: unknown): { code?: string; message: string } | undefined {
@@ -83,8 +58,8 @@ export function explainError(err: unknown, ctx: ErrorContext): ExplainedError {
   if ((err as { code?: unknown })?.code?.toString().startsWith("ERR_PARSE_ARGS"))
     return { message: (err as Error).message, exitCode: 2 };
   if (err instanceof CommandError) return { message: err.message, exitCode: 1 };
-  const failure = httpFailure(err);
-  if (failure) return { message: explainHttp(failure.code, failure.body, ctx), exitCode: 1 };
+  const failure = apiStatus(err);
+  if (failure) return { message: explainHttp(failure, ctx), exitCode: 1 };
   const cause = transportCause(err);
   if (cause) {
     const hint =
@@ -104,12 +79,11 @@ export function explainError(err: unknown, ctx: ErrorContext): ExplainedError {
 
 const contextNote = (ctx: ErrorContext) => (ctx.context ? ` (context "${ctx.context}")` : "");
 
-function explainHttp(code: number, body: StatusBody | string | undefined, ctx: ErrorContext): string {
-  const status = typeof body === "object" ? body : undefined;
-  const message = status?.message ?? (typeof body === "string" && body ? body : `HTTP ${code}`);
+function explainHttp(status: ApiStatus, ctx: ErrorContext): string {
+  const { code, message } = status;
   switch (code) {
     case 404: {
-      const details = status?.details;
+      const details = status.details;
       if (details?.kind === "namespaces" && details.name)
         return `namespace "${details.name}" does not exist on ${ctx.server}`;
       if (details?.name) {
@@ -128,6 +102,6 @@ function explainHttp(code: number, body: StatusBody | string | undefined, ctx: E
     case 422:
       return `invalid request: ${message}`;
     default:
-      return `the API server ${ctx.server} answered ${code}${status?.reason ? ` ${status.reason}` : ""}: ${message}`;
+      return `the API server ${ctx.server} answered ${code}${status.reason ? ` ${status.reason}` : ""}: ${message}`;
   }
 }

@@ -81,7 +81,10 @@ export class Reflector<T extends KubernetesObject> {
     let needList = true;
     while (!this.#stopped) {
       try {
-        if (needList) await this.#relist();
+        if (needList) {
+          await this.#relist();
+          needList = false; // from here on, resume watches from the last resourceVersion seen
+        }
         needList = await this.#watchOnce();
         this.#failures = 0;
       } catch (err) {
@@ -120,6 +123,15 @@ export class Reflector<T extends KubernetesObject> {
       resourceVersion = page.metadata.resourceVersion;
     } while (next);
     this.stats.lists++;
+    this.#opts.log.debug(
+      {
+        resource: this.#opts.type.plural,
+        namespace: this.#opts.namespace,
+        resourceVersion,
+        items: fresh.size,
+      },
+      "listed",
+    );
     const changed: string[] = [];
     for (const [key, obj] of fresh) {
       if (this.#store.get(key)?.metadata?.resourceVersion !== obj.metadata?.resourceVersion)
@@ -147,6 +159,14 @@ export class Reflector<T extends KubernetesObject> {
       ...(this.#opts.labelSelector ? { labelSelector: this.#opts.labelSelector } : {}),
     };
     this.#lastActivity = Date.now();
+    this.#opts.log.debug(
+      {
+        resource: this.#opts.type.plural,
+        namespace: this.#opts.namespace,
+        resourceVersion: this.#resourceVersion,
+      },
+      "watching",
+    );
     this.#watch = await new Watch(this.#opts.kubeConfig).watch(
       path,
       query,

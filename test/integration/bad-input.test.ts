@@ -737,15 +737,6 @@ const cases: Case[] = [
     cr: { customRef: ref("s".repeat(254)) },
     expect: { reason: "InvalidRequestSpec", message: /spec.service: Too long/ },
   },
-  {
-    name: "cr-long-name",
-    objectName: `cr-${"l".repeat(80)}`,
-    cr: { customRef: ref("sign"), params: [{ name: "digest", value: digest }] },
-    expect: {
-      reason: "InvalidRequestSpec",
-      message: /metadata.labels: Invalid value: "cr-l+": must be no more than 63 (characters|bytes)/,
-    },
-  },
   // Not decodable by Tekton's Go types: served from the second workspace.
   {
     name: "cr-timeout-word",

@@ -1,7 +1,7 @@
 // `isc request …` as a real process against the real public plane, with an in-process controller and
 // the test playing Tekton in the private cluster.
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,35 +10,20 @@ import { fileURLToPath } from "node:url";
 import { ResourceClient } from "../../src/api/resources.ts";
 import { explainError } from "../../src/cli/request-errors.ts";
 import { Progress } from "../../src/cli/request-wait.ts";
-import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
+import type { InternalRequest } from "../../src/generated/crds.ts";
 import { mintIdentity } from "../controlplane/cluster.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
+import { type CommandResult, runCommand } from "../support/run-command.ts";
+import { signService } from "../support/services.ts";
 import { eventually } from "../support/wait.ts";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 
-const signService: InternalServiceSpec = {
-  pipeline: { pipelineRef: { resolver: "cluster", params: [{ name: "name", value: "sign" }] } },
-  paramsSchema: {
-    type: "object",
-    required: ["digest"],
-    properties: {
-      digest: { type: "string", pattern: "^sha256:[a-f0-9]{8,64}$" },
-      keyId: { type: "string", default: "release-key-1" },
-    },
-  },
-  serviceAccount: "signer",
-};
 const digest = "sha256:abcdef12";
 
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CommandResult;
 
 const running = new Set<ChildProcess>();
 const tmp = mkdtempSync(join(tmpdir(), "isc-cli-test-"));
@@ -62,32 +47,14 @@ function isc(
   const kubeconfig = "kubeconfig" in opts ? opts.kubeconfig : testPlanes().public.kubeconfigPath;
   if (kubeconfig) env.KUBECONFIG = kubeconfig;
   for (const [k, v] of Object.entries(opts.env ?? {})) if (v !== undefined) env[k] = v;
-  const child = spawn(process.execPath, [cli, "request", ...args], {
+  return runCommand(process.execPath, [cli, "request", ...args], {
     env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  running.add(child);
-  opts.onSpawn?.(child);
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (b: Buffer) => {
-    stdout += b.toString();
-  });
-  child.stderr.on("data", (b: Buffer) => {
-    stderr += b.toString();
-  });
-  const timeoutMs = opts.timeoutMs ?? 60_000;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`isc request ${args.join(" ")} still running after ${timeoutMs}ms\n${stderr}`));
-    }, timeoutMs);
-    child.on("exit", (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child);
-      // "exit" may come before the pipes are drained.
-      setImmediate(() => resolve({ code, signal, stdout, stderr }));
-    });
+    timeoutMs: opts.timeoutMs,
+    onSpawn: (child) => {
+      running.add(child);
+      child.on("exit", () => running.delete(child));
+      opts.onSpawn?.(child);
+    },
   });
 }
 

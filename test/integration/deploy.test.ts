@@ -4,7 +4,6 @@
 // promises; and deploy/README.md's commands are run as written to turn the public ServiceAccount's token
 // into the kubeconfig the Deployment mounts, which the controller then starts with.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +27,7 @@ import { createNamespace, readYamlObjects, uniqueName } from "../controlplane/cl
 import type { Plane } from "../controlplane/controlplane.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
+import { type CommandOptions, type CommandResult, runCommand } from "../support/run-command.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const privateNs = "internal-services";
@@ -45,28 +45,8 @@ const documentedPublicVerbs: Record<string, string[]> = {
   "/events": ["create", "patch"],
 };
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; stdin?: string }) {
-  return new Promise<Result>((resolve, reject) => {
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.stdin ?? "");
-  });
-}
+const run = (cmd: string, args: string[], opts: CommandOptions) =>
+  runCommand(cmd, args, { timeoutMs: 120_000, ...opts });
 
 const parseObjects = (text: string) =>
   parseAllDocuments(text)
@@ -120,7 +100,7 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
       env: { ...process.env, HOME: dir, NO_COLOR: "1" },
       stdin,
     });
-  const ok = async (r: Promise<Result>, what: string) => {
+  const ok = async (r: Promise<CommandResult>, what: string) => {
     const res = await r;
     assert.equal(res.code, 0, `${what} failed:\n${res.stderr}${res.stdout}`);
     return res;

@@ -223,6 +223,7 @@ describe("faults", { timeout: 600_000 }, () => {
       await ControllerProcess.start({
         ...processOptions(f, remote),
         workspaces: [`public=${f.namespaces[0]}`],
+        extraArgs: ["--leader-elect=false", "--log-level=debug"],
       }),
     );
     await controller.waitForReady();
@@ -244,7 +245,12 @@ describe("faults", { timeout: 600_000 }, () => {
     );
     proxy.faults.down = false;
     await waitAllTerminal(f, 21, 60_000);
-    assert.match(controller.logs, /410|too old|Expired|Gone/i, "the controller saw 410 Gone and relisted");
+    const watchLines = controller.logs.split("\n").filter((l) => /watch|list/.test(l));
+    assert.match(
+      watchLines.join("\n"),
+      /410|too old|Expired|Gone/i,
+      `the controller saw 410 Gone and relisted:\n${watchLines.join("\n")}`,
+    );
     await assertExactlyOnce(f, new Map(Array.from({ length: 21 }, (_, i) => [String(i), "ir"])));
     await controller.kill("SIGTERM");
     await proxy.stop();

@@ -3,23 +3,10 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { CoreV1Api } from "@kubernetes/client-node";
-import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import { finalizer, pipelineRunName } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
+import { signService } from "../support/services.ts";
 import { eventually } from "../support/wait.ts";
-
-const signService: InternalServiceSpec = {
-  pipeline: { pipelineRef: { resolver: "cluster", params: [{ name: "name", value: "sign" }] } },
-  paramsSchema: {
-    type: "object",
-    required: ["digest"],
-    properties: {
-      digest: { type: "string", pattern: "^sha256:[a-f0-9]{8,64}$" },
-      keyId: { type: "string", default: "release-key-1" },
-    },
-  },
-  serviceAccount: "signer",
-};
 
 const allowAll = (namespaces: string[]) => ({ allowList: namespaces });
 
