@@ -144,11 +144,12 @@ export function startManager(opts: ManagerOptions): Manager {
     }
   }
 
-  // When a service or the config changes, every request still waiting may decide differently.
+  // When a service or the config changes, or a run finishes and frees a concurrency slot, requests
+  // not started yet may decide differently. Running ones are followed through their own PipelineRun.
   const enqueueUnfinished = () => {
     for (const [workspace, requests] of requestCaches) {
       for (const r of requests.list()) {
-        if (isTerminal(r.status)) continue;
+        if (isTerminal(r.status) || r.status?.pipelineRun) continue;
         queue.add(
           formatKey({
             workspace,
@@ -198,7 +199,7 @@ export function startManager(opts: ManagerOptions): Manager {
       controllers.map((c) =>
         runController({
           ...c,
-          workers: opts.workers ?? 4,
+          workers: opts.workers ?? 16,
           log,
           metrics,
           signal: abort.signal,

@@ -41,7 +41,7 @@ Flags:
   --leader-lease-duration D   how long a lease is valid without renewal (default 15s)     [ISC_LEADER_LEASE_DURATION]
   --leader-renew-deadline D   a leader that cannot renew for this long stops (default 10s) [ISC_LEADER_RENEW_DEADLINE]
   --leader-retry-period D     how often to try to acquire or renew (default 2s)            [ISC_LEADER_RETRY_PERIOD]
-  --workers N                 concurrent reconciles (default 4)                            [ISC_WORKERS]
+  --workers N                 concurrent reconciles (default 16)                           [ISC_WORKERS]
   --log-level LEVEL           trace, debug, info, warn, error (default info)               [ISC_LOG_LEVEL]
   -h, --help                  show this help
 `;
@@ -76,7 +76,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       "leader-lease-duration": { type: "string", default: env.ISC_LEADER_LEASE_DURATION ?? "15s" },
       "leader-renew-deadline": { type: "string", default: env.ISC_LEADER_RENEW_DEADLINE ?? "10s" },
       "leader-retry-period": { type: "string", default: env.ISC_LEADER_RETRY_PERIOD ?? "2s" },
-      workers: { type: "string", default: env.ISC_WORKERS ?? "4" },
+      workers: { type: "string", default: env.ISC_WORKERS ?? "16" },
       "log-level": { type: "string", default: env.ISC_LOG_LEVEL ?? "info" },
       help: { type: "boolean", short: "h" },
     },

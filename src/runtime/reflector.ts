@@ -178,7 +178,10 @@ export class Reflector<T extends KubernetesObject> {
         }
       },
       (err: unknown) => {
-        if (err && !this.#stopped && (err as { name?: string }).name !== "AbortError") ended.reject(err);
+        // Aborted by us (stop, watchdog, relist), or client-node's 30 s inactivity timeout, which is
+        // normal for a quiet namespace: a normal end, re-watch at once (no backoff).
+        const name = (err as { name?: string } | null)?.name;
+        if (err && !this.#stopped && name !== "AbortError" && name !== "TimeoutError") ended.reject(err);
         else ended.resolve(false);
       },
     );

@@ -1,0 +1,293 @@
+// The raw ceiling: a plain client (bench/lib/http.ts: keep-alive HTTPS, no controller, no watches, no
+// library) performing, per request, the same number and kind of API writes a request costs with the
+// controller — measured from the audit log of a controller run — plus the bench's own two (creating the
+// request, the executor's status patch), at the same concurrency, against the same planes.
+import { randomBytes } from "node:crypto";
+import { finalizer } from "../../src/requests/naming.ts";
+import { succeededRunStatus } from "./executor.ts";
+import { mergePatch, paths, type RawClient } from "./http.ts";
+import type { BenchPlanes } from "./planes.ts";
+import { requestBody, runLabel, serviceName } from "./scenarios.ts";
+import { type Distribution, distribution, pool, round } from "./stats.ts";
+
+export interface BaselineResult {
+  requests: number;
+  inFlight: number;
+  /** Writes each request performed (mean), and the mix they came from. */
+  writesPerRequest: number;
+  mix: Record<string, number>;
+  durationS: number;
+  requestsPerSecond: number;
+  writesPerSecond: number;
+  /** One write's round trip at this concurrency, ms. */
+  writeRtt: Distribution;
+  /** The plain client's own CPU (this process), seconds. */
+  clientCpuSeconds: number;
+}
+
+/** The order a request's writes happen in with the controller; kinds not listed go last. */
+const firsts = [
+  "public create internalrequests",
+  "public patch internalrequests",
+  "private create pipelineruns",
+  "public patch internalrequests/status",
+  "public create events",
+  "private patch pipelineruns/status",
+];
+const rests = [
+  "public patch internalrequests/status",
+  "public create events",
+  "private delete pipelineruns",
+  "public patch internalrequests",
+];
+
+interface RequestState {
+  ns: string;
+  name: string;
+  runName: string;
+  resourceVersion: string;
+  uid: string;
+  runUid: string;
+  patches: number;
+  statusPatches: number;
+  pending: number;
+}
+
+/**
+ * `mix`: writes per request by kind (fractions allowed: request i performs floor or ceil so that the
+ * totals match). The bench's own create and executor patch are added to it.
+ */
+export async function rawBaseline(
+  bench: BenchPlanes,
+  mix: Record<string, number>,
+  count: number,
+  namespaceCount: number,
+  inFlight: number,
+  log: (msg: string) => void,
+): Promise<BaselineResult> {
+  const full: Record<string, number> = {
+    ...mix,
+    "public create internalrequests": (mix["public create internalrequests"] ?? 0) + 1,
+    "private patch pipelineruns/status": (mix["private patch pipelineruns/status"] ?? 0) + 1,
+  };
+  const tag = `raw-${randomBytes(2).toString("hex")}`;
+  const namespaces = Array.from({ length: namespaceCount }, (_, i) => `${tag}-${i}`);
+  await pool(namespaceCount, 25, async (i) => {
+    await bench.raw.public.retrying("POST", paths.namespaces(), { metadata: { name: namespaces[i] } });
+  });
+  const privateNs = `${tag}-private`;
+  await bench.raw.private.retrying("POST", paths.namespaces(), { metadata: { name: privateNs } });
+
+  const rtts: number[] = [];
+  let writes = 0;
+  const plan = (i: number): string[] => {
+    const counts = Object.fromEntries(
+      Object.entries(full).map(([kind, perRequest]) => {
+        const base = Math.floor(perRequest);
+        const extra = Math.round((perRequest - base) * count);
+        return [kind, base + (i < extra ? 1 : 0)];
+      }),
+    );
+    const steps: string[] = [];
+    const take = (kind: string, n: number) => {
+      const k = Math.min(n, counts[kind] ?? 0);
+      for (let j = 0; j < k; j++) steps.push(kind);
+      counts[kind] = (counts[kind] ?? 0) - k;
+    };
+    for (const kind of firsts) take(kind, 1);
+    for (const kind of rests) take(kind, Number.POSITIVE_INFINITY);
+    for (const kind of Object.keys(counts).sort()) take(kind, Number.POSITIVE_INFINITY);
+    return steps;
+  };
+
+  const timed = async (client: RawClient, method: string, path: string, body?: unknown, type?: string) => {
+    const res = await client.call(method, path, body, type);
+    rtts.push(res.ms);
+    writes++;
+    return JSON.parse(res.text) as { metadata?: { resourceVersion?: string; uid?: string } };
+  };
+
+  const write = async (kind: string, s: RequestState): Promise<void> => {
+    const irPath = `${paths.requests(s.ns)}/${s.name}`;
+    const runPath = `${paths.pipelineRuns(privateNs)}/${s.runName}`;
+    const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    const remember = (obj: { metadata?: { resourceVersion?: string; uid?: string } }) => {
+      s.resourceVersion = obj.metadata?.resourceVersion ?? s.resourceVersion;
+    };
+    switch (kind) {
+      case "public create internalrequests": {
+        const obj = await timed(
+          bench.raw.public,
+          "POST",
+          paths.requests(s.ns),
+          requestBody(s.name, { [runLabel]: tag }),
+        );
+        remember(obj);
+        s.uid = obj.metadata?.uid ?? "";
+        return;
+      }
+      case "public patch internalrequests": {
+        // Finalizer on, then off (as the controller does), with the resourceVersion precondition.
+        const on = s.patches++ % 2 === 0;
+        remember(
+          await timed(
+            bench.raw.public,
+            "PATCH",
+            irPath,
+            { metadata: { resourceVersion: s.resourceVersion, finalizers: on ? [finalizer] : [] } },
+            mergePatch,
+          ),
+        );
+        return;
+      }
+      case "public patch internalrequests/status": {
+        const final = ++s.statusPatches >= s.pending;
+        const condition = final
+          ? {
+              status: "True",
+              reason: "Succeeded",
+              message: "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 0",
+            }
+          : { status: "Unknown", reason: "Running", message: "accepted; internal PipelineRun started" };
+        const status = {
+          conditions: [{ type: "Succeeded", ...condition, lastTransitionTime: now, observedGeneration: 1 }],
+          observedGeneration: 1,
+          startTime: now,
+          pipelineRun: `${privateNs}/${s.runName}`,
+          service: serviceName,
+          ...(final ? { completionTime: now, results: { digest: "sha256:0", signature: "sig" } } : {}),
+        };
+        remember(
+          await timed(
+            bench.raw.public,
+            "PATCH",
+            `${irPath}/status`,
+            { metadata: { resourceVersion: s.resourceVersion }, status },
+            mergePatch,
+          ),
+        );
+        return;
+      }
+      case "public create events": {
+        await timed(bench.raw.public, "POST", paths.events(s.ns), {
+          metadata: { generateName: `${s.name}.`, namespace: s.ns },
+          involvedObject: {
+            apiVersion: "appstudio.redhat.com/v1alpha1",
+            kind: "InternalRequest",
+            name: s.name,
+            namespace: s.ns,
+            uid: s.uid,
+            resourceVersion: s.resourceVersion,
+          },
+          type: "Normal",
+          reason: "Started",
+          message: `internal PipelineRun ${privateNs}/${s.runName} started`,
+          source: { component: "raw-baseline" },
+          reportingComponent: "raw-baseline",
+          reportingInstance: "raw-baseline",
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        });
+        return;
+      }
+      case "private create pipelineruns": {
+        const obj = await timed(
+          bench.raw.private,
+          "POST",
+          paths.pipelineRuns(privateNs),
+          pipelineRunBody(s, tag),
+        );
+        s.runUid = obj.metadata?.uid ?? "";
+        return;
+      }
+      case "private patch pipelineruns/status":
+        await timed(
+          bench.raw.private,
+          "PATCH",
+          `${runPath}/status`,
+          succeededRunStatus(s.runName),
+          mergePatch,
+        );
+        return;
+      case "private delete pipelineruns":
+        await timed(bench.raw.private, "DELETE", runPath, {
+          propagationPolicy: "Background",
+          ...(s.runUid ? { preconditions: { uid: s.runUid } } : {}),
+        });
+        return;
+      default:
+        // A kind this baseline does not model: the cheapest equivalent write, a label patch on the request.
+        remember(
+          await timed(
+            bench.raw.public,
+            "PATCH",
+            irPath,
+            { metadata: { labels: { "bench.isc.dev/other": String(writes) } } },
+            mergePatch,
+          ),
+        );
+    }
+  };
+
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  let planned = 0;
+  await pool(count, inFlight, async (i) => {
+    const steps = plan(i);
+    planned += steps.length;
+    const s: RequestState = {
+      ns: namespaces[i % namespaceCount] as string,
+      name: `r-${i}`,
+      runName: `r-${i}-${randomBytes(8).toString("hex")}`,
+      resourceVersion: "",
+      uid: "",
+      runUid: "",
+      patches: 0,
+      statusPatches: 0,
+      pending: steps.filter((k) => k === "public patch internalrequests/status").length,
+    };
+    for (const kind of steps) await write(kind, s);
+  });
+  const durationS = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  log(`  raw baseline: ${count} requests, ${writes} writes in ${durationS.toFixed(1)}s`);
+  return {
+    requests: count,
+    inFlight,
+    writesPerRequest: round(planned / count, 3),
+    mix: Object.fromEntries(Object.entries(full).map(([k, v]) => [k, round(v, 3)])),
+    durationS: round(durationS),
+    requestsPerSecond: round(count / durationS),
+    writesPerSecond: round(writes / durationS),
+    writeRtt: distribution(rtts),
+    clientCpuSeconds: round((cpu.user + cpu.system) / 1e6),
+  };
+}
+
+/** The shape of the controller's internal PipelineRun (labels, annotations, params, timeouts). */
+function pipelineRunBody(s: RequestState, tag: string) {
+  const prefix = "internal-services.appstudio.openshift.io";
+  return {
+    apiVersion: "tekton.dev/v1",
+    kind: "PipelineRun",
+    metadata: {
+      name: s.runName,
+      labels: {
+        [runLabel]: tag,
+        "app.kubernetes.io/managed-by": "raw-baseline",
+        [`${prefix}/name`]: s.name,
+        [`${prefix}/namespace`]: s.ns,
+        [`${prefix}/request-uid`]: s.uid,
+        [`${prefix}/workspace`]: "public",
+        [`${prefix}/service`]: serviceName,
+      },
+      annotations: { [`${prefix}/workspace`]: "public", [`${prefix}/request`]: `${s.ns}/${s.name}` },
+    },
+    spec: {
+      pipelineRef: { name: "bench" },
+      params: [{ name: "digest", value: "sha256:0" }],
+      timeouts: { pipeline: "1h0m0s" },
+    },
+  };
+}

@@ -1,0 +1,123 @@
+// A plain HTTPS client for one plane: keep-alive connections, no library between the bench and the
+// API server. The bench creates its load and plays Tekton with it, and the raw baseline measures the
+// API's own ceiling with it.
+import { Agent, request } from "node:https";
+import { adminKubeConfig } from "../../test/controlplane/cluster.ts";
+import type { Plane } from "../../test/controlplane/controlplane.ts";
+
+export interface RawResponse {
+  status: number;
+  text: string;
+  /** Round trip, request sent to response body read, in ms. */
+  ms: number;
+  /** performance.now() when the response was complete. */
+  at: number;
+}
+
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(method: string, path: string, status: number, text: string) {
+    super(`${method} ${path}: HTTP ${status}: ${text.slice(0, 300)}`);
+    this.status = status;
+  }
+}
+
+export const mergePatch = "application/merge-patch+json";
+
+export class RawClient {
+  readonly #agent: Agent;
+  readonly #host: string;
+  readonly #port: number;
+  readonly plane: Plane;
+
+  constructor(plane: Plane, maxSockets = 256) {
+    const user = adminKubeConfig(plane).getCurrentUser();
+    if (!user?.certData || !user.keyData)
+      throw new Error(`${plane.name}: admin kubeconfig has no client cert`);
+    const url = new URL(plane.server);
+    this.#host = url.hostname;
+    this.#port = Number(url.port);
+    this.plane = plane;
+    this.#agent = new Agent({
+      keepAlive: true,
+      maxSockets,
+      maxFreeSockets: maxSockets,
+      ca: plane.caPem,
+      cert: Buffer.from(user.certData, "base64"),
+      key: Buffer.from(user.keyData, "base64"),
+    });
+  }
+
+  /** One request; HTTP errors reject with ApiError unless `allow` lists the status. */
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = "application/json",
+    allow: number[] = [],
+  ): Promise<RawResponse> {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          agent: this.#agent,
+          host: this.#host,
+          port: this.#port,
+          method,
+          path,
+          headers: {
+            Accept: "application/json",
+            ...(payload === undefined
+              ? {}
+              : { "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) }),
+          },
+          timeout: 60_000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", reject);
+          res.on("end", () => {
+            const at = performance.now();
+            const status = res.statusCode ?? 0;
+            const text = Buffer.concat(chunks).toString();
+            if (status >= 400 && !allow.includes(status)) reject(new ApiError(method, path, status, text));
+            else resolve({ status, text, ms: at - started, at });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`${method} ${path}: timed out after 60s`)));
+      req.on("error", reject);
+      req.end(payload);
+    });
+  }
+
+  /** Like call(), retrying 429 and 5xx answers (bounded: 6 attempts, backoff from 50 ms). */
+  async retrying(method: string, path: string, body?: unknown, contentType?: string): Promise<RawResponse> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.call(method, path, body, contentType);
+      } catch (err) {
+        const status = (err as ApiError).status ?? 0;
+        if (attempt >= 5 || !(status === 429 || status >= 500)) throw err;
+        await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}
+
+export const paths = {
+  requests: (ns?: string) =>
+    `/apis/appstudio.redhat.com/v1alpha1${ns ? `/namespaces/${ns}` : ""}/internalrequests`,
+  services: (ns: string) => `/apis/appstudio.redhat.com/v1alpha1/namespaces/${ns}/internalservices`,
+  configs: (ns: string) => `/apis/appstudio.redhat.com/v1alpha1/namespaces/${ns}/internalservicesconfigs`,
+  pipelineRuns: (ns?: string) => `/apis/tekton.dev/v1${ns ? `/namespaces/${ns}` : ""}/pipelineruns`,
+  customRuns: (ns?: string) => `/apis/tekton.dev/v1beta1${ns ? `/namespaces/${ns}` : ""}/customruns`,
+  events: (ns: string) => `/api/v1/namespaces/${ns}/events`,
+  namespaces: () => "/api/v1/namespaces",
+};

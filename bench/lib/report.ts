@@ -1,0 +1,235 @@
+// The results: targets checked against the figures, and the Markdown rendering of the JSON.
+import type { BaselineResult } from "./baseline.ts";
+import type { LoadResult, ScaleResult } from "./scenarios.ts";
+import { type Distribution, ratio, round } from "./stats.ts";
+
+export interface Results {
+  date: string;
+  command: string;
+  host: { cpus: number; cpuModel: string; memoryGb: number; node: string; platform: string };
+  options: Record<string, unknown>;
+  controllerCmd: string;
+  durationS: number;
+  burst?: LoadResult;
+  linearity?: LoadResult[];
+  customRuns?: LoadResult;
+  scale?: ScaleResult;
+  baseline?: BaselineResult;
+  /** Raw ceiling in requests/s: the plain client's writes/s divided by the writes a request needs. */
+  ceilingRequestsPerSecond?: number;
+  targets: Target[];
+}
+
+export interface Target {
+  name: string;
+  value: string;
+  target: string;
+  met: boolean | undefined;
+}
+
+const ms = (x: number) => (Number.isFinite(x) ? `${round(x, 1)} ms` : "—");
+const num = (x: number | undefined, digits = 2) =>
+  x !== undefined && Number.isFinite(x) ? `${round(x, digits)}` : "—";
+const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : "—");
+
+export function evaluateTargets(r: Results): Target[] {
+  const targets: Target[] = [];
+  const rtt = r.baseline?.writeRtt;
+  if (r.burst && r.ceilingRequestsPerSecond) {
+    const share = r.burst.throughput / r.ceilingRequestsPerSecond;
+    targets.push({
+      name: `throughput (burst ${r.burst.requests})`,
+      value: `${num(r.burst.throughput)} req/s = ${(share * 100).toFixed(0)}% of ceiling ${num(r.ceilingRequestsPerSecond)} req/s`,
+      target: "≥ 50% of raw ceiling ÷ writes per request",
+      met: share >= 0.5,
+    });
+  }
+  const overheads: [string, Distribution | undefined][] = [
+    ["create → PipelineRun created", r.burst?.overhead.createToRun],
+    ["PipelineRun done → request terminal", r.burst?.overhead.doneToTerminal],
+    ["CustomRun created → done (executor excluded)", r.customRuns?.overhead.customRun],
+  ];
+  for (const [name, d] of overheads) {
+    if (!d) continue;
+    if (rtt) {
+      targets.push({
+        name: `overhead p50, ${name}`,
+        value: `${ms(d.p50)} = ${times(ratio(d.p50, rtt.p50))} raw write RTT p50 (${ms(rtt.p50)})`,
+        target: "≤ 3× one raw write round trip",
+        met: d.p50 <= 3 * rtt.p50,
+      });
+    }
+    targets.push({
+      name: `overhead p99, ${name}`,
+      value: ms(d.p99),
+      target: "≤ 250 ms at 100 in flight",
+      met: d.p99 <= 250,
+    });
+  }
+  if (r.scale) {
+    const s = r.scale;
+    targets.push({
+      name: `peak RSS, ${s.existing} requests watched (+${s.burst.requests} burst)`,
+      value: `${num(s.burst.controller.peakRssMb, 1)} MB`,
+      target: "≤ 150 MB",
+      met: s.burst.controller.peakRssMb <= 150,
+    });
+    targets.push({
+      name: `time to ready, ${s.existing} existing requests`,
+      value: `${num(s.readyMs / 1000)} s`,
+      target: "≤ 10 s",
+      met: s.readyMs <= 10_000,
+    });
+    targets.push({
+      name: `writes at startup for ${s.existing} finished requests`,
+      value: `${s.startupWrites}`,
+      target: "0",
+      met: s.startupWrites === 0,
+    });
+  }
+  const lin = r.linearity ?? [];
+  if (lin.length >= 2) {
+    const cpu = lin.map((l) => l.controller.cpuMsPerRequest);
+    const writes = lin.map((l) => l.writes.controllerPerRequest);
+    const spread = (xs: number[]) => Math.max(...xs) / Math.min(...xs);
+    targets.push({
+      name: `linear cost (${lin.map((l) => l.requests).join(" / ")} requests)`,
+      value: `CPU ms/request ${cpu.map((x) => num(x)).join(" / ")} (spread ${times(spread(cpu))}); writes/request ${writes.map((x) => num(x)).join(" / ")}`,
+      target: "per-request cost flat (spread ≤ 1.5×)",
+      met: spread(cpu) <= 1.5 && spread(writes) <= 1.1,
+    });
+  }
+  return targets;
+}
+
+function loadRows(name: string, l: LoadResult, rtt: Distribution | undefined): string[] {
+  const rows: string[] = [];
+  const dist = (label: string, d: Distribution) => {
+    const ratios = rtt
+      ? `${times(ratio(d.p50, rtt.p50))} / ${times(ratio(d.p95, rtt.p95))} / ${times(ratio(d.p99, rtt.p99))} / ${times(ratio(d.max, rtt.max))}`
+      : "—";
+    rows.push(
+      `| ${name}: ${label} p50 / p95 / p99 / max | ${ms(d.p50)} / ${ms(d.p95)} / ${ms(d.p99)} / ${ms(d.max)} | ${ratios} |`,
+    );
+  };
+  if (l.overhead.createToRun) dist("create → PipelineRun created", l.overhead.createToRun);
+  if (l.overhead.doneToTerminal) dist("PipelineRun done → terminal with results", l.overhead.doneToTerminal);
+  if (l.overhead.customRun) dist("CustomRun created → done, executor excluded", l.overhead.customRun);
+  rows.push(
+    `| ${name}: end to end (executor included) p50 / p99 | ${ms(l.endToEnd.p50)} / ${ms(l.endToEnd.p99)} | |`,
+  );
+  return rows;
+}
+
+export function markdown(r: Results): string {
+  const b = r.baseline;
+  const rtt = b?.writeRtt;
+  const out: string[] = [];
+  out.push(`# Benchmark results, ${r.date}`);
+  out.push("");
+  out.push(
+    `Host: ${r.host.cpus} × ${r.host.cpuModel}, ${r.host.memoryGb} GB, ${r.host.platform}, Node ${r.host.node}. ` +
+      `Planes, controller and bench share the machine. Total run ${num(r.durationS / 60, 1)} min.`,
+  );
+  out.push("");
+  out.push("```sh");
+  out.push(r.command);
+  out.push("```");
+  out.push("");
+  out.push(`Controller command: \`${r.controllerCmd}\``);
+  out.push("");
+  out.push("## Targets");
+  out.push("");
+  out.push("| target | value | wanted | met |");
+  out.push("| --- | --- | --- | --- |");
+  for (const t of r.targets)
+    out.push(
+      `| ${t.name} | ${t.value} | ${t.target} | ${t.met === undefined ? "—" : t.met ? "yes" : "**no**"} |`,
+    );
+  out.push("");
+  out.push("## Figures and their ratio to the raw ceiling");
+  out.push("");
+  out.push("| figure | value | ratio to raw ceiling |");
+  out.push("| --- | --- | --- |");
+  if (b) {
+    out.push(
+      `| raw ceiling: plain client, ${b.inFlight} in flight, ${num(b.writesPerRequest)} writes per request | ${num(b.writesPerSecond, 0)} writes/s, ${num(b.requestsPerSecond)} req/s | 1 |`,
+    );
+    if (rtt)
+      out.push(
+        `| raw write round trip p50 / p95 / p99 / max | ${ms(rtt.p50)} / ${ms(rtt.p95)} / ${ms(rtt.p99)} / ${ms(rtt.max)} | 1 |`,
+      );
+  }
+  const l = r.burst;
+  if (l) {
+    out.push(
+      `| burst ${l.requests} (${l.namespaces} namespaces, ${l.inFlight} in flight): throughput | ${num(l.throughput)} req/s | ${times(ratio(l.throughput, r.ceilingRequestsPerSecond ?? Number.NaN))} |`,
+    );
+    out.push(...loadRows(`burst ${l.requests}`, l, rtt));
+    out.push(
+      `| burst ${l.requests}: controller CPU | ${num(l.controller.cpuSeconds)} s (${num(l.controller.cpuMsPerRequest)} ms/request) | ${b ? times(ratio(l.controller.cpuSeconds, b.clientCpuSeconds)) : "—"} of the plain client's CPU |`,
+    );
+    out.push(`| burst ${l.requests}: controller peak RSS | ${num(l.controller.peakRssMb, 1)} MB | |`);
+    out.push(
+      `| burst ${l.requests}: API writes per request (controller; failed) | ${num(l.writes.controllerPerRequest)} (${num(l.writes.controllerFailed / l.requests)} failed) | ${b ? times(ratio(l.writes.controllerPerRequest + 2, b.writesPerRequest)) : "—"} (the baseline replays this mix + 2) |`,
+    );
+    out.push(
+      `| burst ${l.requests}: reconciles per request; mean wait in the work queue; mean reconcile | ${num(l.controller.reconcilesPerRequest)}; ${ms(l.controller.queueWaitMeanMs)}; ${ms(l.controller.workMeanMs)} | |`,
+    );
+    out.push(`| burst ${l.requests}: time to ready (no requests) | ${ms(l.controller.readyMs)} | |`);
+  }
+  const c = r.customRuns;
+  if (c) {
+    out.push(
+      `| custom tasks ${c.requests} CustomRuns: throughput | ${num(c.throughput)} runs/s | ${times(ratio(c.throughput, r.ceilingRequestsPerSecond ?? Number.NaN))} |`,
+    );
+    out.push(...loadRows(`custom tasks ${c.requests}`, c, rtt));
+    out.push(
+      `| custom tasks: controller CPU; writes per CustomRun | ${num(c.controller.cpuSeconds)} s (${num(c.controller.cpuMsPerRequest)} ms/run); ${num(c.writes.controllerPerRequest)} writes (${num(c.writes.controllerFailed / c.requests)} failed) | |`,
+    );
+  }
+  const s = r.scale;
+  if (s) {
+    out.push(
+      `| scale: time to ready with ${s.existing} finished requests | ${ms(s.readyMs)} | ${times(ratio(s.readyMs, s.rawListMs))} of a plain paged list of them (${ms(s.rawListMs)}) |`,
+    );
+    out.push(`| scale: controller writes at startup | ${s.startupWrites} | |`);
+    out.push(
+      `| scale: RSS after startup; peak RSS after the burst on top | ${num(s.rssMbAfterStartup, 1)} MB; ${num(s.burst.controller.peakRssMb, 1)} MB | |`,
+    );
+    out.push(
+      `| scale: burst ${s.burst.requests} on top: throughput | ${num(s.burst.throughput)} req/s | ${times(ratio(s.burst.throughput, r.ceilingRequestsPerSecond ?? Number.NaN))} |`,
+    );
+    out.push(...loadRows(`scale burst ${s.burst.requests}`, s.burst, rtt));
+    out.push(
+      `| scale burst: controller CPU; writes per request | ${num(s.burst.controller.cpuSeconds)} s (${num(s.burst.controller.cpuMsPerRequest)} ms/request); ${num(s.burst.writes.controllerPerRequest)} | |`,
+    );
+  }
+  const lin = r.linearity ?? [];
+  if (lin.length > 0) {
+    out.push("");
+    out.push("## Linearity (scenario 1 at several sizes)");
+    out.push("");
+    out.push(
+      "| requests | req/s | CPU ms/request | writes/request | reconciles/request | create → run p50 / p99 | done → terminal p50 / p99 | peak RSS |",
+    );
+    out.push("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (const x of lin) {
+      out.push(
+        `| ${x.requests} | ${num(x.throughput)} | ${num(x.controller.cpuMsPerRequest)} | ${num(x.writes.controllerPerRequest)} | ${num(x.controller.reconcilesPerRequest)} | ${ms(x.overhead.createToRun?.p50 ?? Number.NaN)} / ${ms(x.overhead.createToRun?.p99 ?? Number.NaN)} | ${ms(x.overhead.doneToTerminal?.p50 ?? Number.NaN)} / ${ms(x.overhead.doneToTerminal?.p99 ?? Number.NaN)} | ${num(x.controller.peakRssMb, 1)} MB |`,
+      );
+    }
+  }
+  if (l) {
+    out.push("");
+    out.push(`## The controller's writes per request (burst ${l.requests}, from the audit log)`);
+    out.push("");
+    out.push("| plane verb resource | per request | of which failed |");
+    out.push("| --- | --- | --- |");
+    for (const [kind, n] of Object.entries(l.writes.controllerByKind)) {
+      out.push(`| ${kind} | ${num(n, 3)} | ${num(l.writes.controllerFailedByKind[kind] ?? 0, 3)} |`);
+    }
+  }
+  out.push("");
+  return out.join("\n");
+}

@@ -1,0 +1,618 @@
+// The benchmark scenarios. Each starts a fresh controller process on its own namespaces, drives a
+// closed loop of `inFlight` requests (a new one is created as soon as one is terminal), and measures
+// the controller's overhead per request from watch timestamps, its CPU and memory from /proc, and its
+// API writes from the audit log.
+import { randomBytes, randomUUID } from "node:crypto";
+import { join } from "node:path";
+import type { InternalRequest } from "../../src/generated/crds.ts";
+import type { V1beta1CustomRun } from "../../src/generated/tekton.ts";
+import { finalizer } from "../../src/requests/naming.ts";
+import type { AuditWindow, WriteCounts } from "./audit.ts";
+import { ControllerProcess } from "./controller.ts";
+import { Executor } from "./executor.ts";
+import { mergePatch, paths, type RawClient } from "./http.ts";
+import type { BenchPlanes } from "./planes.ts";
+import { type Distribution, distribution, pool, round, sleep, waitFor } from "./stats.ts";
+import { TimedWatch } from "./watch.ts";
+
+export const runLabel = "bench.isc.dev/run";
+export const serviceName = "bench";
+/** One request may take at most this long before the run is declared broken (no hang). */
+const requestTimeoutMs = 120_000;
+
+export interface BenchContext {
+  bench: BenchPlanes;
+  controllerCmd: string;
+  repoRoot: string;
+  workDir: string;
+  log: (msg: string) => void;
+}
+
+export interface ControllerFigures {
+  /** Spawn to the first 200 from /readyz. */
+  readyMs: number;
+  /** Resident memory once ready, before the load. */
+  rssMbAtReady: number;
+  cpuSeconds: number;
+  cpuMsPerRequest: number;
+  peakRssMb: number;
+  /** Anonymous resident memory (heap, buffers; not the mapped Node binary) at the end. */
+  rssAnonMbAtEnd: number;
+  reconciles: number;
+  reconcilesPerRequest: number;
+  queueRetries: number;
+  /** Mean time a key waited in a work queue for a worker, and mean time a worker spent on it (ms). */
+  queueWaitMeanMs: number;
+  workMeanMs: number;
+}
+
+export interface WriteFigures {
+  controllerTotal: number;
+  controllerPerRequest: number;
+  controllerFailed: number;
+  /** Per request, by "<plane> <verb> <resource>[/<sub>]". */
+  controllerByKind: Record<string, number>;
+  controllerFailedByKind: Record<string, number>;
+  /** The bench's own writes (creating requests, the executor's status patches). */
+  benchTotal: number;
+  benchByKind: Record<string, number>;
+}
+
+export interface LoadResult {
+  scenario: string;
+  requests: number;
+  namespaces: number;
+  inFlight: number;
+  durationS: number;
+  /** Requests (or CustomRuns) per second, first create to last terminal. */
+  throughput: number;
+  notSucceeded: number;
+  /** Controller overhead per request, ms. */
+  overhead: Record<string, Distribution>;
+  /** Create to terminal, ms, everything included. */
+  endToEnd: Distribution;
+  /** The executor's own time (run seen to status patch answered), ms: excluded from the overhead. */
+  executor: Distribution;
+  controller: ControllerFigures;
+  writes: WriteFigures;
+  watchRestarts: number;
+}
+
+export interface ScaleResult {
+  existing: number;
+  populateS: number;
+  /** A plain client listing all existing requests (the same per-namespace pages the controller lists). */
+  rawListMs: number;
+  readyMs: number;
+  startupWrites: number;
+  startupWritesByKind: Record<string, number>;
+  startupCpuSeconds: number;
+  rssMbAfterStartup: number;
+  burst: LoadResult;
+}
+
+const hex = (n: number) => randomBytes(n).toString("hex");
+
+/** Namespaces `${prefix}-0..count-1` on the public plane. */
+async function createNamespaces(raw: RawClient, prefix: string, count: number): Promise<string[]> {
+  const names = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
+  await pool(count, 25, async (i) => {
+    await raw.retrying("POST", paths.namespaces(), { metadata: { name: names[i] } });
+  });
+  return names;
+}
+
+/** The controller's private namespace: a config allowing `namespaces` and the service "bench". */
+async function setupPrivate(raw: RawClient, prefix: string, namespaces: string[]): Promise<string> {
+  const ns = `${prefix}-private`;
+  await raw.retrying("POST", paths.namespaces(), { metadata: { name: ns } });
+  await raw.retrying("POST", paths.configs(ns), {
+    apiVersion: "appstudio.redhat.com/v1alpha1",
+    kind: "InternalServicesConfig",
+    metadata: { name: "config" },
+    spec: { allowList: namespaces },
+  });
+  await raw.retrying("POST", paths.services(ns), {
+    apiVersion: "appstudio.redhat.com/v1alpha1",
+    kind: "InternalService",
+    metadata: { name: serviceName },
+    spec: {
+      pipeline: { pipelineName: "bench" },
+      paramsSchema: {
+        type: "object",
+        required: ["digest"],
+        properties: { digest: { type: "string", pattern: "^sha256:" } },
+      },
+    },
+  });
+  return ns;
+}
+
+export function requestBody(name: string, labels: Record<string, string>): InternalRequest {
+  return {
+    apiVersion: "appstudio.redhat.com/v1alpha1",
+    kind: "InternalRequest",
+    metadata: { name, labels },
+    spec: { service: serviceName, params: { digest: `sha256:${hex(32)}` } },
+  };
+}
+
+interface Tracked {
+  createdAt?: number;
+  terminalAt?: number;
+  reason?: string;
+  results?: number;
+  waiter?: () => void;
+}
+
+/** Watches the public objects of one run (requests or CustomRuns) and timestamps their milestones. */
+class Tracker<T extends InternalRequest | V1beta1CustomRun> {
+  readonly items = new Map<string, Tracked>();
+  readonly withFinalizer = new Set<string>();
+  readonly watch: TimedWatch<T>;
+
+  constructor(
+    ctx: BenchContext,
+    path: string,
+    labelSelector: string,
+    outcome: (obj: T) => { reason: string; results: number } | undefined,
+  ) {
+    this.watch = new TimedWatch<T>(ctx.bench.publicAdmin, path, labelSelector, (type, obj, at) => {
+      const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+      if (type === "DELETED") {
+        this.withFinalizer.delete(key);
+        return;
+      }
+      if (obj.metadata?.finalizers?.includes(finalizer)) this.withFinalizer.add(key);
+      else this.withFinalizer.delete(key);
+      const item = this.#item(key);
+      if (item.createdAt === undefined || at < item.createdAt) item.createdAt = at;
+      const done = outcome(obj);
+      if (done && item.terminalAt === undefined) {
+        item.terminalAt = at;
+        item.reason = done.reason;
+        item.results = done.results;
+        item.waiter?.();
+      }
+    });
+  }
+
+  #item(key: string): Tracked {
+    let item = this.items.get(key);
+    if (!item) {
+      item = {};
+      this.items.set(key, item);
+    }
+    return item;
+  }
+
+  created(key: string, at: number): void {
+    const item = this.#item(key);
+    if (item.createdAt === undefined || at < item.createdAt) item.createdAt = at;
+  }
+
+  /** Resolves when `key` is terminal; rejects after requestTimeoutMs. */
+  terminal(key: string): Promise<void> {
+    const item = this.#item(key);
+    if (item.terminalAt !== undefined) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${key} not terminal after ${requestTimeoutMs / 1000}s`)),
+        requestTimeoutMs,
+      );
+      item.waiter = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
+
+const requestOutcome = (r: InternalRequest) => {
+  const c = r.status?.conditions?.find((x) => x.type === "Succeeded");
+  if (!c || c.status === "Unknown") return undefined;
+  const results = Object.keys(r.status?.results ?? {}).length;
+  // "Terminal with results": a Succeeded status without its results is not the end yet.
+  if (c.reason === "Succeeded" && results === 0) return undefined;
+  return { reason: c.reason, results };
+};
+
+const customRunOutcome = (r: V1beta1CustomRun) => {
+  const c = r.status?.conditions?.find((x) => x.type === "Succeeded");
+  if (!c || c.status === "Unknown") return undefined;
+  return { reason: c.reason ?? "", results: r.status?.results?.length ?? 0 };
+};
+
+/** The state a request the controller is finished with has (the scale scenario's existing requests). */
+function finishedStatus(privateNs: string, name: string) {
+  const at = new Date(Date.now() - 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  return {
+    status: {
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "True",
+          reason: "Succeeded",
+          message: "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 0",
+          lastTransitionTime: at,
+          observedGeneration: 1,
+        },
+      ],
+      startTime: at,
+      completionTime: at,
+      observedGeneration: 1,
+      pipelineRun: `${privateNs}/${name}-${hex(8)}`,
+      service: serviceName,
+      results: { digest: `sha256:${hex(32)}`, signature: `sig-${hex(8)}` },
+    },
+  };
+}
+
+async function startController(
+  ctx: BenchContext,
+  tag: string,
+  namespaces: string[],
+  privateNs: string,
+): Promise<{ controller: ControllerProcess; readyMs: number; rssMbAtReady: number }> {
+  const controller = await ControllerProcess.start({
+    cmd: ctx.controllerCmd,
+    cwd: ctx.repoRoot,
+    publicKubeconfig: ctx.bench.controllerKubeconfig.public,
+    privateKubeconfig: ctx.bench.controllerKubeconfig.private,
+    namespaces,
+    privateNamespace: privateNs,
+    logFile: join(ctx.workDir, `controller-${tag}.log`),
+  });
+  try {
+    const readyMs = await controller.waitReady();
+    return { controller, readyMs, rssMbAtReady: (await controller.usage()).rssMb };
+  } catch (err) {
+    await controller.stop();
+    throw new Error(`${(err as Error).message}; see ${join(ctx.workDir, `controller-${tag}.log`)}`);
+  }
+}
+
+function perRequest(counts: Record<string, number>, n: number): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(counts)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, v]) => [k, round(v / n, 3)]),
+  );
+}
+
+function writeFigures(window: AuditWindow, n: number): WriteFigures {
+  const c: WriteCounts = window.controller;
+  return {
+    controllerTotal: c.total,
+    controllerPerRequest: round(c.total / n, 3),
+    controllerFailed: c.failed,
+    controllerByKind: perRequest(c.byKind, n),
+    controllerFailedByKind: perRequest(c.failedByKind, n),
+    benchTotal: window.bench.total,
+    benchByKind: perRequest(window.bench.byKind, n),
+  };
+}
+
+interface LoadSetup {
+  tag: string;
+  namespaces: string[];
+  privateNs: string;
+  controller: ControllerProcess;
+  readyMs: number;
+  rssMbAtReady: number;
+  executor: Executor;
+}
+
+/** Drives `count` requests (or CustomRuns) through the controller, `inFlight` at a time. */
+async function drive(
+  ctx: BenchContext,
+  setup: LoadSetup,
+  kind: "requests" | "customruns",
+  count: number,
+  inFlight: number,
+): Promise<LoadResult> {
+  const { bench } = ctx;
+  const { tag, namespaces, controller, executor } = setup;
+  const pipelineRunLabel = `bench-${tag}`;
+  // Requests made for CustomRuns carry the CustomRun's tekton.dev/pipelineRun label, not ours.
+  const requestSelector =
+    kind === "requests" ? `${runLabel}=${tag}` : `tekton.dev/pipelineRun=${pipelineRunLabel}`;
+  const requests = new Tracker<InternalRequest>(ctx, paths.requests(), requestSelector, requestOutcome);
+  const runs =
+    kind === "customruns"
+      ? new Tracker<V1beta1CustomRun>(ctx, paths.customRuns(), `${runLabel}=${tag}`, customRunOutcome)
+      : undefined;
+  await requests.watch.start();
+  await runs?.watch.start();
+  const primary = (runs ?? requests) as Tracker<InternalRequest | V1beta1CustomRun>;
+
+  const mark = await bench.audit.mark();
+  const usageBefore = await controller.usage();
+  const counters = async () => ({
+    reconciles: await controller.metric("controller_runtime_reconcile_total"),
+    retries: await controller.metric("workqueue_retries_total"),
+    waitSum: await controller.metric("workqueue_queue_duration_seconds_sum"),
+    waitCount: await controller.metric("workqueue_queue_duration_seconds_count"),
+    workSum: await controller.metric("workqueue_work_duration_seconds_sum"),
+    workCount: await controller.metric("workqueue_work_duration_seconds_count"),
+  });
+  const before = await counters();
+  const started = performance.now();
+  let lastTerminal = started;
+  const pipelineRunUid = randomUUID();
+  try {
+    await pool(count, inFlight, async (i) => {
+      const ns = namespaces[i % namespaces.length] as string;
+      const name = kind === "requests" ? `r-${i}` : `run-${i}-sign`;
+      const key = `${ns}/${name}`;
+      const body =
+        kind === "requests"
+          ? requestBody(name, { [runLabel]: tag })
+          : customRunBody(name, pipelineRunLabel, pipelineRunUid, tag);
+      const res = await bench.raw.public.retrying(
+        "POST",
+        kind === "requests" ? paths.requests(ns) : paths.customRuns(ns),
+        body,
+      );
+      primary.created(key, res.at);
+      await primary.terminal(key);
+      lastTerminal = Math.max(lastTerminal, primary.items.get(key)?.terminalAt ?? 0);
+    });
+    // Then the controller cleans up: internal runs deleted, finalizers removed.
+    const clean = await waitFor(
+      () => executor.present.size === 0 && requests.withFinalizer.size === 0,
+      60_000,
+      100,
+    );
+    if (!clean) {
+      ctx.log(
+        `  warning: cleanup incomplete after 60s (${executor.present.size} runs, ${requests.withFinalizer.size} finalizers left)`,
+      );
+    }
+    await sleep(500); // let the last write echoes settle before counting
+  } finally {
+    requests.watch.stop();
+    runs?.watch.stop();
+  }
+  const usageAfter = await controller.usage();
+  const after = await counters();
+  const reconciles = after.reconciles - before.reconciles;
+  const retries = after.retries - before.retries;
+  const meanMs = (sum: number, count: number) => (count > 0 ? (sum * 1000) / count : Number.NaN);
+  const window = await bench.audit.since(mark);
+
+  const createToRun: number[] = [];
+  const doneToTerminal: number[] = [];
+  const customRunOverhead: number[] = [];
+  const endToEnd: number[] = [];
+  const executorMs: number[] = [];
+  let notSucceeded = 0;
+  for (const [key, item] of primary.items) {
+    if (item.createdAt === undefined || item.terminalAt === undefined) continue;
+    if (item.reason !== "Succeeded") notSucceeded++;
+    endToEnd.push(item.terminalAt - item.createdAt);
+    const requestKey = kind === "requests" ? key : `${key}-0`;
+    const run = executor.runs.get(requestKey);
+    const request = requests.items.get(requestKey);
+    if (!run || run.doneAt === undefined) continue;
+    executorMs.push(run.doneAt - run.seenAt);
+    if (kind === "customruns") {
+      customRunOverhead.push(Math.max(0, item.terminalAt - item.createdAt - (run.doneAt - run.seenAt)));
+    }
+    if (request?.createdAt !== undefined) createToRun.push(Math.max(0, run.seenAt - request.createdAt));
+    if (request?.terminalAt !== undefined) doneToTerminal.push(Math.max(0, request.terminalAt - run.doneAt));
+  }
+  const durationS = (lastTerminal - started) / 1000;
+  const overhead: Record<string, Distribution> = {
+    createToRun: distribution(createToRun),
+    doneToTerminal: distribution(doneToTerminal),
+  };
+  if (kind === "customruns") overhead.customRun = distribution(customRunOverhead);
+  return {
+    scenario: kind === "requests" ? "burst" : "customruns",
+    requests: count,
+    namespaces: namespaces.length,
+    inFlight,
+    durationS: round(durationS),
+    throughput: round(count / durationS),
+    notSucceeded: notSucceeded + (count - endToEnd.length),
+    overhead,
+    endToEnd: distribution(endToEnd),
+    executor: distribution(executorMs),
+    controller: {
+      readyMs: round(setup.readyMs),
+      rssMbAtReady: round(setup.rssMbAtReady, 1),
+      cpuSeconds: round(usageAfter.cpuSeconds - usageBefore.cpuSeconds),
+      cpuMsPerRequest: round(((usageAfter.cpuSeconds - usageBefore.cpuSeconds) * 1000) / count),
+      peakRssMb: round(usageAfter.peakRssMb, 1),
+      rssAnonMbAtEnd: round(usageAfter.rssAnonMb, 1),
+      reconciles,
+      reconcilesPerRequest: round(reconciles / count),
+      queueRetries: retries,
+      queueWaitMeanMs: round(meanMs(after.waitSum - before.waitSum, after.waitCount - before.waitCount)),
+      workMeanMs: round(meanMs(after.workSum - before.workSum, after.workCount - before.workCount)),
+    },
+    writes: writeFigures(window, count),
+    watchRestarts: requests.watch.restarts + (runs?.watch.restarts ?? 0),
+  };
+}
+
+/** A CustomRun as Tekton's PipelineRun reconciler creates it for a task referencing InternalRequest. */
+function customRunBody(
+  name: string,
+  pipelineRun: string,
+  pipelineRunUid: string,
+  tag: string,
+): V1beta1CustomRun {
+  return {
+    apiVersion: "tekton.dev/v1beta1",
+    kind: "CustomRun",
+    metadata: {
+      name,
+      labels: {
+        "app.kubernetes.io/managed-by": "tekton-pipelines",
+        "tekton.dev/memberOf": "tasks",
+        "tekton.dev/pipeline": "release",
+        "tekton.dev/pipelineRun": pipelineRun,
+        "tekton.dev/pipelineRunUID": pipelineRunUid,
+        "tekton.dev/pipelineTask": "sign",
+        [runLabel]: tag,
+      },
+      ownerReferences: [
+        {
+          apiVersion: "tekton.dev/v1",
+          kind: "PipelineRun",
+          name: pipelineRun,
+          uid: pipelineRunUid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    spec: {
+      customRef: { apiVersion: "appstudio.redhat.com/v1alpha1", kind: "InternalRequest", name: serviceName },
+      params: [{ name: "digest", value: `sha256:${hex(32)}` }],
+      serviceAccountName: "default",
+      timeout: "1h0m0s",
+    },
+  } as V1beta1CustomRun;
+}
+
+async function withSetup<R>(
+  ctx: BenchContext,
+  tag: string,
+  namespaces: string[],
+  privateNs: string,
+  body: (setup: LoadSetup) => Promise<R>,
+): Promise<R> {
+  const executor = new Executor(ctx.bench.privateAdmin, ctx.bench.raw.private, privateNs);
+  await executor.start();
+  let controller: ControllerProcess | undefined;
+  try {
+    const started = await startController(ctx, tag, namespaces, privateNs);
+    controller = started.controller;
+    return await body({ tag, namespaces, privateNs, executor, ...started });
+  } finally {
+    await controller?.stop();
+    executor.stop();
+    if (executor.errors > 0)
+      ctx.log(`  executor: ${executor.errors} failed patches (last: ${executor.lastError})`);
+  }
+}
+
+let tagCounter = 0;
+const newTag = (name: string) => `b${++tagCounter}-${name}-${hex(2)}`;
+
+/** Scenario 1: `count` InternalRequests across `namespaceCount` namespaces, `inFlight` at a time. */
+export async function burst(
+  ctx: BenchContext,
+  count: number,
+  namespaceCount: number,
+  inFlight: number,
+): Promise<LoadResult> {
+  const tag = newTag(`burst${count}`);
+  const namespaces = await createNamespaces(ctx.bench.raw.public, tag, namespaceCount);
+  const privateNs = await setupPrivate(ctx.bench.raw.private, tag, namespaces);
+  return withSetup(ctx, tag, namespaces, privateNs, (setup) =>
+    drive(ctx, setup, "requests", count, inFlight),
+  );
+}
+
+/** Scenario 2: `count` CustomRuns through the custom-task path. */
+export async function customRuns(
+  ctx: BenchContext,
+  count: number,
+  namespaceCount: number,
+  inFlight: number,
+): Promise<LoadResult> {
+  const tag = newTag(`cr${count}`);
+  const namespaces = await createNamespaces(ctx.bench.raw.public, tag, namespaceCount);
+  const privateNs = await setupPrivate(ctx.bench.raw.private, tag, namespaces);
+  return withSetup(ctx, tag, namespaces, privateNs, (setup) =>
+    drive(ctx, setup, "customruns", count, inFlight),
+  );
+}
+
+/** Scenario 3: `existing` finished requests, then the controller starts, then a burst on top. */
+export async function scale(
+  ctx: BenchContext,
+  existing: number,
+  count: number,
+  namespaceCount: number,
+  inFlight: number,
+): Promise<ScaleResult> {
+  const { bench } = ctx;
+  const tag = newTag(`scale${existing}`);
+  const namespaces = await createNamespaces(bench.raw.public, tag, namespaceCount);
+  const privateNs = await setupPrivate(bench.raw.private, tag, namespaces);
+  const populateStarted = performance.now();
+  let populated = 0;
+  await pool(existing, 50, async (i) => {
+    const ns = namespaces[i % namespaces.length] as string;
+    const name = `done-${i}`;
+    await bench.raw.public.retrying(
+      "POST",
+      paths.requests(ns),
+      requestBody(name, { [runLabel]: `${tag}-old` }),
+    );
+    await bench.raw.public.retrying(
+      "PATCH",
+      `${paths.requests(ns)}/${name}/status`,
+      finishedStatus(privateNs, name),
+      mergePatch,
+    );
+    if (++populated % 2000 === 0) ctx.log(`  ${populated}/${existing} finished requests written`);
+  });
+  const populateS = (performance.now() - populateStarted) / 1000;
+
+  // What a plain client needs to read them all: the controller's per-namespace lists (pages of 500).
+  const listStarted = performance.now();
+  await pool(namespaces.length, namespaces.length, async (i) => {
+    let next: string | undefined;
+    for (let page = 0; page < 1000; page++) {
+      const query = `?limit=500${next ? `&continue=${encodeURIComponent(next)}` : ""}`;
+      const res = await bench.raw.public.call("GET", `${paths.requests(namespaces[i])}${query}`);
+      next = (JSON.parse(res.text) as { metadata?: { continue?: string } }).metadata?.continue || undefined;
+      if (!next) break;
+    }
+  });
+  const rawListMs = performance.now() - listStarted;
+
+  const mark = await bench.audit.mark();
+  return withSetup(ctx, tag, namespaces, privateNs, async (setup) => {
+    // Settle: every existing request reconciled once, queue empty, nothing more happening for 2 s.
+    let last = -1;
+    let stableSince = performance.now();
+    await waitFor(
+      async () => {
+        const reconciles = await setup.controller.metric("controller_runtime_reconcile_total");
+        const depth = await setup.controller.metric("workqueue_depth");
+        if (reconciles !== last || depth > 0) {
+          last = reconciles;
+          stableSince = performance.now();
+        }
+        return performance.now() - stableSince >= 2_000;
+      },
+      120_000,
+      250,
+    );
+    const window = await bench.audit.since(mark);
+    const usage = await setup.controller.usage();
+    ctx.log(
+      `  controller ready in ${(setup.readyMs / 1000).toFixed(2)}s over ${existing} finished requests; ` +
+        `${window.controller.total} writes at startup; RSS ${usage.rssMb.toFixed(0)} MB`,
+    );
+    const result = await drive(ctx, setup, "requests", count, inFlight);
+    return {
+      existing,
+      populateS: round(populateS),
+      rawListMs: round(rawListMs),
+      readyMs: round(setup.readyMs),
+      startupWrites: window.controller.total,
+      startupWritesByKind: window.controller.byKind,
+      startupCpuSeconds: round(usage.cpuSeconds),
+      rssMbAfterStartup: round(usage.rssMb, 1),
+      burst: { ...result, scenario: "scale" },
+    };
+  });
+}
