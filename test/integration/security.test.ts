@@ -7,29 +7,23 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import {
   AuthorizationV1Api,
   CoreV1Api,
   KubeConfig,
-  type KubernetesObject,
-  type V1ClusterRole,
   type V1ResourceAttributes,
-  type V1Role,
 } from "@kubernetes/client-node";
 import { apiStatus } from "../../src/api/errors.ts";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec } from "../../src/generated/tekton.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
-import { applyObjects, type Identity, mintIdentity, readYamlObjects } from "../controlplane/cluster.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
+import { shippedIdentities } from "../support/identities.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 import { eventually } from "../support/wait.ts";
-
-const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 
 const vault: InternalServiceSpec = {
   pipeline: { pipelineName: "vault" },
@@ -64,26 +58,7 @@ describe("security", () => {
     return f;
   };
 
-  /** Identities bound to exactly the shipped Roles: public in the fixture's namespaces, private in its own. */
-  const restricted = async (f: Fixture): Promise<{ remote: Identity; priv: Identity }> => {
-    const [remoteRole] = (await readYamlObjects(deploy("public/rbac.yaml"))) as V1ClusterRole[];
-    assert.equal(remoteRole?.kind, "ClusterRole");
-    await applyObjects(planes.publicAdmin, [remoteRole as KubernetesObject]);
-    const remote = await mintIdentity(planes.public, planes.publicAdmin, {
-      namespace: f.namespaces[0] as string,
-      name: "isc-remote",
-      clusterRoleName: remoteRole?.metadata?.name as string,
-      bindInNamespaces: f.namespaces,
-    });
-    const [privateRole] = (await readYamlObjects(deploy("private/rbac.yaml"))) as V1Role[];
-    assert.equal(privateRole?.kind, "Role");
-    const priv = await mintIdentity(planes.private, planes.privateAdmin, {
-      namespace: f.privateNs,
-      name: "isc-controller",
-      rules: privateRole?.rules,
-    });
-    return { remote, priv };
-  };
+  const restricted = (f: Fixture) => shippedIdentities(planes, f);
 
   const customRunClient = (f: Fixture) =>
     new ResourceClient<V1beta1CustomRun>(f.publicKc, customRuns, "test");

@@ -2,29 +2,15 @@
 // RBAC shipped in deploy/ on both sides.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import {
-  CoreV1Api,
-  type KubernetesObject,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1ClusterRole,
-  type V1Role,
-} from "@kubernetes/client-node";
+import { CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
-import {
-  applyObjects,
-  createNamespace,
-  mintIdentity,
-  readYamlObjects,
-  uniqueName,
-} from "../controlplane/cluster.ts";
+import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
+import { shippedIdentities } from "../support/identities.ts";
 import { testPlanes } from "../support/planes.ts";
 import { eventually } from "../support/wait.ts";
 
-const deploy = (path: string) => fileURLToPath(new URL(`../../deploy/${path}`, import.meta.url));
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const service: InternalServiceSpec = { pipeline: { pipelineName: "advise" } };
 
@@ -125,20 +111,7 @@ describe("workspaces and least privilege", () => {
       startController: false,
     });
     fixtures.push(f);
-    const [remoteRole] = (await readYamlObjects(deploy("public/rbac.yaml"))) as V1ClusterRole[];
-    await applyObjects(planes.publicAdmin, [remoteRole as KubernetesObject]);
-    const remote = await mintIdentity(planes.public, planes.publicAdmin, {
-      namespace: f.namespaces[0] as string,
-      name: "isc-remote",
-      clusterRoleName: remoteRole?.metadata?.name as string,
-      bindInNamespaces: f.namespaces,
-    });
-    const [privateRole] = (await readYamlObjects(deploy("private/rbac.yaml"))) as V1Role[];
-    const privateIdentity = await mintIdentity(planes.private, planes.privateAdmin, {
-      namespace: f.privateNs,
-      name: "isc-controller",
-      rules: privateRole?.rules,
-    });
+    const { remote, priv: privateIdentity } = await shippedIdentities(planes, f);
     await f.startController({
       workspaces: [{ name: "public", kubeConfig: remote.kubeConfig, namespaces: f.namespaces }],
       privateKubeConfig: privateIdentity.kubeConfig,
