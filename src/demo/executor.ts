@@ -24,6 +24,8 @@ export class LocalExecutor {
   readonly #done = new Set<string>();
   readonly #events: ExecutorEvents;
   #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #inFlight: Promise<void> | undefined;
 
   constructor(opts: {
     privateKc: KubeConfig;
@@ -51,13 +53,17 @@ export class LocalExecutor {
       } catch {
         // transient API errors: the next tick tries again
       }
-      this.#timer = setTimeout(tick, 250);
+      // A tick still in flight when stop() ran must not schedule another (its calls fail fast
+      // against stopped planes, so it would loop forever and keep the process alive).
+      if (!this.#stopped) this.#timer = setTimeout(() => (this.#inFlight = tick()), 250);
     };
-    void tick();
+    this.#inFlight = tick();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
+    this.#stopped = true;
     clearTimeout(this.#timer);
+    await this.#inFlight;
   }
 
   /** Verifies a base64 signature of `digest` with the private side's public key. */
