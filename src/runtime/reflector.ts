@@ -25,6 +25,23 @@ type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
 export const objectKey = (obj: KubernetesObject) =>
   `${obj.metadata?.namespace ?? ""}/${obj.metadata?.name ?? ""}`;
 
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration";
+
+/**
+ * Drops what no reconcile reads and what costs the most memory per cached object: managedFields
+ * (often larger than the object itself) and kubectl's last-applied copy of the whole object.
+ */
+export function trimForCache<T extends KubernetesObject>(obj: T): T {
+  const meta = obj.metadata;
+  if (!meta) return obj;
+  delete meta.managedFields;
+  if (meta.annotations?.[lastApplied] !== undefined) {
+    const { [lastApplied]: _, ...rest } = meta.annotations;
+    meta.annotations = rest;
+  }
+  return obj;
+}
+
 export class Reflector<T extends KubernetesObject> {
   readonly #opts: ReflectorOptions;
   readonly #client: ResourceClient<T>;
@@ -118,7 +135,7 @@ export class Reflector<T extends KubernetesObject> {
         limit: this.#opts.pageSize ?? 500,
         continue: next,
       });
-      for (const item of page.items) fresh.set(objectKey(item), item);
+      for (const item of page.items) fresh.set(objectKey(item), trimForCache(item));
       next = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (next);
@@ -205,7 +222,7 @@ export class Reflector<T extends KubernetesObject> {
     if (type === "BOOKMARK") return false;
     const key = objectKey(obj);
     if (type === "DELETED") this.#store.delete(key);
-    else this.#store.set(key, obj);
+    else this.#store.set(key, trimForCache(obj));
     this.#opts.onChange(key);
     return false;
   }

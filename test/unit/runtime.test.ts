@@ -5,6 +5,7 @@ import { ApiException } from "@kubernetes/client-node";
 import { Counter, Registry } from "prom-client";
 import { apiStatus, describeError, isConflict, isGone, isNotFound } from "../../src/api/errors.ts";
 import { microTime } from "../../src/runtime/leader.ts";
+import { trimForCache } from "../../src/runtime/reflector.ts";
 import { parseAddress, startProbeServer } from "../../src/runtime/server.ts";
 
 describe("parseAddress", () => {
@@ -147,5 +148,46 @@ describe("apiStatus / describeError", () => {
   test("an ApiException without a message in its body is described without its headers", () => {
     const err = new ApiException(503, "Service Unavailable", undefined, { "audit-id": "secret-ish" });
     assert.doesNotMatch(describeError(err), /Headers|audit-id/);
+  });
+});
+
+describe("trimForCache", () => {
+  test("drops managedFields and kubectl's last-applied copy, keeps everything a reconcile reads", () => {
+    const obj = {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalRequest",
+      metadata: {
+        name: "r",
+        namespace: "ns",
+        uid: "u1",
+        resourceVersion: "7",
+        finalizers: ["f"],
+        labels: { a: "1" },
+        annotations: { "kubectl.kubernetes.io/last-applied-configuration": "{...}", keep: "yes" },
+        managedFields: [{ manager: "kubectl", operation: "Update" as const }],
+      },
+      spec: { service: "s" },
+    };
+    const trimmed = trimForCache(structuredClone(obj));
+    assert.equal(trimmed.metadata.managedFields, undefined);
+    assert.deepEqual(trimmed.metadata.annotations, { keep: "yes" });
+    assert.deepEqual(
+      { ...trimmed.metadata },
+      {
+        name: "r",
+        namespace: "ns",
+        uid: "u1",
+        resourceVersion: "7",
+        finalizers: ["f"],
+        labels: { a: "1" },
+        annotations: { keep: "yes" },
+      },
+    );
+    assert.deepEqual(trimmed.spec, obj.spec);
+  });
+
+  test("objects without metadata or annotations pass through", () => {
+    assert.deepEqual(trimForCache({ kind: "X" }), { kind: "X" });
+    assert.deepEqual(trimForCache({ metadata: { name: "n" } }), { metadata: { name: "n" } });
   });
 });
