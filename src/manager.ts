@@ -52,6 +52,8 @@ export interface ManagerOptions {
   metrics?: Metrics;
   /** Test-only fault injection, see RequestReconcilerDeps.afterCreate. */
   afterCreate?: () => void;
+  /** See RequestReconcilerDeps.queuedRecheckMs. */
+  queuedRecheckMs?: number;
 }
 
 export interface Manager {
@@ -78,6 +80,7 @@ export function startManager(opts: ManagerOptions): Manager {
   /** Per workspace: starts its caches, resolving when the namespaces served at start are synced. */
   const starters: (() => Promise<void>)[] = [];
   const stoppers: (() => void)[] = [];
+  const recorders: EventRecorder[] = [];
 
   for (const ws of opts.workspaces) {
     const requests: NamespacedCache<InternalRequest> = new NamespacedCache(
@@ -94,11 +97,13 @@ export function startManager(opts: ManagerOptions): Manager {
     );
     const caches: NamespacedCache<never>[] = [requests as NamespacedCache<never>];
     requestCaches.set(ws.name, requests);
+    const events = new EventRecorder(ws.kubeConfig, log);
+    recorders.push(events);
     workspaceAccess.set(ws.name, {
       name: ws.name,
       requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
       getRequest: (key) => requests.get(key),
-      events: new EventRecorder(ws.kubeConfig, log),
+      events,
     });
     if (serveCustomTasks) {
       const runs = new NamespacedCache<V1beta1CustomRun>(ws.kubeConfig, customRuns, log, (key) =>
@@ -144,8 +149,9 @@ export function startManager(opts: ManagerOptions): Manager {
     }
   }
 
-  // When a service or the config changes, or a run finishes and frees a concurrency slot, requests
-  // not started yet may decide differently. Running ones are followed through their own PipelineRun.
+  // When a service or the config changes, requests not started yet may decide differently. Running
+  // ones are followed through their own PipelineRun. (A finished run wakes only the requests waiting
+  // for a concurrency slot: see privateSide.)
   const enqueueUnfinished = () => {
     for (const [workspace, requests] of requestCaches) {
       for (const r of requests.list()) {
@@ -170,14 +176,20 @@ export function startManager(opts: ManagerOptions): Manager {
         "serving InternalRequests needs the private cluster's kubeconfig and the controller namespace",
       );
     }
-    const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, enqueueUnfinished);
+    const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, {
+      onPolicyChange: enqueueUnfinished,
+      onRunFinished: () => {
+        for (const key of reconciler.takeWaitingForSlot()) queue.add(key);
+      },
+    });
     privateReflectors = side.reflectors;
     metrics.activeRunsSource = () => activeRunsByService(side.access.listPipelineRuns());
-    const reconciler = new RequestReconciler({
+    const reconciler: RequestReconciler = new RequestReconciler({
       workspaces: workspaceAccess,
       private: side.access,
       metrics,
       afterCreate: opts.afterCreate,
+      queuedRecheckMs: opts.queuedRecheckMs,
     });
     controllers.push({ name: "internalrequest", queue, reconcile: reconciler.reconcile });
   }
@@ -225,6 +237,7 @@ export function startManager(opts: ManagerOptions): Manager {
       queue.shutDown();
       customRunQueue.shutDown();
       await workersDone;
+      await Promise.all(recorders.map((r) => r.flush()));
     },
   };
 }
@@ -245,7 +258,7 @@ function privateSide(
   ns: string,
   log: Logger,
   queue: WorkQueue,
-  enqueueUnfinished: () => void,
+  on: { onPolicyChange: () => void; onRunFinished: () => void },
 ): { access: PrivateAccess; reflectors: Reflector<never>[] } {
   const runs: Reflector<V1PipelineRun> = new Reflector<V1PipelineRun>({
     kubeConfig,
@@ -258,8 +271,8 @@ function privateSide(
       const workspace = run?.metadata?.annotations?.[`${labelPrefix}/workspace`];
       const request = run?.metadata?.annotations?.[`${labelPrefix}/request`];
       if (workspace && request) queue.add(`${workspace}/${request}`);
-      // A finished run frees a concurrency slot for queued requests of its service.
-      if (!run || run.status?.completionTime) enqueueUnfinished();
+      // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
+      if (!run || run.status?.completionTime) on.onRunFinished();
     },
   });
   const services = new Reflector<InternalService>({
@@ -267,14 +280,14 @@ function privateSide(
     type: internalServices,
     namespace: ns,
     log,
-    onChange: enqueueUnfinished,
+    onChange: on.onPolicyChange,
   });
   const configs = new Reflector<InternalServicesConfig>({
     kubeConfig,
     type: internalServicesConfigs,
     namespace: ns,
     log,
-    onChange: enqueueUnfinished,
+    onChange: on.onPolicyChange,
   });
   const access: PrivateAccess = {
     namespace: ns,

@@ -54,18 +54,31 @@ export interface RequestReconcilerDeps {
   now?: () => number;
   /** Test-only fault injection: called right after an internal PipelineRun is created. */
   afterCreate?: () => void;
+  /**
+   * How often a request queued behind a service's concurrency limit looks again, as a safety net:
+   * a finishing run wakes the waiting requests at once. Default 2 s.
+   */
+  queuedRecheckMs?: number;
 }
 
-/** How often a queued request (service at its concurrency limit) looks again. */
-const queuedRecheckMs = 2_000;
+const defaultQueuedRecheckMs = 2_000;
 
 export class RequestReconciler {
   readonly #d: RequestReconcilerDeps;
   readonly #now: () => number;
+  /** Keys of requests queued behind a service's concurrency limit, woken when a run finishes. */
+  readonly #waitingForSlot = new Set<string>();
 
   constructor(deps: RequestReconcilerDeps) {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
+  }
+
+  /** The requests waiting for a concurrency slot; each reconcile that still finds none adds it back. */
+  takeWaitingForSlot(): string[] {
+    const keys = [...this.#waitingForSlot];
+    this.#waitingForSlot.clear();
+    return keys;
   }
 
   reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
@@ -83,12 +96,12 @@ export class RequestReconciler {
       ? await this.#getRun(runName)
       : this.#d.private.getPipelineRun(runName);
     if (request.status?.pipelineRun || existing) return this.#followRun(ws, request, runName, existing, log);
-    return this.#start(ws, request, runName, log);
+    return this.#start(key, ws, request, runName, log);
   };
 
   // --- new requests ---------------------------------------------------------------------------
 
-  async #start(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
+  async #start(key: string, ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     // Rejected requests get no finalizer: nothing of theirs ever exists in the private cluster.
     const config = this.#d.private.getConfig();
     const serviceName = request.spec.service;
@@ -103,7 +116,7 @@ export class RequestReconciler {
     if (!admission.allowed) {
       log.info({ rule: admission.rule }, "request rejected");
       await this.#finish(ws, request, "Rejected", admission.message, {});
-      await ws.events.record(request, "Warning", "Rejected", admission.message);
+      ws.events.record(request, "Warning", "Rejected", admission.message);
       return undefined;
     }
     const plan = admission.run;
@@ -112,8 +125,10 @@ export class RequestReconciler {
     const queuedBehind = this.#activeRuns(plan);
     if (plan.maxConcurrentRuns !== undefined && queuedBehind >= plan.maxConcurrentRuns) {
       const message = `queued: service "${plan.service}" is running ${queuedBehind} of at most ${plan.maxConcurrentRuns} concurrent runs`;
-      await this.#writeStatus(ws, request, { ...this.#running(request, message), service: plan.service });
-      return { requeueAfterMs: queuedRecheckMs };
+      this.#waitingForSlot.add(key);
+      if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
+        await this.#writeStatus(ws, request, { ...this.#running(request, message), service: plan.service });
+      return { requeueAfterMs: this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs };
     }
 
     const run = buildPipelineRun({
@@ -145,7 +160,7 @@ export class RequestReconciler {
       pipelineRun: `${this.#d.private.namespace}/${runName}`,
       ...(plan.service ? { service: plan.service } : {}),
     });
-    await ws.events.record(
+    ws.events.record(
       request,
       "Normal",
       "Started",
@@ -195,23 +210,24 @@ export class RequestReconciler {
     if (state.done) {
       const reason = state.reason as Exclude<Reason, "Running">;
       const message = reason === "Failed" ? await this.#failureMessage(run, state.message) : state.message;
-      await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
+      const finished = await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
       log.info({ reason }, "request finished");
-      return undefined;
+      // Clean up in the same pass: no second trip through the queue for the same request.
+      return this.#cleanUpFinished(ws, finished, log);
     }
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
     const started = Date.parse(request.status.startTime ?? "") || this.#now();
     const remaining = started + timeoutMs - this.#now();
     if (timeoutMs > 0 && remaining <= 0) {
       await this.#cancelRun(runName);
-      await this.#finish(
+      const finished = await this.#finish(
         ws,
         request,
         "TimedOut",
         `request timed out after ${run.spec?.timeouts?.pipeline}; internal PipelineRun cancelled`,
         copyResults(run.status?.results),
       );
-      return undefined;
+      return this.#cleanUpFinished(ws, finished, log);
     }
     if (succeededCondition(request.status)?.message !== state.message) {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
@@ -231,8 +247,14 @@ export class RequestReconciler {
     const message = run
       ? "request cancelled (spec.status); internal PipelineRun cancelled"
       : "request cancelled (spec.status) before it started";
-    await this.#finish(ws, request, "Cancelled", message, run ? copyResults(run.status?.results) : {});
-    return undefined;
+    const finished = await this.#finish(
+      ws,
+      request,
+      "Cancelled",
+      message,
+      run ? copyResults(run.status?.results) : {},
+    );
+    return this.#cleanUpFinished(ws, finished, log);
   }
 
   /** The failing TaskRun's own reason and message, not only Tekton's pipeline summary. */
@@ -258,7 +280,7 @@ export class RequestReconciler {
     reason: Exclude<Reason, "Running">,
     message: string,
     copied: { results?: Record<string, string>; dropped?: string[] },
-  ): Promise<void> {
+  ): Promise<InternalRequest> {
     const dropped = copied.dropped ?? [];
     const note = dropped.length > 0 ? ` (results dropped, over the size limit: ${dropped.join(", ")})` : "";
     const status: InternalRequestStatus = {
@@ -273,19 +295,15 @@ export class RequestReconciler {
       ...(copied.results ? { results: copied.results } : {}),
       ...(dropped.length > 0 ? { droppedResults: dropped } : {}),
     };
-    await this.#writeStatus(ws, request, status);
+    const updated = await this.#writeStatus(ws, request, status);
     const service = request.status?.service ?? request.spec.service ?? "(pipeline)";
     this.#d.metrics.requestOutcomes.inc({ workspace: ws.name, service, reason });
     const started = Date.parse(request.status?.startTime ?? "");
     if (started) this.#d.metrics.requestDuration.observe({ service, reason }, (this.#now() - started) / 1000);
     if (reason !== "Rejected") {
-      await ws.events.record(
-        request,
-        reason === "Succeeded" ? "Normal" : "Warning",
-        reason,
-        `${message}${note}`,
-      );
+      ws.events.record(request, reason === "Succeeded" ? "Normal" : "Warning", reason, `${message}${note}`);
     }
+    return updated;
   }
 
   /** After the outcome is recorded: delete the run per retention (kept with debug), then drop the finalizer. */
@@ -293,7 +311,8 @@ export class RequestReconciler {
     if (!request.metadata.finalizers?.includes(finalizer)) return undefined; // nothing left to do: no writes
     const runName = request.status?.pipelineRun?.split("/")[1];
     if (runName && !this.#d.private.getConfig()?.spec?.debug) {
-      const run = this.#d.private.getPipelineRun(runName);
+      // Cache first, then a live read: a cache that lags must never let a finished run leak.
+      const run = await this.#getRun(runName);
       if (run) {
         const keepMs = this.#keepFinishedMs(request);
         const finishedAt = Date.parse(request.status?.completionTime ?? "") || this.#now();
@@ -351,7 +370,7 @@ export class RequestReconciler {
 
   async #writeStatus(ws: WorkspaceAccess, request: InternalRequest, status: InternalRequestStatus) {
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
-    await ws.requests.patchStatus(namespace as string, name as string, status, resourceVersion);
+    return ws.requests.patchStatus(namespace as string, name as string, status, resourceVersion);
   }
 
   async #addFinalizer(ws: WorkspaceAccess, request: InternalRequest): Promise<InternalRequest> {

@@ -347,11 +347,14 @@ describe("InternalRequest controller", () => {
     if (cancelled) assert.equal(cancelled.spec?.status, "Cancelled");
   });
 
-  it("queues requests beyond the service's concurrency limit", async () => {
+  it("queues requests beyond the service's concurrency limit; a finishing run wakes them", async () => {
     const f = await fixture({
       config: allowAll,
       services: { sign: { ...signService, maxConcurrentRuns: 1 } },
+      startController: false,
     });
+    // The periodic re-check is pushed out of the test's reach: only the wake-up can start "second".
+    await f.startController({ queuedRecheckMs: 3_600_000 });
     await f.createRequest("first", { service: "sign", params: { digest: "sha256:abcdef12" } });
     const [first] = await f.tekton.waitForRuns(1);
     await f.createRequest("second", { service: "sign", params: { digest: "sha256:abcdef13" } });

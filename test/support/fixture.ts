@@ -94,6 +94,7 @@ export class Fixture {
       workspaces?: WorkspaceConfig[];
       privateKubeConfig?: KubeConfig;
       afterCreate?: () => void;
+      queuedRecheckMs?: number;
       serveRequests?: boolean;
       serveCustomTasks?: boolean;
     } = {},
@@ -107,6 +108,7 @@ export class Fixture {
       log: silentLogger,
       metrics: new Metrics({ processMetrics: false }),
       afterCreate: extra.afterCreate,
+      queuedRecheckMs: extra.queuedRecheckMs,
       serveRequests: extra.serveRequests,
       serveCustomTasks: extra.serveCustomTasks,
     });
