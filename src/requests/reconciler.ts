@@ -229,7 +229,9 @@ export class RequestReconciler {
       );
       return this.#cleanUpFinished(ws, finished, log);
     }
-    if (succeededCondition(request.status)?.message !== state.message) {
+    // Until Tekton picks the run up it has no condition: keep "accepted; started" (and its notes).
+    const pickedUp = run.status?.conditions?.some((c) => c.type === "Succeeded");
+    if (pickedUp && succeededCondition(request.status)?.message !== state.message) {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
     return timeoutMs > 0 ? requeueAfter(remaining) : undefined;
