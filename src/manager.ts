@@ -103,6 +103,7 @@ export function startManager(opts: ManagerOptions): Manager {
       name: ws.name,
       requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
       getRequest: (key) => requests.get(key),
+      observe: (request) => requests.observe(request),
       events,
     });
     if (serveCustomTasks) {

@@ -9,7 +9,7 @@ import { describeError } from "./errors.ts";
 export type EventType = "Normal" | "Warning";
 
 const maxQueued = 1000;
-const maxSending = 4;
+const maxSending = 16;
 
 export class EventRecorder {
   readonly #api: CoreV1Api;

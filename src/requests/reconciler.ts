@@ -33,6 +33,8 @@ export interface WorkspaceAccess {
   requests: ResourceClient<InternalRequest>;
   /** Informer cache lookup by "namespace/name". */
   getRequest(key: string): InternalRequest | undefined;
+  /** Our own write's result into the cache ahead of its watch event (see Reflector.observe). */
+  observe(request: InternalRequest): void;
   events: EventRecorder;
 }
 
@@ -372,25 +374,36 @@ export class RequestReconciler {
 
   async #writeStatus(ws: WorkspaceAccess, request: InternalRequest, status: InternalRequestStatus) {
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
-    return ws.requests.patchStatus(namespace as string, name as string, status, resourceVersion);
+    const updated = await ws.requests.patchStatus(
+      namespace as string,
+      name as string,
+      status,
+      resourceVersion,
+    );
+    ws.observe(updated);
+    return updated;
   }
 
   async #addFinalizer(ws: WorkspaceAccess, request: InternalRequest): Promise<InternalRequest> {
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
     const finalizers = [...(request.metadata.finalizers ?? []), finalizer];
     // resourceVersion makes the merge patch conditional: a concurrent change gets a 409 and a retry.
-    return ws.requests.mergePatch(namespace as string, name as string, {
+    const updated = await ws.requests.mergePatch(namespace as string, name as string, {
       metadata: { finalizers, resourceVersion },
     });
+    ws.observe(updated);
+    return updated;
   }
 
   async #removeFinalizer(ws: WorkspaceAccess, request: InternalRequest) {
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
     const finalizers = (request.metadata.finalizers ?? []).filter((f) => f !== finalizer);
     try {
-      await ws.requests.mergePatch(namespace as string, name as string, {
-        metadata: { finalizers, resourceVersion },
-      });
+      ws.observe(
+        await ws.requests.mergePatch(namespace as string, name as string, {
+          metadata: { finalizers, resourceVersion },
+        }),
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

@@ -51,6 +51,12 @@ export class NamespacedCache<T extends KubernetesObject> {
     return (this.#byNamespace.get(namespace) ?? this.#byNamespace.get(allNamespaces))?.get(key);
   }
 
+  /** See Reflector.observe. */
+  observe(obj: T): void {
+    const namespace = obj.metadata?.namespace ?? "";
+    (this.#byNamespace.get(namespace) ?? this.#byNamespace.get(allNamespaces))?.observe(obj);
+  }
+
   list(): T[] {
     return [...this.#byNamespace.values()].flatMap((r) => r.list());
   }

@@ -42,6 +42,15 @@ export function trimForCache<T extends KubernetesObject>(obj: T): T {
   return obj;
 }
 
+/**
+ * Whether `a` is a newer version than `b`. Resource versions are etcd revisions (decimal integers);
+ * like client-go's mutation cache we compare them as such, and treat anything else as not newer.
+ */
+export function isNewerVersion(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return a.length !== b.length ? a.length > b.length : a > b;
+}
+
 export class Reflector<T extends KubernetesObject> {
   readonly #opts: ReflectorOptions;
   readonly #client: ResourceClient<T>;
@@ -68,6 +77,18 @@ export class Reflector<T extends KubernetesObject> {
 
   list(): T[] {
     return [...this.#store.values()];
+  }
+
+  /**
+   * Stores the result of our own write before its watch event arrives, so that the reconcile its
+   * event triggers does not act on the older copy (and conflict). Only replaces a cached object
+   * with a newer version of it: it never adds one, so an object deleted meanwhile stays deleted.
+   */
+  observe(obj: T): void {
+    const key = objectKey(obj);
+    const cached = this.#store.get(key);
+    if (cached && isNewerVersion(obj.metadata?.resourceVersion, cached.metadata?.resourceVersion))
+      this.#store.set(key, trimForCache(obj));
   }
 
   get hasSynced(): boolean {
@@ -222,7 +243,12 @@ export class Reflector<T extends KubernetesObject> {
     if (type === "BOOKMARK") return false;
     const key = objectKey(obj);
     if (type === "DELETED") this.#store.delete(key);
-    else this.#store.set(key, trimForCache(obj));
+    else {
+      // An event older than a write we already observed would step the cache back.
+      const cached = this.#store.get(key);
+      if (isNewerVersion(cached?.metadata?.resourceVersion, rv)) return false;
+      this.#store.set(key, trimForCache(obj));
+    }
     this.#opts.onChange(key);
     return false;
   }

@@ -5,7 +5,7 @@ import { ApiException } from "@kubernetes/client-node";
 import { Counter, Registry } from "prom-client";
 import { apiStatus, describeError, isConflict, isGone, isNotFound } from "../../src/api/errors.ts";
 import { microTime } from "../../src/runtime/leader.ts";
-import { trimForCache } from "../../src/runtime/reflector.ts";
+import { isNewerVersion, trimForCache } from "../../src/runtime/reflector.ts";
 import { parseAddress, startProbeServer } from "../../src/runtime/server.ts";
 
 describe("parseAddress", () => {
@@ -189,5 +189,21 @@ describe("trimForCache", () => {
   test("objects without metadata or annotations pass through", () => {
     assert.deepEqual(trimForCache({ kind: "X" }), { kind: "X" });
     assert.deepEqual(trimForCache({ metadata: { name: "n" } }), { metadata: { name: "n" } });
+  });
+});
+
+describe("isNewerVersion", () => {
+  test("compares etcd revisions as integers, not as strings", () => {
+    assert.equal(isNewerVersion("10", "9"), true);
+    assert.equal(isNewerVersion("9", "10"), false);
+    assert.equal(isNewerVersion("123457", "123456"), true);
+    assert.equal(isNewerVersion("123456", "123456"), false);
+  });
+
+  test("anything that is not an integer, or missing, is never newer", () => {
+    assert.equal(isNewerVersion("abc", "1"), false);
+    assert.equal(isNewerVersion("2", "x1"), false);
+    assert.equal(isNewerVersion(undefined, "1"), false);
+    assert.equal(isNewerVersion("2", undefined), false);
   });
 });
