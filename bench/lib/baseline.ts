@@ -19,6 +19,11 @@ export interface BaselineResult {
   durationS: number;
   requestsPerSecond: number;
   writesPerSecond: number;
+  /**
+   * The same stages the controller is measured on, for the plain client doing the same writes in
+   * the same order: request created → PipelineRun created, PipelineRun done → terminal status.
+   */
+  stages: { createToRun: Distribution; doneToTerminal: Distribution };
   /** One write's round trip at this concurrency, ms. */
   writeRtt: Distribution;
   /** The plain client's own CPU (this process), seconds. */
@@ -238,6 +243,8 @@ export async function rawBaseline(
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   let planned = 0;
+  const createToRun: number[] = [];
+  const doneToTerminal: number[] = [];
   await pool(count, inFlight, async (i) => {
     const steps = plan(i);
     planned += steps.length;
@@ -252,7 +259,18 @@ export async function rawBaseline(
       statusPatches: 0,
       pending: steps.filter((k) => k === "public patch internalrequests/status").length,
     };
-    for (const kind of steps) await write(kind, s);
+    const at: Partial<Record<"created" | "runCreated" | "runDone" | "terminal", number>> = {};
+    for (const kind of steps) {
+      await write(kind, s);
+      const now = performance.now();
+      if (kind === "public create internalrequests") at.created ??= now;
+      else if (kind === "private create pipelineruns") at.runCreated ??= now;
+      else if (kind === "private patch pipelineruns/status") at.runDone ??= now;
+      else if (kind === "public patch internalrequests/status" && at.runDone !== undefined)
+        at.terminal ??= now;
+    }
+    if (at.created !== undefined && at.runCreated !== undefined) createToRun.push(at.runCreated - at.created);
+    if (at.runDone !== undefined && at.terminal !== undefined) doneToTerminal.push(at.terminal - at.runDone);
   });
   const durationS = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
@@ -265,6 +283,7 @@ export async function rawBaseline(
     durationS: round(durationS),
     requestsPerSecond: round(count / durationS),
     writesPerSecond: round(writes / durationS),
+    stages: { createToRun: distribution(createToRun), doneToTerminal: distribution(doneToTerminal) },
     writeRtt: distribution(rtts),
     clientCpuSeconds: round((cpu.user + cpu.system) / 1e6),
   };
