@@ -117,6 +117,7 @@ export function startManager(opts: ManagerOptions): Manager {
         requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
         getCustomRun: (key) => runs.get(key),
         getRequest: (key) => requests.get(key),
+        observeCustomRun: (run) => runs.observe(run),
       });
     }
     const serve = (namespace: string | undefined) => Promise.all(caches.map((c) => c.serve(namespace)));

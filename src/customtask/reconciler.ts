@@ -22,6 +22,8 @@ export interface CustomTaskWorkspace {
   requests: ResourceClient<InternalRequest>;
   getCustomRun(key: string): V1beta1CustomRun | undefined;
   getRequest(key: string): InternalRequest | undefined;
+  /** Our own status write's result into the cache ahead of its watch event (see Reflector.observe). */
+  observeCustomRun(run: V1beta1CustomRun): void;
 }
 
 /** Request reasons that another attempt cannot change. */
@@ -47,7 +49,7 @@ export class CustomRunReconciler {
   reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
     const { workspace, namespace, name } = parseKey(key);
     const ws = this.#workspaces.get(workspace);
-    const run = ws?.getCustomRun(`${namespace}/${name}`);
+    let run = ws?.getCustomRun(`${namespace}/${name}`);
     if (!ws || !run || !isInternalRequestRun(run)) return undefined;
     if (isDone(run)) return undefined;
 
@@ -87,7 +89,7 @@ export class CustomRunReconciler {
     const extra = (run.status?.extraFields ?? {}) as Extra;
     if (!run.status?.startTime || extra.attempt !== attempt) {
       const now = rfc3339(new Date(this.#now()));
-      await this.#write(ws, run, {
+      run = await this.#write(ws, run, {
         ...run.status,
         startTime: run.status?.startTime ?? now,
         conditions: [
@@ -101,15 +103,19 @@ export class CustomRunReconciler {
         ],
         extraFields: { ...extra, attempt, attemptStartTime: now, workspace: ws.name, request: requestKey },
       });
-      return undefined; // continue from the written status, which comes back through the watch
+      // The attempt is recorded: create its request in the same pass (the deterministic name makes a
+      // repeat a 409, never a second request).
+      if (!request) await this.#createRequest(ws, run, planned.spec, attempt);
+      return undefined;
     }
 
     if (!request) {
       await this.#createRequest(ws, run, planned.spec, attempt);
       return undefined;
     }
+    const status = run.status as V1beta1CustomRunStatus;
 
-    const elapsed = this.#now() - Date.parse(extra.attemptStartTime ?? run.status.startTime);
+    const elapsed = this.#now() - Date.parse(extra.attemptStartTime ?? (status.startTime as string));
     if (timeoutMs > 0 && elapsed >= timeoutMs && !isTerminal(request.status)) {
       await this.#cancelRequest(ws, request);
       return this.#attemptOver(
@@ -124,10 +130,11 @@ export class CustomRunReconciler {
 
     const rc = succeededCondition(request.status);
     if (!isTerminal(request.status)) {
-      const message = rc?.message || "InternalRequest created, waiting for the controller";
-      const current = run.status.conditions?.[0];
-      const next = { ...run.status, extraFields: { ...extra, pipelineRun: request.status?.pipelineRun } };
-      if (current?.message !== message || extra.pipelineRun !== request.status?.pipelineRun) {
+      // Mirror the request's progress once the controller has written some (nothing to say before).
+      const message = rc?.message;
+      const current = status.conditions?.[0];
+      const next = { ...status, extraFields: { ...extra, pipelineRun: request.status?.pipelineRun } };
+      if (message && (current?.message !== message || extra.pipelineRun !== request.status?.pipelineRun)) {
         await this.#write(ws, run, {
           ...next,
           conditions: [condition("Unknown", "Running", message, current)],
@@ -238,7 +245,14 @@ export class CustomRunReconciler {
   async #write(ws: CustomTaskWorkspace, run: V1beta1CustomRun, status: V1beta1CustomRunStatus) {
     const { namespace, name, resourceVersion, generation } = run.metadata as Record<string, string>;
     const withGeneration = { ...status, ...(generation ? { observedGeneration: Number(generation) } : {}) };
-    await ws.customRuns.patchStatus(namespace as string, name as string, withGeneration, resourceVersion);
+    const updated = await ws.customRuns.patchStatus(
+      namespace as string,
+      name as string,
+      withGeneration,
+      resourceVersion,
+    );
+    ws.observeCustomRun(updated);
+    return updated;
   }
 }
 
