@@ -28,6 +28,7 @@ const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags
                         appends --kubeconfig, --workspace, --private-kubeconfig, --namespace,
                         --leader-elect=false, --metrics-address, --health-address, --log-level=warn
   --out FILE            results JSON (default bench/results/<date>-<host>.json); Markdown next to it
+  --render FILE         run nothing: re-check the targets of a results JSON and rewrite its Markdown
 `;
 
 const repoRoot = fileURLToPath(new URL("../", import.meta.url));
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     existing: { type: "string", default: "10000" },
     "controller-cmd": { type: "string", default: defaultControllerCmd },
     out: { type: "string" },
+    render: { type: "string" },
     help: { type: "boolean", short: "h" },
   },
 });
@@ -120,6 +122,32 @@ const summary = (l: LoadResult) =>
   `; CPU ${l.controller.cpuMsPerRequest} ms/req; ${l.writes.controllerPerRequest} writes/req ` +
   `(${l.writes.controllerFailed} failed); peak RSS ${l.controller.peakRssMb} MB; not succeeded ${l.notSucceeded}`;
 
+/** Checks the targets, writes the JSON and its Markdown (formatted like the repository), prints it. */
+async function writeResults(results: Results, file: string): Promise<void> {
+  results.targets = evaluateTargets(results);
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
+  const md = `${file.replace(/\.json$/, "")}.md`;
+  await writeFile(md, markdown(results));
+  // The repository's formatter has the last word on committed results (npm run lint checks bench/ too).
+  if (!relative(repoRoot, file).startsWith("..")) {
+    const biome = join(repoRoot, "node_modules/@biomejs/biome/bin/biome");
+    await promisify(execFile)(process.execPath, [biome, "format", "--write", file, md], {
+      cwd: repoRoot,
+    }).catch((err: Error) => log(`could not format the results with biome: ${err.message}`));
+  }
+  const text = await readFile(md, "utf8");
+  process.stdout.write(`${text}\n`);
+  log(`results: ${relative(process.cwd(), file)} and ${relative(process.cwd(), md)}`);
+  const missed = results.targets.filter((t) => t.met === false);
+  if (missed.length > 0) log(`targets missed: ${missed.map((t) => t.name).join("; ")}`);
+}
+
+if (values.render) {
+  await writeResults(JSON.parse(await readFile(values.render, "utf8")) as Results, values.render);
+  process.exit(0);
+}
+
 let exitCode = 0;
 try {
   const workDir = await mkdtemp(join(tmpdir(), "isc-bench-"));
@@ -189,23 +217,7 @@ try {
   }
 
   results.durationS = round((performance.now() - startedAt) / 1000);
-  results.targets = evaluateTargets(results);
-  await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, `${JSON.stringify(results, null, 2)}\n`);
-  const md = `${out.replace(/\.json$/, "")}.md`;
-  await writeFile(md, markdown(results));
-  // The repository's formatter has the last word on committed results (npm run lint checks bench/ too).
-  if (!relative(repoRoot, out).startsWith("..")) {
-    const biome = join(repoRoot, "node_modules/@biomejs/biome/bin/biome");
-    await promisify(execFile)(process.execPath, [biome, "format", "--write", out, md], {
-      cwd: repoRoot,
-    }).catch((err: Error) => log(`could not format the results with biome: ${err.message}`));
-  }
-  const text = await readFile(md, "utf8");
-  process.stdout.write(`${text}\n`);
-  log(`results: ${relative(process.cwd(), out)} and ${relative(process.cwd(), md)}`);
-  const missed = results.targets.filter((t) => t.met === false);
-  if (missed.length > 0) log(`targets missed: ${missed.map((t) => t.name).join("; ")}`);
+  await writeResults(results, out);
 } catch (err) {
   log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   exitCode = 1;
