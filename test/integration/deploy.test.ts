@@ -449,28 +449,44 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
       .split("\n")
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith("#"));
+    // Two stages: a build stage compiles src/ to dist/; the runtime stage has production dependencies only.
     const from = lines.filter((l) => l.startsWith("FROM "));
-    assert.equal(from.length, 1);
-    const image = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1] ?? from[0]?.slice(5);
+    assert.deepEqual(from, ["FROM ${NODE_IMAGE} AS build", "FROM ${NODE_IMAGE}"]);
+    const image = /^ARG NODE_IMAGE=(\S+)$/m.exec(dockerfile)?.[1];
     assert.match(image ?? "", /^node:24[.-]/, "Node 24, pinned by tag");
-    assert.match(dockerfile, /^RUN npm ci --omit=dev\b/m);
+    const runtime = lines.slice(lines.indexOf(from[1] as string));
+    const build = lines.slice(0, lines.indexOf(from[1] as string));
+    assert.ok(build.includes("RUN npm run build"));
+    assert.ok(runtime.some((l) => /^RUN npm ci --omit=dev\b/.test(l)));
+    assert.ok(runtime.includes("COPY --from=build /build/dist/ dist/"));
     assert.doesNotMatch(dockerfile, /npm (install|i) /);
-    const users = lines.filter((l) => l.startsWith("USER "));
+    const users = runtime.filter((l) => l.startsWith("USER "));
     assert.equal(users.length, 1);
     const uid = users[0]?.slice(5).split(":")[0];
     assert.match(uid ?? "", /^[1-9]\d*$/, "a numeric non-root uid, so runAsNonRoot can be verified");
-    assert.ok(lines.indexOf(users[0] as string) > lines.findIndex((l) => l.startsWith("RUN ")));
-    assert.ok(lines.includes('ENTRYPOINT ["node", "src/cli/main.ts"]'));
-    assert.ok(lines.includes('CMD ["controller"]'));
-    for (const path of ["package.json package-lock.json", "src/", "crds/"]) {
+    assert.ok(runtime.indexOf(users[0] as string) > runtime.findIndex((l) => l.startsWith("RUN ")));
+    assert.ok(runtime.includes('ENTRYPOINT ["node", "dist/cli/main.js"]'));
+    assert.ok(runtime.includes('CMD ["controller"]'));
+    for (const path of ["package.json package-lock.json tsconfig.json tsconfig.build.json", "src/"])
       assert.ok(
-        lines.some((l) => l.startsWith(`COPY ${path}`)),
+        build.some((l) => l.startsWith(`COPY ${path}`)),
+        `the build stage copies ${path}`,
+      );
+    for (const path of ["package.json package-lock.json", "crds/"])
+      assert.ok(
+        runtime.some((l) => l.startsWith(`COPY ${path}`)),
         `copies ${path}`,
       );
-    }
     const ignored = (await readFile(join(repoRoot, ".dockerignore"), "utf8")).split("\n");
     for (const entry of ["node_modules", ".git", "test"]) assert.ok(ignored.includes(entry), entry);
-    for (const needed of ["src", "crds", "package.json", "package-lock.json"]) {
+    for (const needed of [
+      "src",
+      "crds",
+      "package.json",
+      "package-lock.json",
+      "tsconfig.json",
+      "tsconfig.build.json",
+    ]) {
       assert.ok(!ignored.includes(needed), `${needed} is in the build context`);
     }
 
