@@ -150,6 +150,16 @@ if (values.render) {
 
 let exitCode = 0;
 try {
+  if (values["controller-cmd"].includes("dist/")) {
+    log("building dist/ (npm run build) for the controller command");
+    await promisify(execFile)(
+      process.execPath,
+      [join(repoRoot, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"],
+      {
+        cwd: repoRoot,
+      },
+    );
+  }
   const workDir = await mkdtemp(join(tmpdir(), "isc-bench-"));
   log(`controller logs in ${workDir}`);
   bench = await startBenchPlanes(log);

@@ -6,7 +6,12 @@ import { readdir, readFile } from "node:fs/promises";
 import { freePort } from "../../test/controlplane/controlplane.ts";
 import { sleep } from "./stats.ts";
 
-export const defaultControllerCmd = "node src/cli/main.ts controller";
+/**
+ * As the shipped image and Deployment run it: the compiled CLI, with the Deployment's NODE_OPTIONS
+ * (heap sized to its 256Mi memory limit). The bench builds dist/ first when a command uses it.
+ */
+export const defaultControllerCmd =
+  "node --max-semi-space-size=2 --max-old-space-size=128 dist/cli/main.js controller";
 const clockTicksPerSecond = 100; // USER_HZ on Linux
 
 export interface ControllerOptions {
