@@ -71,8 +71,12 @@ export function startManager(opts: ManagerOptions): Manager {
   const log = opts.log;
   const serveRequests = opts.serveRequests ?? true;
   const serveCustomTasks = opts.serveCustomTasks ?? true;
-  const queue = new WorkQueue({ observer: metrics.queueObserver("internalrequests") });
-  const customRunQueue = new WorkQueue({ observer: metrics.queueObserver("customruns") });
+  // Per-key backoff capped at 60 s rather than client-go's 1000 s: errors that reach the queue are
+  // nearly always an API server or network outage (bad input ends as a status, not an error), and
+  // after one every request should resume within a minute, not a quarter of an hour.
+  const maxDelayMs = 60_000;
+  const queue = new WorkQueue({ maxDelayMs, observer: metrics.queueObserver("internalrequests") });
+  const customRunQueue = new WorkQueue({ maxDelayMs, observer: metrics.queueObserver("customruns") });
   // Remote workspaces: InternalRequests (and CustomRuns), one reflector per served namespace.
   const workspaceAccess = new Map<string, WorkspaceAccess>();
   const customTaskAccess = new Map<string, CustomTaskWorkspace>();

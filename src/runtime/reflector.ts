@@ -224,6 +224,7 @@ export class Reflector<T extends KubernetesObject> {
       },
     );
     this.stats.watches++;
+    this.#failures = 0; // connected: the next outage backs off from the start again
     return ended.promise;
   }
 

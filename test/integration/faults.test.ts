@@ -107,10 +107,20 @@ describe("faults", { timeout: 600_000 }, () => {
         const all = (
           await Promise.all(f.namespaces.map(async (ns) => (await f.requests.list(ns)).items))
         ).flat();
-        const terminal = all.filter(
-          (r) => r.status?.conditions?.[0] && r.status.conditions[0].status !== "Unknown",
+        const pending = all.filter(
+          (r) => !r.status?.conditions?.[0] || r.status.conditions[0].status === "Unknown",
         );
-        return terminal.length === count && all.length === count;
+        if (pending.length === 0 && all.length === count) return true;
+        // Thrown, not returned: on timeout the failure then says which requests and where they stand.
+        const sample = pending
+          .slice(0, 5)
+          .map(
+            (r) =>
+              `${r.metadata.namespace}/${r.metadata.name} (finalizers ${JSON.stringify(r.metadata.finalizers ?? [])}, pipelineRun ${r.status?.pipelineRun ?? "-"}, ${r.status?.conditions?.[0]?.message ?? "no condition"})`,
+          );
+        throw new Error(
+          `${all.length} of ${count} requests exist, ${pending.length} not terminal: ${sample.join("; ")}`,
+        );
       },
       `${count} requests terminal`,
       timeoutMs,
