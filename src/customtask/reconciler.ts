@@ -162,7 +162,7 @@ export class CustomRunReconciler {
     reason: string,
     message: string,
     log: Logger,
-  ): Promise<undefined> {
+  ): Promise<ReconcileResult | undefined> {
     const attempt = run.status?.retriesStatus?.length ?? 0;
     const finished = this.#terminal(run, request, "False", reason, message);
     if (attempt < (run.spec?.retries ?? 0) && !notRetried.has(reason)) {
@@ -174,7 +174,9 @@ export class CustomRunReconciler {
         retriesStatus: [...(run.status?.retriesStatus ?? []), snapshot],
       });
       log.info({ attempt, reason }, "custom run attempt failed; retrying");
-      return undefined;
+      // Start the next attempt on a fresh pass at once: the event of our own write is no trigger
+      // (the cache already holds it, and a watch that was down when it happened never delivers it).
+      return requeueAfter(0);
     }
     await this.#write(ws, run, finished);
     log.info({ reason }, "custom run failed");

@@ -198,15 +198,16 @@ export class RequestReconciler {
       return undefined;
     }
     if (!request.status?.pipelineRun) {
-      // Adopted after a crash between create and the status write.
-      await this.#writeStatus(ws, request, {
+      // Adopted after a crash (or a failed write) between create and the status write. Then follow
+      // the run in the same pass: it may have finished meanwhile, and then no event of its own
+      // would ever come again to wake this request.
+      request = await this.#writeStatus(ws, request, {
         ...this.#running(request, "accepted; internal PipelineRun started"),
         startTime: run.metadata?.creationTimestamp
           ? rfc3339(new Date(run.metadata.creationTimestamp))
           : rfc3339(),
         pipelineRun: `${this.#d.private.namespace}/${runName}`,
       });
-      return undefined;
     }
     const state = runState(run);
     if (state.done) {
@@ -218,7 +219,7 @@ export class RequestReconciler {
       return this.#cleanUpFinished(ws, finished, log);
     }
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
-    const started = Date.parse(request.status.startTime ?? "") || this.#now();
+    const started = Date.parse(request.status?.startTime ?? "") || this.#now();
     const remaining = started + timeoutMs - this.#now();
     if (timeoutMs > 0 && remaining <= 0) {
       await this.#cancelRun(runName);

@@ -170,12 +170,10 @@ export class Reflector<T extends KubernetesObject> {
       },
       "listed",
     );
-    const changed: string[] = [];
-    for (const [key, obj] of fresh) {
-      if (this.#store.get(key)?.metadata?.resourceVersion !== obj.metadata?.resourceVersion)
-        changed.push(key);
-    }
-    for (const key of this.#store.keys()) if (!fresh.has(key)) changed.push(key);
+    // Every listed key goes to the handler, changed or not (client-go's Replace does the same):
+    // events were lost while the watch was down, and comparing versions with the store cannot tell
+    // which — the store also holds our own writes, whose events may be among the lost ones.
+    const deleted = [...this.#store.keys()].filter((key) => !fresh.has(key));
     this.#store.clear();
     for (const [key, obj] of fresh) this.#store.set(key, obj);
     this.#resourceVersion = resourceVersion;
@@ -183,7 +181,7 @@ export class Reflector<T extends KubernetesObject> {
       this.#hasSynced = true;
       this.#synced.resolve();
     }
-    for (const key of changed) this.#opts.onChange(key);
+    for (const key of [...fresh.keys(), ...deleted]) this.#opts.onChange(key);
   }
 
   /** Watches until the watch ends; returns true when a relist is needed (410 Gone). */
@@ -210,6 +208,7 @@ export class Reflector<T extends KubernetesObject> {
       query,
       (type: string, obj: T) => {
         this.#lastActivity = Date.now();
+        this.#failures = 0; // events flow: the next outage backs off from the start again
         if (this.#onEvent(type as WatchEventType, obj)) {
           this.#watch?.abort();
           ended.resolve(true);
@@ -223,8 +222,8 @@ export class Reflector<T extends KubernetesObject> {
         else ended.resolve(false);
       },
     );
+    // Not a sign of health by itself: a refused or failed watch also returns here (through done).
     this.stats.watches++;
-    this.#failures = 0; // connected: the next outage backs off from the start again
     return ended.promise;
   }
 

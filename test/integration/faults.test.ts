@@ -4,10 +4,13 @@
 // PipelineRun was ever created per accepted request, no request was lost, no process leaked.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { customRuns, ResourceClient } from "../../src/api/resources.ts";
-import type { InternalServiceSpec } from "../../src/generated/crds.ts";
+import pino from "pino";
+import { customRuns, internalRequests, ResourceClient } from "../../src/api/resources.ts";
+import { loadKubeConfig } from "../../src/config/kubeconfig.ts";
+import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { requestUidLabel } from "../../src/requests/naming.ts";
+import { Reflector } from "../../src/runtime/reflector.ts";
 import { adminKubeConfig, mintIdentity } from "../controlplane/cluster.ts";
 import { type ControlPlanes, startControlPlanes } from "../controlplane/controlplane.ts";
 import { installCrds } from "../controlplane/lifecycle.ts";
@@ -101,7 +104,7 @@ describe("faults", { timeout: 600_000 }, () => {
     for (const r of all) assert.equal(byRequest.get(r.metadata.uid as string)?.length, 1, r.metadata.name);
   };
 
-  const waitAllTerminal = (f: Fixture, count: number, timeoutMs = 180_000) =>
+  const waitAllTerminal = (f: Fixture, count: number, timeoutMs = 180_000, logs?: () => string) =>
     eventually(
       async () => {
         const all = (
@@ -111,13 +114,20 @@ describe("faults", { timeout: 600_000 }, () => {
           (r) => !r.status?.conditions?.[0] || r.status.conditions[0].status === "Unknown",
         );
         if (pending.length === 0 && all.length === count) return true;
-        // Thrown, not returned: on timeout the failure then says which requests and where they stand.
-        const sample = pending
-          .slice(0, 5)
-          .map(
-            (r) =>
-              `${r.metadata.namespace}/${r.metadata.name} (finalizers ${JSON.stringify(r.metadata.finalizers ?? [])}, pipelineRun ${r.status?.pipelineRun ?? "-"}, ${r.status?.conditions?.[0]?.message ?? "no condition"})`,
-          );
+        // Thrown, not returned: on timeout the failure then says which requests and where they
+        // stand, with their internal PipelineRuns and what the controller logged about them.
+        const runs = new Map((await f.tekton.list()).map((r) => [r.metadata?.name, r]));
+        const sample = pending.slice(0, 5).map((r) => {
+          const runName = r.status?.pipelineRun?.split("/")[1];
+          const run = runName ? runs.get(runName) : undefined;
+          const runState = run
+            ? `run ${JSON.stringify(run.status?.conditions?.[0] ?? "no condition")} completionTime ${run.status?.completionTime ?? "-"} rv ${run.metadata?.resourceVersion}`
+            : "no run";
+          const lines = (logs?.() ?? "")
+            .split("\n")
+            .filter((l) => l.includes(`"${r.metadata.name}"`) || (runName && l.includes(runName)));
+          return `${r.metadata.namespace}/${r.metadata.name} (finalizers ${JSON.stringify(r.metadata.finalizers ?? [])}, pipelineRun ${r.status?.pipelineRun ?? "-"}, ${r.status?.conditions?.[0]?.message ?? "no condition"}; ${runState}; controller logged:\n${lines.slice(-10).join("\n")})`;
+        });
         throw new Error(
           `${all.length} of ${count} requests exist, ${pending.length} not terminal: ${sample.join("; ")}`,
         );
@@ -173,7 +183,7 @@ describe("faults", { timeout: 600_000 }, () => {
     }
     await load;
     const final = track(await ControllerProcess.start(processOptions(f)));
-    await waitAllTerminal(f, 300);
+    await waitAllTerminal(f, 300, 180_000, () => final.logs);
     await assertExactlyOnce(f, names);
     for (let i = 200; i < 300; i++) {
       const ns = f.namespaces[i % f.namespaces.length] as string;
@@ -204,7 +214,7 @@ describe("faults", { timeout: 600_000 }, () => {
     await create(30, 60);
     await cp.restartApiserver("private");
     await create(60, 90);
-    await waitAllTerminal(f, 90);
+    await waitAllTerminal(f, 90, 180_000, () => controller.logs);
     await assertExactlyOnce(f, names);
     assert.equal(
       controller.child.exitCode,
@@ -254,7 +264,7 @@ describe("faults", { timeout: 600_000 }, () => {
       500,
     );
     proxy.faults.down = false;
-    await waitAllTerminal(f, 21, 60_000);
+    await waitAllTerminal(f, 21, 60_000, () => controller.logs);
     const watchLines = controller.logs.split("\n").filter((l) => /watch|list/.test(l));
     assert.match(
       watchLines.join("\n"),
@@ -265,6 +275,67 @@ describe("faults", { timeout: 600_000 }, () => {
     await controller.kill("SIGTERM");
     await proxy.stop();
     await executor.stop();
+  });
+
+  it("a relist hands every object to its handler, also one whose newest version our own write cached", async () => {
+    // The controller caches its own writes ahead of their watch events. When the watch is down at
+    // that moment and must relist, the event is lost and the listed version equals the cached one:
+    // the relist must still hand the key on, or a reconcile that relied on it never happens.
+    const f = await setup(1);
+    const ns = f.namespaces[0] as string;
+    const identity = await mintIdentity(cp.public, planes.publicAdmin, {
+      namespace: ns,
+      name: "reflector-via-proxy",
+      clusterRoleName: "cluster-admin",
+    });
+    const proxy = track(await FaultProxy.start(cp.public));
+    const kubeConfig = loadKubeConfig(
+      await proxy.writeKubeconfig(cp.dir, "reflector", identity.kubeConfig.getCurrentUser()?.token as string),
+      "test",
+    );
+    const seen: string[] = [];
+    const reflector = new Reflector<InternalRequest>({
+      kubeConfig,
+      type: internalRequests,
+      namespace: ns,
+      onChange: (key) => seen.push(key),
+      log: pino({ level: "silent" }),
+    });
+    await f.createRequest("mine", { service: "publish" });
+    await f.createRequest("other", { service: "publish" });
+    await reflector.start();
+    track({ stop: async () => reflector.stop() });
+    assert.ok(reflector.get(`${ns}/mine`), "listed");
+
+    proxy.faults.down = true;
+    proxy.dropAll();
+    const written = await f.requests.patchStatus(ns, "mine", {
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "Unknown",
+          reason: "Running",
+          message: "ours",
+          lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+        },
+      ],
+    });
+    reflector.observe(written);
+    const current = (await f.requests.list(ns)).metadata.resourceVersion;
+    await eventually(
+      () => watchIsGone(planes, ns, current),
+      "the reflector's last resourceVersion compacted away",
+      30_000,
+      500,
+    );
+    seen.length = 0;
+    const lists = reflector.stats.lists;
+    proxy.faults.down = false;
+    await eventually(() => reflector.stats.lists > lists, "relisted", 60_000);
+    assert.deepEqual(seen.sort(), [`${ns}/mine`, `${ns}/other`]);
+    assert.equal(reflector.get(`${ns}/mine`)?.metadata?.resourceVersion, written.metadata?.resourceVersion);
+    reflector.stop();
+    await proxy.stop();
   });
 
   it("backs off against a slow, failing private API: no hot loop, no memory growth, nothing lost", async () => {
@@ -296,7 +367,7 @@ describe("faults", { timeout: 600_000 }, () => {
     for (let round = 0; round < 3; round++) {
       for (let i = round * 15; i < (round + 1) * 15; i++)
         await f.createRequest(`flaky-${i}`, { service: "publish" });
-      await waitAllTerminal(f, (round + 1) * 15, 180_000);
+      await waitAllTerminal(f, (round + 1) * 15, 180_000, () => controller.logs);
       heap.push(await controller.heapUsedAfterGcMb());
     }
     assert.ok(proxy.stats.errors > 0 && proxy.stats.dropped > 0, "faults were injected");
@@ -311,7 +382,7 @@ describe("faults", { timeout: 600_000 }, () => {
     const rate = (proxy.stats.requests - before) / (windowMs / 1000);
     assert.ok(rate < 20, `requests against a down API are backed off (${rate.toFixed(1)}/s)`);
     proxy.faults.down = false;
-    await waitAllTerminal(f, 55, 120_000);
+    await waitAllTerminal(f, 55, 120_000, () => controller.logs);
     await assertExactlyOnce(f, new Map(Array.from({ length: 55 }, (_, i) => [String(i), "ir"])));
     const [first = 0, , last = 0] = heap;
     assert.ok(last - first < 8, `no memory growth over the rounds (live heap ${heap.join(" -> ")} MB)`);
