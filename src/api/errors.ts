@@ -34,7 +34,15 @@ export function apiStatus(err: unknown): ApiStatus | undefined {
   };
 }
 
-export const isNotFound = (err: unknown) => apiStatus(err)?.code === 404;
+/**
+ * The named object does not exist. A 404 that names no object means the resource itself is not
+ * served — CRDs not installed, or an API server still starting up after a restart, before its CRD
+ * handlers are in place — and must not be taken as "deleted" (that would fail a running request).
+ */
+export const isNotFound = (err: unknown) => {
+  const status = apiStatus(err);
+  return status?.code === 404 && Boolean(status.details?.name);
+};
 export const isConflict = (err: unknown) => apiStatus(err)?.code === 409;
 export const isGone = (err: unknown) => apiStatus(err)?.code === 410;
 

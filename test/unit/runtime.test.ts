@@ -98,13 +98,35 @@ describe("apiStatus / describeError", () => {
     const err = new ApiException(
       404,
       "Not Found",
-      JSON.stringify({ ...status, message: 'leases "x" not found' }),
+      JSON.stringify({
+        ...status,
+        message: 'leases "x" not found',
+        details: { name: "x", group: "coordination.k8s.io", kind: "leases" },
+      }),
       {},
     );
-    assert.deepEqual(apiStatus(err), { code: 404, reason: "NotFound", message: 'leases "x" not found' });
+    assert.deepEqual(apiStatus(err), {
+      code: 404,
+      reason: "NotFound",
+      message: 'leases "x" not found',
+      details: { name: "x", group: "coordination.k8s.io", kind: "leases" },
+    });
     assert.equal(describeError(err), '404 NotFound: leases "x" not found');
     assert.equal(isNotFound(err), true);
     assert.equal(isConflict(err), false);
+  });
+
+  test("a 404 that names no object is an unserved resource, not a missing object", () => {
+    // What a starting API server answers before its CRD handlers exist, and what a cluster without
+    // the CRDs answers: neither says the object is gone.
+    const unserved = new ApiException(
+      404,
+      "Not Found",
+      JSON.stringify({ ...status, message: "the server could not find the requested resource", details: {} }),
+      {},
+    );
+    assert.equal(isNotFound(unserved), false);
+    assert.equal(isNotFound(new ApiException(404, "Not Found", "404 page not found", {})), false);
   });
 
   test("body as an object", () => {
