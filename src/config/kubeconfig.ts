@@ -8,15 +8,26 @@ export class ConfigError extends Error {}
 type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
 
 /**
- * A KubeConfig whose API calls share connections. client-node 2.0 builds a new undici Agent for
- * every call, so no connection is ever reused: each call pays a TCP connect and a TLS handshake on
- * both sides, and abandoned agents hold their sockets until they time out. The benchmark measured
- * this as the controller's biggest cost (CPU per request 54 -> 20 ms, peak RSS -190 MB). One
- * dispatcher per cluster and user is kept; credentials in headers (tokens) still apply per call,
- * client certificates are read once (rotating them needs a restart).
+ * How long one API call (not a watch) may take before it is abandoned and fails. kube-apiserver
+ * answers or times out every non-watch request within 60 s itself; a call still open after 30 s
+ * sits on a connection that will never answer (a server killed mid-request, a dead network path).
+ * undici's own limit is 300 s, long enough to leave a request idle for five minutes after an API
+ * server restart. Every write is safe to repeat, so the reconcile just fails and is retried.
+ */
+export const apiCallTimeoutMs = 30_000;
+
+/**
+ * A KubeConfig whose API calls share connections and cannot hang. client-node 2.0 builds a new
+ * undici Agent for every call, so no connection is ever reused: each call pays a TCP connect and a
+ * TLS handshake on both sides, and abandoned agents hold their sockets until they time out. The
+ * benchmark measured this as the controller's biggest cost (CPU per request 54 -> 20 ms, peak RSS
+ * -190 MB). One dispatcher per cluster and user is kept; credentials in headers (tokens) still
+ * apply per call, client certificates are read once (rotating them needs a restart). Watches pass
+ * their own abort signal, so the call timeout does not cut them.
  */
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher>();
+  callTimeoutMs = apiCallTimeoutMs;
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
@@ -25,6 +36,7 @@ export class PooledKubeConfig extends KubeConfig {
     const fresh = context.getDispatcher();
     if (pooled) context.setDispatcher(pooled);
     else if (fresh) this.#dispatchers.set(key, fresh);
+    context.setSignal(AbortSignal.timeout(this.callTimeoutMs));
   }
 }
 

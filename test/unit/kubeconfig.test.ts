@@ -1,7 +1,10 @@
-// PooledKubeConfig: every API call of one context gets the same connection pool (dispatcher).
+// PooledKubeConfig: every API call of one context gets the same connection pool (dispatcher), and
+// no API call can hang.
 import assert from "node:assert/strict";
+import { createServer, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { RequestContext } from "@kubernetes/client-node";
+import { CoreV1Api, RequestContext, Watch } from "@kubernetes/client-node";
 import { PooledKubeConfig } from "../../src/config/kubeconfig.ts";
 
 const config = (server: string) => ({
@@ -37,5 +40,48 @@ describe("PooledKubeConfig", () => {
     await a.applySecurityAuthentication(ca);
     await b.applySecurityAuthentication(cb);
     assert.notEqual(ca.getDispatcher(), cb.getDispatcher());
+  });
+
+  it("fails an API call the server never answers after callTimeoutMs, but leaves watches open", async () => {
+    // A server that accepts every request and answers none, except that watches get their headers
+    // and then stay silent, as a quiet watch does.
+    const open: ServerResponse[] = [];
+    const server = createServer((req, res) => {
+      open.push(res);
+      if (req.url?.includes("watch=true")) {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.flushHeaders();
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const kc = new PooledKubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: "c", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+        users: [{ name: "u", token: "t" }],
+        contexts: [{ name: "ctx", cluster: "c", user: "u" }],
+        currentContext: "ctx",
+      });
+      kc.callTimeoutMs = 300;
+      const watchEnded = Promise.withResolvers<unknown>();
+      const watch = await new Watch(kc).watch("/api/v1/namespaces", {}, () => {}, watchEnded.resolve);
+      const started = Date.now();
+      await assert.rejects(kc.makeApiClient(CoreV1Api).listNamespace(), { name: "TimeoutError" });
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 250 && elapsed < 5_000, `failed after ${elapsed} ms`);
+      // The watch outlived the call timeout: ending it now is the first time it ends.
+      let ended = false;
+      void watchEnded.promise.then(() => {
+        ended = true;
+      });
+      await new Promise((r) => setImmediate(r));
+      assert.equal(ended, false, "the watch is still open");
+      watch.abort();
+      await watchEnded.promise;
+    } finally {
+      for (const res of open) res.destroy();
+      server.close();
+    }
   });
 });
