@@ -4,7 +4,7 @@
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ResourceType } from "../api/resources.ts";
-import { Reflector } from "./reflector.ts";
+import { Reflector, type ReflectorOptions } from "./reflector.ts";
 
 const allNamespaces = "";
 
@@ -12,14 +12,22 @@ export class NamespacedCache<T extends KubernetesObject> {
   readonly #kubeConfig: KubeConfig;
   readonly #type: ResourceType;
   readonly #log: Logger;
-  readonly #onChange: (key: string) => void;
+  readonly #onChange: ReflectorOptions<T>["onChange"];
+  readonly #transform: ReflectorOptions<T>["transform"];
   readonly #byNamespace = new Map<string, Reflector<T>>();
 
-  constructor(kubeConfig: KubeConfig, type: ResourceType, log: Logger, onChange: (key: string) => void) {
+  constructor(
+    kubeConfig: KubeConfig,
+    type: ResourceType,
+    log: Logger,
+    onChange: ReflectorOptions<T>["onChange"],
+    transform?: ReflectorOptions<T>["transform"],
+  ) {
     this.#kubeConfig = kubeConfig;
     this.#type = type;
     this.#log = log;
     this.#onChange = onChange;
+    this.#transform = transform;
   }
 
   /** Starts serving a namespace (undefined: all of them); resolves once its objects are cached. */
@@ -32,6 +40,7 @@ export class NamespacedCache<T extends KubernetesObject> {
       namespace,
       log: this.#log,
       onChange: this.#onChange,
+      transform: this.#transform,
     });
     this.#byNamespace.set(id, reflector);
     return reflector.start();

@@ -1,24 +1,56 @@
 // List-then-watch into an in-memory store, like client-go's reflector, but it never dies silently:
 // any watch error restarts the watch with backoff, 410 Gone relists, and a watchdog restarts a watch
-// that has gone quiet for longer than the server-side timeout it asked for. Handlers get only keys.
+// that has gone quiet for longer than the server-side timeout it asked for. The list is a streaming
+// watch-list where the server has one (objects arrive one per event, so reading the state costs one
+// object's memory at a time however large tenants make them), else pages of a list.
 import { type KubeConfig, type KubernetesObject, Watch } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { apiStatus, describeError } from "../api/errors.ts";
 import { collectionPath, ResourceClient, type ResourceType } from "../api/resources.ts";
 
-export interface ReflectorOptions {
+export interface ReflectorOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
   type: ResourceType;
   /** Undefined: all namespaces. */
   namespace?: string;
   labelSelector?: string;
-  /** Called with "namespace/name" whenever that object was added, changed or deleted. */
-  onChange: (key: string) => void;
+  /**
+   * Called with "namespace/name" whenever that object was added, changed or deleted, with the object
+   * as cached (for a deletion: the last version seen, so handlers can still map it to its owner).
+   */
+  onChange: (key: string, obj: T, deleted: boolean) => void;
+  /**
+   * What of an object to keep in the cache (client-go's SetTransform): the whole object by default;
+   * undefined keeps nothing (the object is not of interest and costs no memory, and no handler call).
+   */
+  transform?: (obj: T) => T | undefined;
   log: Logger;
   /** Server-side watch timeout; the watch is then re-opened from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /** Objects per list page where the server has no watch-list (default 10). */
   pageSize?: number;
 }
+
+/**
+ * Without a watch-list a list page is held whole (as text, then parsed): pages stay small, since a
+ * tenant can make each object over a megabyte and place large ones after small ones, and one page is
+ * read at a time in the whole process.
+ */
+const fallbackPageSize = 10;
+let listing: Promise<void> = Promise.resolve();
+
+/** Runs `read` after every page read started before it (a process-wide queue of page reads). */
+function oneAtATime<T>(read: () => Promise<T>): Promise<T> {
+  const result = listing.then(read);
+  listing = result.then(
+    () => undefined,
+    () => undefined,
+  );
+  return result;
+}
+
+/** The bookmark that ends a watch-list's initial events. */
+const initialEventsEnd = "k8s.io/initial-events-end";
 
 type WatchEventType = "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
 
@@ -52,7 +84,7 @@ export function isNewerVersion(a: string | undefined, b: string | undefined): bo
 }
 
 export class Reflector<T extends KubernetesObject> {
-  readonly #opts: ReflectorOptions;
+  readonly #opts: ReflectorOptions<T>;
   readonly #client: ResourceClient<T>;
   readonly #store = new Map<string, T>();
   #resourceVersion = "";
@@ -66,7 +98,12 @@ export class Reflector<T extends KubernetesObject> {
   /** Counters for metrics and tests. */
   readonly stats = { lists: 0, watches: 0, restarts: 0, events: 0 };
 
-  constructor(opts: ReflectorOptions) {
+  /** Whether to read the state with a watch-list; false once the server refused one. */
+  #streaming = true;
+  /** The state must be read (again) before watching from a resourceVersion. */
+  #needList = true;
+
+  constructor(opts: ReflectorOptions<T>) {
     this.#opts = opts;
     this.#client = new ResourceClient<T>(opts.kubeConfig, opts.type);
   }
@@ -87,8 +124,15 @@ export class Reflector<T extends KubernetesObject> {
   observe(obj: T): void {
     const key = objectKey(obj);
     const cached = this.#store.get(key);
-    if (cached && isNewerVersion(obj.metadata?.resourceVersion, cached.metadata?.resourceVersion))
-      this.#store.set(key, trimForCache(obj));
+    if (!cached || !isNewerVersion(obj.metadata?.resourceVersion, cached.metadata?.resourceVersion)) return;
+    const kept = this.#keep(obj);
+    if (kept) this.#store.set(key, kept);
+    else this.#store.delete(key);
+  }
+
+  #keep(obj: T): T | undefined {
+    const trimmed = trimForCache(obj);
+    return this.#opts.transform ? this.#opts.transform(trimmed) : trimmed;
   }
 
   get hasSynced(): boolean {
@@ -116,19 +160,23 @@ export class Reflector<T extends KubernetesObject> {
   }
 
   async #run(): Promise<void> {
-    let needList = true;
     while (!this.#stopped) {
       try {
-        if (needList) {
-          await this.#relist();
-          needList = false; // from here on, resume watches from the last resourceVersion seen
-        }
-        needList = await this.#watchOnce();
+        if (this.#needList && !this.#streaming) await this.#relist();
+        // Once the state is read, watches resume from the last resourceVersion seen.
+        if (await this.#watchOnce(this.#needList)) this.#needList = true;
         this.#failures = 0;
       } catch (err) {
         if (this.#stopped) return;
         const status = apiStatus(err);
-        needList = needList || status?.code === 410;
+        if (this.#needList && this.#streaming && (status?.code === 400 || status?.code === 422)) {
+          // A server without watch-lists (WatchList off, before Kubernetes 1.34, or a proxy that
+          // does not pass them) refuses the parameters: list in pages from now on.
+          this.#streaming = false;
+          this.#opts.log.info({ resource: this.#opts.type.plural }, "no watch-list here; listing in pages");
+          continue;
+        }
+        if (status?.code === 410) this.#needList = true;
         this.#failures++;
         this.stats.restarts++;
         const delay = Math.min(30_000, 200 * 2 ** Math.min(this.#failures, 8)) * (0.5 + Math.random() / 2);
@@ -151,15 +199,27 @@ export class Reflector<T extends KubernetesObject> {
     let next: string | undefined;
     let resourceVersion = "";
     do {
-      const page = await this.#client.list(this.#opts.namespace, {
-        labelSelector: this.#opts.labelSelector,
-        limit: this.#opts.pageSize ?? 500,
-        continue: next,
+      // The page is cut down to what the cache keeps before the next read starts.
+      const page = await oneAtATime(async () => {
+        const { items, metadata } = await this.#client.list(this.#opts.namespace, {
+          labelSelector: this.#opts.labelSelector,
+          limit: this.#opts.pageSize ?? fallbackPageSize,
+          continue: next,
+        });
+        for (const item of items) {
+          const kept = this.#keep(item);
+          if (kept) fresh.set(objectKey(item), kept);
+        }
+        return metadata;
       });
-      for (const item of page.items) fresh.set(objectKey(item), trimForCache(item));
-      next = page.metadata.continue || undefined;
-      resourceVersion = page.metadata.resourceVersion;
+      next = page.continue || undefined;
+      resourceVersion = page.resourceVersion;
     } while (next);
+    this.#replace(fresh, resourceVersion);
+  }
+
+  /** The state just read replaces the store; every key goes to the handler. */
+  #replace(fresh: Map<string, T>, resourceVersion: string): void {
     this.stats.lists++;
     this.#opts.log.debug(
       {
@@ -173,33 +233,42 @@ export class Reflector<T extends KubernetesObject> {
     // Every listed key goes to the handler, changed or not (client-go's Replace does the same):
     // events were lost while the watch was down, and comparing versions with the store cannot tell
     // which — the store also holds our own writes, whose events may be among the lost ones.
-    const deleted = [...this.#store.keys()].filter((key) => !fresh.has(key));
+    const deleted = [...this.#store].filter(([key]) => !fresh.has(key));
     this.#store.clear();
     for (const [key, obj] of fresh) this.#store.set(key, obj);
     this.#resourceVersion = resourceVersion;
+    this.#needList = false;
     if (!this.#hasSynced) {
       this.#hasSynced = true;
       this.#synced.resolve();
     }
-    for (const key of [...fresh.keys(), ...deleted]) this.#opts.onChange(key);
+    for (const [key, obj] of fresh) this.#opts.onChange(key, obj, false);
+    for (const [key, obj] of deleted) this.#opts.onChange(key, obj, true);
   }
 
-  /** Watches until the watch ends; returns true when a relist is needed (410 Gone). */
-  async #watchOnce(): Promise<boolean> {
+  /**
+   * Watches until the watch ends; returns true when the state must be read again (410 Gone, or a
+   * watch-list that ended before its initial events did). With `list`, it is a watch-list: the
+   * current state first, as one event per object, up to a bookmark marking its end.
+   */
+  async #watchOnce(list: boolean): Promise<boolean> {
     const ended = Promise.withResolvers<boolean>();
     const path = collectionPath(this.#opts.type, this.#opts.namespace);
     const query = {
-      resourceVersion: this.#resourceVersion,
+      ...(list
+        ? { sendInitialEvents: true, resourceVersionMatch: "NotOlderThan" }
+        : { resourceVersion: this.#resourceVersion }),
       allowWatchBookmarks: true,
       timeoutSeconds: this.#opts.watchTimeoutSeconds ?? 300,
       ...(this.#opts.labelSelector ? { labelSelector: this.#opts.labelSelector } : {}),
     };
+    let initial: Map<string, T> | undefined = list ? new Map() : undefined;
     this.#lastActivity = Date.now();
     this.#opts.log.debug(
       {
         resource: this.#opts.type.plural,
         namespace: this.#opts.namespace,
-        resourceVersion: this.#resourceVersion,
+        resourceVersion: list ? "(watch-list)" : this.#resourceVersion,
       },
       "watching",
     );
@@ -209,6 +278,18 @@ export class Reflector<T extends KubernetesObject> {
       (type: string, obj: T) => {
         this.#lastActivity = Date.now();
         this.#failures = 0; // events flow: the next outage backs off from the start again
+        if (initial && type !== "ERROR") {
+          if (type === "BOOKMARK") {
+            if (obj.metadata?.annotations?.[initialEventsEnd] !== "true") return;
+            this.#replace(initial, obj.metadata?.resourceVersion ?? "");
+            initial = undefined;
+          } else {
+            const kept = type === "DELETED" ? undefined : this.#keep(obj);
+            if (kept) initial.set(objectKey(obj), kept);
+            else initial.delete(objectKey(obj));
+          }
+          return;
+        }
         if (this.#onEvent(type as WatchEventType, obj)) {
           this.#watch?.abort();
           ended.resolve(true);
@@ -219,7 +300,7 @@ export class Reflector<T extends KubernetesObject> {
         // normal for a quiet namespace: a normal end, re-watch at once (no backoff).
         const name = (err as { name?: string } | null)?.name;
         if (err && !this.#stopped && name !== "AbortError" && name !== "TimeoutError") ended.reject(err);
-        else ended.resolve(false);
+        else ended.resolve(initial !== undefined);
       },
     );
     // Not a sign of health by itself: a refused or failed watch also returns here (through done).
@@ -242,14 +323,23 @@ export class Reflector<T extends KubernetesObject> {
     if (rv) this.#resourceVersion = rv;
     if (type === "BOOKMARK") return false;
     const key = objectKey(obj);
-    if (type === "DELETED") this.#store.delete(key);
-    else {
-      // An event older than a write we already observed would step the cache back.
-      const cached = this.#store.get(key);
-      if (isNewerVersion(cached?.metadata?.resourceVersion, rv)) return false;
-      this.#store.set(key, trimForCache(obj));
+    const cached = this.#store.get(key);
+    if (type === "DELETED") {
+      this.#store.delete(key);
+      const last = cached ?? this.#keep(obj);
+      if (last) this.#opts.onChange(key, last, true);
+      return false;
     }
-    this.#opts.onChange(key);
+    // An event older than a write we already observed would step the cache back.
+    if (isNewerVersion(cached?.metadata?.resourceVersion, rv)) return false;
+    const kept = this.#keep(obj);
+    if (kept) {
+      this.#store.set(key, kept);
+      this.#opts.onChange(key, kept, false);
+    } else if (cached) {
+      this.#store.delete(key);
+      this.#opts.onChange(key, cached, true);
+    }
     return false;
   }
 }
