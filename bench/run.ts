@@ -6,6 +6,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
+import { compiledCli } from "../test/controlplane/binaries.ts";
 import { type BaselineResult, rawBaseline } from "./lib/baseline.ts";
 import { ControllerProcess, defaultControllerCmd } from "./lib/controller.ts";
 import { type BenchPlanes, startBenchPlanes } from "./lib/planes.ts";
@@ -152,13 +153,7 @@ let exitCode = 0;
 try {
   if (values["controller-cmd"].includes("dist/")) {
     log("building dist/ (npm run build) for the controller command");
-    await promisify(execFile)(
-      process.execPath,
-      [join(repoRoot, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"],
-      {
-        cwd: repoRoot,
-      },
-    );
+    await compiledCli();
   }
   const workDir = await mkdtemp(join(tmpdir(), "isc-bench-"));
   log(`controller logs in ${workDir}`);

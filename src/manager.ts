@@ -15,12 +15,15 @@ import {
 } from "./api/resources.ts";
 import { CustomRunReconciler, type CustomTaskWorkspace } from "./customtask/reconciler.ts";
 import { owningCustomRun } from "./customtask/request.ts";
+import { summarizeCustomRun } from "./customtask/summary.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "./generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
 import { isTerminal } from "./requests/conditions.ts";
-import { formatKey, labelPrefix, managedSelector, parseKey, serviceLabel } from "./requests/naming.ts";
-import { runState } from "./requests/pipelinerun.ts";
+import { formatKey, labelPrefix, managedSelector, parseKey } from "./requests/naming.ts";
+import { runState, summarizeRun } from "./requests/pipelinerun.ts";
 import { type PrivateAccess, RequestReconciler, type WorkspaceAccess } from "./requests/reconciler.ts";
+import { RunSlots } from "./requests/slots.ts";
+import { summarizeRequest } from "./requests/summary.ts";
 import { type Reconcile, runController } from "./runtime/controller.ts";
 import { Metrics } from "./runtime/metrics.ts";
 import { NamespacedCache } from "./runtime/namespaced-cache.ts";
@@ -66,6 +69,9 @@ export interface Manager {
 
 const configName = "config";
 
+/** A cache over the namespaces of one workspace (see NamespacedCache), whatever it holds. */
+type ServedNamespaces = Pick<NamespacedCache<KubernetesObject>, "serve" | "drop" | "stop">;
+
 export function startManager(opts: ManagerOptions): Manager {
   const metrics = opts.metrics ?? new Metrics();
   const log = opts.log;
@@ -91,15 +97,15 @@ export function startManager(opts: ManagerOptions): Manager {
       ws.kubeConfig,
       internalRequests,
       log,
-      (key) => {
+      (key, request) => {
         if (serveRequests) queue.add(`${ws.name}/${key}`);
         // A request created for a CustomRun wakes that CustomRun.
-        const request = requests.get(key);
-        const owner = request && owningCustomRun(request);
+        const owner = owningCustomRun(request);
         if (serveCustomTasks && owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
       },
+      summarizeRequest,
     );
-    const caches: NamespacedCache<never>[] = [requests as NamespacedCache<never>];
+    const caches: ServedNamespaces[] = [requests];
     requestCaches.set(ws.name, requests);
     const events = new EventRecorder(ws.kubeConfig, log);
     recorders.push(events);
@@ -111,10 +117,14 @@ export function startManager(opts: ManagerOptions): Manager {
       events,
     });
     if (serveCustomTasks) {
-      const runs = new NamespacedCache<V1beta1CustomRun>(ws.kubeConfig, customRuns, log, (key) =>
-        customRunQueue.add(`${ws.name}/${key}`),
+      const runs = new NamespacedCache<V1beta1CustomRun>(
+        ws.kubeConfig,
+        customRuns,
+        log,
+        (key) => customRunQueue.add(`${ws.name}/${key}`),
+        summarizeCustomRun,
       );
-      caches.push(runs as NamespacedCache<never>);
+      caches.push(runs);
       customTaskAccess.set(ws.name, {
         name: ws.name,
         customRuns: new ResourceClient<V1beta1CustomRun>(ws.kubeConfig, customRuns),
@@ -189,7 +199,7 @@ export function startManager(opts: ManagerOptions): Manager {
       },
     });
     privateReflectors = side.reflectors;
-    metrics.activeRunsSource = () => activeRunsByService(side.access.listPipelineRuns());
+    metrics.activeRunsSource = () => side.access.slots.byGroup();
     const reconciler: RequestReconciler = new RequestReconciler({
       workspaces: workspaceAccess,
       private: side.access,
@@ -248,16 +258,6 @@ export function startManager(opts: ManagerOptions): Manager {
   };
 }
 
-function activeRunsByService(runs: V1PipelineRun[]): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const run of runs) {
-    if (runState(run).done) continue;
-    const service = run.metadata?.labels?.[serviceLabel] ?? "(pipeline)";
-    counts.set(service, (counts.get(service) ?? 0) + 1);
-  }
-  return counts;
-}
-
 /** Private cluster: our PipelineRuns (mapped back to their request by annotations), services, config. */
 function privateSide(
   kubeConfig: KubeConfig,
@@ -266,20 +266,23 @@ function privateSide(
   queue: WorkQueue,
   on: { onPolicyChange: () => void; onRunFinished: () => void },
 ): { access: PrivateAccess; reflectors: Reflector<never>[] } {
+  const slots = new RunSlots();
   const runs: Reflector<V1PipelineRun> = new Reflector<V1PipelineRun>({
     kubeConfig,
     type: pipelineRuns,
     namespace: ns,
     labelSelector: managedSelector,
     log,
-    onChange: (key) => {
-      const run = runs.get(key);
-      const workspace = run?.metadata?.annotations?.[`${labelPrefix}/workspace`];
-      const request = run?.metadata?.annotations?.[`${labelPrefix}/request`];
+    // A deletion hands on the last version seen, so a run deleted out of band still wakes its request.
+    onChange: (_key, run, deleted) => {
+      slots.observe(run, deleted);
+      const workspace = run.metadata?.annotations?.[`${labelPrefix}/workspace`];
+      const request = run.metadata?.annotations?.[`${labelPrefix}/request`];
       if (workspace && request) queue.add(`${workspace}/${request}`);
       // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
-      if (!run || run.status?.completionTime) on.onRunFinished();
+      if (deleted || runState(run).done) on.onRunFinished();
     },
+    transform: summarizeRun,
   });
   const services = new Reflector<InternalService>({
     kubeConfig,
@@ -300,7 +303,7 @@ function privateSide(
     pipelineRuns: new ResourceClient<V1PipelineRun>(kubeConfig, pipelineRuns),
     taskRuns: new ResourceClient<V1TaskRun>(kubeConfig, taskRuns),
     getPipelineRun: (name) => runs.get(`${ns}/${name}`),
-    listPipelineRuns: () => runs.list(),
+    slots,
     getService: (name) => services.get(`${ns}/${name}`),
     getConfig: () => configs.get(`${ns}/${configName}`),
   };

@@ -44,6 +44,16 @@ export const isNotFound = (err: unknown) => {
   return status?.code === 404 && Boolean(status.details?.name);
 };
 export const isConflict = (err: unknown) => apiStatus(err)?.code === 409;
+
+/** The call's result, or undefined when the object it names does not exist. */
+export async function ignoreNotFound<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
 export const isGone = (err: unknown) => apiStatus(err)?.code === 410;
 
 /** A one-line description for logs and messages, without headers or bodies. */

@@ -3,15 +3,19 @@
 // InternalRequest per attempt and mirroring it onto the CustomRun's status. Like Tekton's own
 // ReconcileKind: early exits for objects that are not ours or already done.
 import type { Logger } from "pino";
-import { apiStatus, isConflict, isNotFound } from "../api/errors.ts";
+import { apiStatus, ignoreNotFound, isConflict, isNotFound } from "../api/errors.ts";
 import type { ResourceClient } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { KnativeCondition, V1beta1CustomRun, V1beta1CustomRunStatus } from "../generated/tekton.ts";
 import { parseDuration } from "../policy/duration.ts";
 import { isTerminal, requeueAfter, rfc3339, succeededCondition } from "../requests/conditions.ts";
 import { parseKey } from "../requests/naming.ts";
+import { cachedSpecDigest, Part as RequestPart, specDigest } from "../requests/summary.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
+import { type Measured, measure } from "../runtime/size.ts";
+import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
 import { isInternalRequestRun, plannedSpec, requestFor, requestName } from "./request.ts";
+import { attemptsSoFar, Part } from "./summary.ts";
 
 /** Tekton's default when a CustomRun has no spec.timeout. */
 export const defaultTimeoutMs = 60 * 60 * 1000;
@@ -28,6 +32,38 @@ export interface CustomTaskWorkspace {
 
 /** Request reasons that another attempt cannot change. */
 const notRetried = new Set(["Rejected", "Cancelled"]);
+
+/** Most retries a CustomRun may ask for: every attempt runs the internal work again. */
+export const maxRetries = 10;
+/** Limits on a CustomRun as a whole (characters, nesting): anything larger fails unread. */
+export const maxCustomRunChars = 512 * 1024;
+export const maxCustomRunDepth = 32;
+const unlimited = { maxChars: Number.POSITIVE_INFINITY, maxDepth: Number.POSITIVE_INFINITY };
+
+function oversize(m: Measured): string | undefined {
+  if (m.depth > maxCustomRunDepth)
+    return `the CustomRun nests ${m.depth} levels deep, over the limit of ${maxCustomRunDepth}: pass flat params`;
+  if (m.chars > maxCustomRunChars)
+    return `the CustomRun is about ${m.chars} characters, over the limit of ${maxCustomRunChars}: pass large data by reference`;
+  return undefined;
+}
+
+/** The request was made by the bridge for this CustomRun: its controller owner is this run. */
+function ownedBy(request: InternalRequest, run: V1beta1CustomRun): boolean {
+  const owner = request.metadata.ownerReferences?.find((o) => o.controller);
+  return owner?.kind === "CustomRun" && owner.uid === run.metadata?.uid;
+}
+
+/** Why `request` is not the one the bridge made for `run` with `spec`, or undefined when it is. */
+function notMadeFor(request: InternalRequest, run: V1beta1CustomRun, spec: InternalRequest["spec"]) {
+  if (!ownedBy(request, run)) return "its controller owner is not this CustomRun";
+  if ((cachedSpecDigest(request) ?? specDigest(request.spec)) !== specDigest(spec))
+    return "its spec differs from what this CustomRun asks for";
+  const made = Date.parse(String(request.metadata.creationTimestamp ?? ""));
+  const asked = Date.parse(String(run.metadata?.creationTimestamp ?? ""));
+  if (made < asked) return "it is older than this CustomRun";
+  return undefined;
+}
 
 interface Extra {
   request?: string;
@@ -49,27 +85,48 @@ export class CustomRunReconciler {
   reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
     const { workspace, namespace, name } = parseKey(key);
     const ws = this.#workspaces.get(workspace);
-    let run = ws?.getCustomRun(`${namespace}/${name}`);
-    if (!ws || !run || !isInternalRequestRun(run)) return undefined;
-    if (isDone(run)) return undefined;
+    const cached = ws?.getCustomRun(`${namespace}/${name}`);
+    if (!ws || !cached || !isInternalRequestRun(cached)) return undefined;
+    if (isDone(cached)) return undefined;
+    // Every write below builds on the status: read the run whole if the cache left it out.
+    let run = await this.#complete(ws, cached, Part.status);
+    if (!run) return undefined;
 
-    const attempt = run.status?.retriesStatus?.length ?? 0;
+    // Judged on the cached copy's record of the whole run: an oversized one is never read whole.
+    const tooBig = oversize(wholeMeasure(cached) ?? measure(run, unlimited));
+    if (tooBig) return this.#fail(ws, run, "InvalidCustomRun", tooBig, log);
+
+    const attempt = attemptsSoFar(run);
     const requestKey = `${namespace}/${requestName(name, attempt)}`;
-    const request = ws.getRequest(requestKey);
+    // A request under the attempt's name that another CustomRun (or a tenant) made is never used.
+    let request = ws.getRequest(requestKey);
+    const ownRequest = request && ownedBy(request, run) ? request : undefined;
 
     if (run.spec?.status === "RunCancelled") {
-      if (request && !isTerminal(request.status)) await this.#cancelRequest(ws, request);
+      if (ownRequest && !isTerminal(ownRequest.status)) await this.#cancelRequest(ws, ownRequest);
       const message = run.spec.statusMessage || "CustomRun cancelled";
-      await this.#write(ws, run, this.#terminal(run, request, "False", "CustomRunCancelled", message));
+      const mirrored = ownRequest && (await this.#completeRequest(ws, ownRequest));
+      await this.#write(ws, run, this.#terminal(run, mirrored, "False", "CustomRunCancelled", message));
       log.info("custom run cancelled");
       return undefined;
     }
 
+    const whole = await this.#complete(ws, run, Part.spec);
+    if (!whole) return undefined;
+    run = whole;
     const planned = plannedSpec(run);
-    if (!planned.ok) {
-      await this.#write(ws, run, this.#terminal(run, undefined, "False", planned.reason, planned.message));
-      log.info({ reason: planned.reason }, "custom run rejected");
-      return undefined;
+    if (!planned.ok) return this.#fail(ws, run, planned.reason, planned.message, log);
+    if ((run.spec?.retries ?? 0) > maxRetries) {
+      const message = `spec.retries ${run.spec?.retries} is over the limit of ${maxRetries} for InternalRequest tasks: each attempt runs internal work again; use at most ${maxRetries}`;
+      return this.#fail(ws, run, "InvalidRetries", message, log);
+    }
+    if (request) {
+      const why = notMadeFor(request, run, planned.spec);
+      if (why) {
+        const message = `InternalRequest ${requestKey} exists but was not created for this CustomRun (${why}); nothing was copied from it. Delete it and run the pipeline again`;
+        return this.#fail(ws, run, "RequestNotOwned", message, log);
+      }
+      request = await this.#completeRequest(ws, request);
     }
 
     let timeoutMs: number;
@@ -163,10 +220,11 @@ export class CustomRunReconciler {
     message: string,
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
-    const attempt = run.status?.retriesStatus?.length ?? 0;
+    const attempt = attemptsSoFar(run);
     const finished = this.#terminal(run, request, "False", reason, message);
     if (attempt < (run.spec?.retries ?? 0) && !notRetried.has(reason)) {
-      const { retriesStatus: _, ...snapshot } = finished;
+      // A failed attempt's results stay on its own InternalRequest; the snapshot stays small.
+      const { retriesStatus: _, results: _results, ...snapshot } = finished;
       await this.#write(ws, run, {
         ...run.status,
         conditions: [condition("Unknown", "Running", `attempt ${attempt + 1} failed (${reason}); retrying`)],
@@ -181,6 +239,26 @@ export class CustomRunReconciler {
     await this.#write(ws, run, finished);
     log.info({ reason }, "custom run failed");
     return undefined;
+  }
+
+  async #fail(ws: CustomTaskWorkspace, run: V1beta1CustomRun, reason: string, message: string, log: Logger) {
+    await this.#write(ws, run, this.#terminal(run, undefined, "False", reason, message));
+    log.info({ reason }, "custom run rejected");
+    return undefined;
+  }
+
+  /** The run whole when the cached copy lacks any of `parts`; undefined if it is gone. */
+  async #complete(ws: CustomTaskWorkspace, run: V1beta1CustomRun, ...parts: string[]) {
+    if (!isTrimmed(run, ...parts)) return run;
+    return ignoreNotFound(ws.customRuns.get(run.metadata?.namespace as string, run.metadata?.name as string));
+  }
+
+  /** The request with its conditions and results, which the CustomRun mirrors. */
+  async #completeRequest(ws: CustomTaskWorkspace, request: InternalRequest) {
+    if (!isTrimmed(request, RequestPart.conditions, RequestPart.results)) return request;
+    return ignoreNotFound(
+      ws.requests.get(request.metadata.namespace as string, request.metadata.name as string),
+    );
   }
 
   #terminal(
@@ -263,6 +341,9 @@ function isDone(run: V1beta1CustomRun): boolean {
   return c !== undefined && c.status !== "Unknown";
 }
 
+/** Condition messages on a CustomRun are cut here (a request's may be far longer). */
+const maxMessageChars = 4096;
+
 function condition(
   status: KnativeCondition["status"],
   reason: string,
@@ -274,7 +355,7 @@ function condition(
     type: "Succeeded",
     status,
     reason,
-    message,
+    message: message.length > maxMessageChars ? `${message.slice(0, maxMessageChars - 1)}…` : message,
     ...(lastTransitionTime ? { lastTransitionTime } : {}),
   };
 }

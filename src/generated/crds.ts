@@ -16,7 +16,7 @@ export interface InternalRequest {
 
 /** InternalRequestSpec describes what to run. Exactly one of service and pipeline must be set. The spec is immutable except spec.status (set it to Cancelled to cancel): to run again or with other values, create a new InternalRequest. */
 export interface InternalRequestSpec {
-  /** Parameters passed to the internal Pipeline (as PipelineRun string params). With spec.service they are first validated against the service's paramsSchema, which also fills in defaults; a request that fails validation is Rejected before anything runs. Names follow Tekton's rules (a letter or '_' first, then letters, digits, '_', '.', '-'). */
+  /** Parameters passed to the internal Pipeline (as PipelineRun string params). With spec.service they are first validated against the service's paramsSchema, which also fills in defaults; a request that fails validation is Rejected before anything runs. Names follow Tekton's rules (a letter or '_' first, then letters, digits, '_', '.', '-'). At most 128 params; each value at most 65536 characters and all values together at most 131072 characters: pass large data by reference (a digest, a URL, an object name), not inline. */
   params?: Record<string, string>;
   /** A raw reference to the Pipeline to run, resolved by a Tekton resolver inside the private cluster. Accepted only when the InternalServicesConfig allow-lists its source (spec.allowedPipelineSources, or the legacy allowedGitResolverURLs); otherwise the request is Rejected. Mutually exclusive with spec.service. */
   pipeline?: InternalRequestSpecPipeline;
@@ -236,22 +236,42 @@ export interface InternalServicesConfigSpec {
   allowList?: string[];
   /** Legacy (kept for wire compatibility; prefer allowedPipelineSources). Each entry allows raw InternalRequests using the git resolver whose url param equals the entry exactly; such requests may also give revision and pathInRepo with any value, and no other param. Unlike the original controller, an empty list does not allow every git URL: raw requests are accepted only when a rule matches. */
   allowedGitResolverURLs?: string[];
-  /** Rules for raw InternalRequests (spec.pipeline instead of spec.service). A raw pipeline request is accepted when some rule has the same resolver and every param the request gives is named in the rule's params and its value matches that glob (`*` matches any run of characters except `/`, `**` matches anything). Params the request leaves out are not checked (the resolver's defaults apply). A raw request that matches no rule (here or in the legacy allowedGitResolverURLs) is rejected; with no rules at all every raw request is rejected and only spec.service requests can run. */
+  /** Rules for raw InternalRequests (spec.pipeline instead of spec.service). A raw pipeline request is accepted when some rule has the same resolver, the request gives every param the rule names (a left-out param would let the resolver pick its own default) and no other, and each value matches its glob (`*` matches any run of characters except `/`, `**` matches anything). A glob with a scheme (`https://...`) is matched as a URL: scheme, host and port exactly (a leading `*.` in the host stands for whole DNS labels), no userinfo, the path by the glob. Values with dot segments, percent-encoded separators, backslashes or control characters never match. A raw request that matches no rule (here or in the legacy allowedGitResolverURLs) is rejected; with no rules at all every raw request is rejected and only spec.service requests can run. */
   allowedPipelineSources?: InternalServicesConfigSpecAllowedPipelineSourcesItem[];
   /** ServiceAccounts (in the controller's namespace) that raw spec.pipeline requests may choose with spec.serviceAccount (or the legacy spec.pipeline.serviceAccountName). Empty or absent: a raw request that names a ServiceAccount is Rejected, and raw requests run as Tekton's default ServiceAccount. Requests for an InternalService are governed by the service's serviceAccount and allowedServiceAccounts instead. */
   allowedServiceAccounts?: string[];
   /** Debug mode: finished PipelineRuns and their PersistentVolumeClaims are never deleted (overrides every InternalService's retention), for inspection. */
   debug?: boolean;
+  /** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */
+  rawPipelineRequests?: InternalServicesConfigSpecRawPipelineRequests;
   /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */
   volumeClaim?: InternalServicesConfigSpecVolumeClaim;
 }
 
 /** One allowed pipeline source: a resolver and a glob for each resolver param a request may give. */
 export interface InternalServicesConfigSpecAllowedPipelineSourcesItem {
-  /** Resolver param name -> glob its value must match, e.g. {url: "https://gitlab.internal/releng/*", revision: "refs/tags/*", pathInRepo: "pipelines/*.yaml"}. The glob must match the whole value: `*` matches any run of characters except `/`, `**` matches any run of characters including `/`, every other character matches itself. A request that gives a param not named here does not match this rule; use "**" to allow any value. */
+  /** Resolver param name -> glob its value must match, e.g. {url: "https://gitlab.internal/releng/*", revision: "refs/tags/*", pathInRepo: "pipelines/*.yaml"}. The glob must match the whole value: `*` matches any run of characters except `/`, `**` matches any run of characters including `/`, every other character matches itself. A request must give every param named here and no other; use "**" to allow any value of a param. A glob starting with a scheme (`https://`) is matched as a URL (see allowedPipelineSources). */
   params?: Record<string, string>;
   /** Tekton resolver this rule applies to. */
   resolver: "git" | "bundles" | "cluster" | "http" | "hub";
+}
+
+/** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */
+export interface InternalServicesConfigSpecRawPipelineRequests {
+  /** Most raw requests' PipelineRuns running at once, over all namespaces; more wait (reason Running, with a "queued" message) until one finishes. Default 100. */
+  maxConcurrentRuns?: number;
+  /** Most characters a raw request's spec.params may hold together (they become PipelineRun params). Default 65536. */
+  maxParamsSize?: number;
+  /** Timeouts of raw requests' PipelineRuns, as Go durations (e.g. 1h30m). */
+  timeouts?: InternalServicesConfigSpecRawPipelineRequestsTimeouts;
+}
+
+/** Timeouts of raw requests' PipelineRuns, as Go durations (e.g. 1h30m). */
+export interface InternalServicesConfigSpecRawPipelineRequestsTimeouts {
+  /** Pipeline timeout used when the request gives none. Default 1h (Tekton's own default). */
+  default?: string;
+  /** Upper bound for every timeout a raw request gives (pipeline, tasks, finally); a longer one, or "0" (no timeout), is capped at it with a note in the request's status. Default 24h; "0s" means no maximum. */
+  maximum?: string;
 }
 
 /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */

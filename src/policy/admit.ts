@@ -9,7 +9,7 @@ import type {
 import { isAllowed } from "./allowlist.ts";
 import { parseDuration } from "./duration.ts";
 import { validateParams } from "./schema.ts";
-import { pipelineSourceRejection } from "./sources.ts";
+import { checkPipelineSource } from "./sources.ts";
 import { listCapped, quote } from "./text.ts";
 import { resolveTimeouts, type Timeouts, type TimeoutsResult } from "./timeouts.ts";
 
@@ -43,12 +43,17 @@ export interface RunPlan {
   notes: string[];
 }
 
-export type Admission = { allowed: true; run: RunPlan } | { allowed: false; rule: string; message: string };
+export type Denied = { allowed: false; rule: string; message: string };
+export type Admission = { allowed: true; run: RunPlan } | Denied;
 
-const deny = (rule: string, message: string): Admission => ({ allowed: false, rule, message });
+const deny = (rule: string, message: string): Denied => ({ allowed: false, rule, message });
 
-export function admit(input: AdmitInput): Admission {
-  const { workspace, namespace, request, config } = input;
+/** What can be decided from who asks and for which service alone, before reading a request whole
+ *  (the cache may hold only its identity and spec.service): a rejection, or undefined. */
+export function callerRejection(
+  input: Omit<AdmitInput, "request"> & { request: Pick<InternalRequestSpec, "service"> },
+): Denied | undefined {
+  const { workspace, namespace, config, service } = input;
   if (config === undefined) {
     return deny(
       "ConfigMissing",
@@ -69,18 +74,8 @@ export function admit(input: AdmitInput): Admission {
       `${where} is not in the InternalServicesConfig allowList (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
     );
   }
-  if ((request.service === undefined) === (request.pipeline === undefined)) {
-    return deny(
-      "InvalidRequest",
-      "spec must set exactly one of service (the name of a registered InternalService) or pipeline (a raw pipelineRef)",
-    );
-  }
-  if (request.pipeline !== undefined) return admitRaw(request, request.pipeline, config);
-  return admitService(input, request.service ?? "", where, suggestion);
-}
-
-function admitService(input: AdmitInput, name: string, where: string, suggestion: string): Admission {
-  const { workspace, namespace, request, config, service } = input;
+  const name = input.request.service;
+  if (name === undefined) return undefined;
   const svc = `InternalService ${quote(name)}`;
   if (service === undefined) {
     return deny(
@@ -88,20 +83,40 @@ function admitService(input: AdmitInput, name: string, where: string, suggestion
       `${svc} does not exist in the controller namespace (check spec.service, or ask the service owners which services exist)`,
     );
   }
-  const spec = service.spec;
-  const allowedNamespaces = spec.allowedNamespaces ?? [];
+  const allowedNamespaces = service.spec.allowedNamespaces ?? [];
   if (allowedNamespaces.length > 0 && !isAllowed(allowedNamespaces, workspace, namespace)) {
     return deny(
       "ServiceNamespaceNotAllowed",
       `${where} may not use ${svc}: it is not in the service's allowedNamespaces (ask the owners of ${svc} to add ${suggestion} to its spec.allowedNamespaces)`,
     );
   }
+  return undefined;
+}
+
+export function admit(input: AdmitInput): Admission {
+  const rejected = callerRejection(input);
+  if (rejected) return rejected;
+  const { request, config } = input as AdmitInput & { config: InternalServicesConfigSpec };
+  if ((request.service === undefined) === (request.pipeline === undefined)) {
+    return deny(
+      "InvalidRequest",
+      "spec must set exactly one of service (the name of a registered InternalService) or pipeline (a raw pipelineRef)",
+    );
+  }
+  if (request.pipeline !== undefined) return admitRaw(request, request.pipeline, config);
+  return admitService(input, request.service ?? "", input.service as InternalService);
+}
+
+function admitService(input: AdmitInput, name: string, service: InternalService): Admission {
+  const { request, config } = input;
+  const svc = `InternalService ${quote(name)}`;
+  const spec = service.spec;
   const { pipelineRef, pipelineName } = spec.pipeline ?? {};
   if ((pipelineRef === undefined) === (pipelineName === undefined)) {
     return invalidService(svc, "spec.pipeline must set exactly one of pipelineRef or pipelineName");
   }
 
-  const checked = validateParams(spec.paramsSchema, request.params);
+  const checked = validateParams(spec.paramsSchema, request.params, spec.sensitiveParams);
   if (!checked.ok && checked.kind === "schema") {
     return deny(
       "InvalidServiceSchema",
@@ -152,18 +167,49 @@ function admitService(input: AdmitInput, name: string, where: string, suggestion
   });
 }
 
+/** Built-in limits of raw pipeline requests, where the config's rawPipelineRequests says nothing. */
+export const rawDefaults = {
+  timeoutDefaultMs: 60 * 60 * 1000,
+  timeoutMaximumMs: 24 * 60 * 60 * 1000,
+  maxConcurrentRuns: 100,
+  maxParamsSize: 65536,
+} as const;
+
 function admitRaw(
   request: InternalRequestSpec,
   pipeline: InternalRequestSpecPipeline,
   config: InternalServicesConfigSpec,
 ): Admission {
-  const rejection = pipelineSourceRejection(pipeline.pipelineRef, config);
-  if (rejection !== undefined) return deny("PipelineSourceNotAllowed", rejection);
+  const source = checkPipelineSource(pipeline.pipelineRef, config);
+  if (!source.ok) return deny("PipelineSourceNotAllowed", source.message);
 
+  const raw = config.rawPipelineRequests ?? {};
+  const params = request.params ?? {};
+  const size = Object.entries(params).reduce((n, [k, v]) => n + k.length + v.length, 0);
+  const maxSize = raw.maxParamsSize ?? rawDefaults.maxParamsSize;
+  if (size > maxSize) {
+    return deny(
+      "ParamsTooLarge",
+      `spec.params hold ${size} characters (names and values), over the ${maxSize} allowed for raw pipeline requests (rawPipelineRequests.maxParamsSize of the InternalServicesConfig): pass large data by reference, or use an InternalService`,
+    );
+  }
+  let limits: { defaultMs: number; maximumMs: number; owner: string };
+  try {
+    limits = {
+      defaultMs: optionalDuration(raw.timeouts?.default) ?? rawDefaults.timeoutDefaultMs,
+      maximumMs: optionalDuration(raw.timeouts?.maximum) ?? rawDefaults.timeoutMaximumMs,
+      owner: "the InternalServicesConfig's rawPipelineRequests",
+    };
+  } catch (err) {
+    return deny(
+      "InvalidConfig",
+      `the InternalServicesConfig is misconfigured (rawPipelineRequests: ${(err as Error).message}); this is not the request's fault: ask the service owners to fix it`,
+    );
+  }
   // The legacy fields under spec.pipeline apply only when the newer top-level ones are absent.
   const timed = request.timeouts
-    ? resolveTimeouts(request.timeouts, {})
-    : resolveTimeouts(pipeline.timeouts, {}, "spec.pipeline.timeouts");
+    ? resolveTimeouts(request.timeouts, limits)
+    : resolveTimeouts(pipeline.timeouts, limits, "spec.pipeline.timeouts");
   if (!timed.ok) return deny("InvalidTimeout", timed.message);
   // The original controller let callers pick any ServiceAccount in the internal namespace.
   const serviceAccount = request.serviceAccount ?? pipeline.serviceAccountName;
@@ -177,9 +223,11 @@ function admitRaw(
     );
   }
   return plan(timed, {
-    pipelineRef: copyRef(pipeline.pipelineRef),
-    params: { ...request.params },
+    // The resolver params as checked, in canonical form (e.g. a URL as parsed).
+    pipelineRef: { resolver: pipeline.pipelineRef.resolver, params: source.params },
+    params: { ...params },
     serviceAccount,
+    maxConcurrentRuns: raw.maxConcurrentRuns ?? rawDefaults.maxConcurrentRuns,
     keepFinishedMs: config.debug ? Number.POSITIVE_INFINITY : 0,
     sensitiveParams: [],
   });

@@ -19,13 +19,23 @@ export type TimeoutsResult =
 type Asked = { pipeline?: string; tasks?: string; finally?: string };
 type Field = keyof Asked;
 
-/** `limits.maximumMs` of 0 or undefined means no maximum. `field` names are prefixed with `prefix` in
- *  messages (e.g. "spec.timeouts"). */
+export interface TimeoutLimits {
+  defaultMs?: number;
+  /** 0 or undefined: no maximum. */
+  maximumMs?: number;
+  /** Where the limits are set, for messages, e.g. "the InternalServicesConfig's rawPipelineRequests";
+   *  default: the service. */
+  owner?: string;
+}
+
+/** `field` names are prefixed with `prefix` in messages (e.g. "spec.timeouts"). */
 export function resolveTimeouts(
   asked: Asked | undefined,
-  limits: { defaultMs?: number; maximumMs?: number },
+  limits: TimeoutLimits,
   prefix = "spec.timeouts",
 ): TimeoutsResult {
+  const maximum = limits.owner ? `${limits.owner}.timeouts.maximum` : "the service maximum";
+  const defaultFrom = limits.owner ? `${limits.owner}.timeouts.default` : "the service's timeouts.default";
   const parsed: Partial<Record<Field, number>> = {};
   for (const field of ["pipeline", "tasks", "finally"] as const) {
     const text = asked?.[field];
@@ -44,7 +54,7 @@ export function resolveTimeouts(
   const cap = (what: string, ms: number): number => {
     if (max === undefined || (ms !== 0 && ms <= max)) return ms;
     const asked = ms === 0 ? '"0" (no timeout)' : formatDuration(ms);
-    notes.push(`${what} ${asked} capped at the service maximum ${formatDuration(max)}`);
+    notes.push(`${what} ${asked} capped at ${maximum} ${formatDuration(max)}`);
     return max;
   };
 
@@ -52,7 +62,7 @@ export function resolveTimeouts(
     parsed.pipeline !== undefined
       ? `${prefix}.pipeline`
       : limits.defaultMs !== undefined
-        ? "the service's timeouts.default"
+        ? defaultFrom
         : "the default pipeline timeout";
   const pipelineAsked = parsed.pipeline ?? limits.defaultMs ?? DEFAULT_PIPELINE_TIMEOUT_MS;
   const pipelineMs = cap(pipelineFrom, pipelineAsked);
@@ -62,7 +72,7 @@ export function resolveTimeouts(
 
   const problem = pipelineMs === 0 ? undefined : inconsistency(timeouts, prefix);
   if (problem) {
-    const capped = pipelineMs !== pipelineAsked ? ", capped at the service maximum" : "";
+    const capped = pipelineMs !== pipelineAsked ? `, capped at ${maximum}` : "";
     const source = `${formatDuration(pipelineMs)}, from ${pipelineFrom}${capped}`;
     return {
       ok: false,

@@ -9,6 +9,8 @@ export const requestNamespaceLabel = `${labelPrefix}/namespace`;
 export const workspaceLabel = `${labelPrefix}/workspace`;
 export const requestUidLabel = `${labelPrefix}/request-uid`;
 export const serviceLabel = `${labelPrefix}/service`;
+/** The service's name in full (a label value holds at most 63 characters). */
+export const serviceAnnotation = `${labelPrefix}/service`;
 export const managedByLabel = "app.kubernetes.io/managed-by";
 export const managedByValue = "internal-service-controller";
 /** Every internal PipelineRun this controller created; the private-side watch selects on it. */

@@ -15,6 +15,7 @@ import {
   requestNameLabel,
   requestNamespaceLabel,
   requestUidLabel,
+  serviceAnnotation,
   serviceLabel,
   workspaceLabel,
 } from "./naming.ts";
@@ -82,6 +83,8 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
       annotations: {
         [`${labelPrefix}/workspace`]: workspace,
         [`${labelPrefix}/request`]: `${meta.namespace}/${meta.name}`,
+        // Service names can be longer than a label value: the concurrency limit reads this one.
+        ...(plan.service ? { [serviceAnnotation]: plan.service } : {}),
       },
     },
     spec,
@@ -101,6 +104,25 @@ function copyableLabels(labels: Record<string, string> | undefined): Record<stri
 /** Labels existing callers set on requests and expect to find on the run (DESIGN-NOTES §1). */
 const isCallerLabel = (k: string) =>
   [`${labelPrefix}/pipelinerun-uid`, `${labelPrefix}/group-id`, `${labelPrefix}/pipeline-name`].includes(k);
+
+/**
+ * What the cache keeps of an internal PipelineRun: what reconciles read (labels, annotations,
+ * timeouts, conditions, results, child TaskRuns, the number of tasks), not the params (a copy of a
+ * tenant's request) or the resolved pipeline.
+ */
+export function summarizeRun(run: V1PipelineRun): V1PipelineRun {
+  const { params: _params, pipelineSpec: _spec, ...spec } = run.spec ?? {};
+  const status = run.status && { ...run.status };
+  if (status) {
+    const tasks = status.pipelineSpec;
+    delete status.provenance;
+    status.pipelineSpec = tasks && {
+      tasks: (tasks.tasks ?? []).map((t) => ({ name: t.name })),
+      finally: (tasks.finally ?? []).map((t) => ({ name: t.name })),
+    };
+  }
+  return { ...run, spec, ...(status ? { status } : {}) } as V1PipelineRun;
+}
 
 export interface RunState {
   done: boolean;

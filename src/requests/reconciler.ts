@@ -2,7 +2,7 @@
 // PipelineRun, mirror progress, copy the outcome and results back, and clean up after it.
 // Level-triggered and idempotent: every step reads the current state and is safe to repeat.
 import type { Logger } from "pino";
-import { describeError, isConflict, isNotFound } from "../api/errors.ts";
+import { apiStatus, describeError, isConflict, isNotFound } from "../api/errors.ts";
 import type { EventRecorder } from "../api/events.ts";
 import type { ResourceClient } from "../api/resources.ts";
 import type {
@@ -12,10 +12,11 @@ import type {
   InternalServicesConfig,
 } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
-import { type Admission, admit, type RunPlan } from "../policy/admit.ts";
+import { admit, callerRejection } from "../policy/admit.ts";
 import { parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
+import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
 import {
   isTerminal,
   type Reason,
@@ -24,8 +25,10 @@ import {
   succeededCondition,
   withSucceeded,
 } from "./conditions.ts";
-import { finalizer, parseKey, pipelineRunName, requestUidLabel, serviceLabel } from "./naming.ts";
+import { finalizer, parseKey, pipelineRunName, requestUidLabel } from "./naming.ts";
 import { buildPipelineRun, copyResults, runState } from "./pipelinerun.ts";
+import { type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
+import { Part } from "./summary.ts";
 
 /** One remote workspace: where requests live. */
 export interface WorkspaceAccess {
@@ -44,9 +47,10 @@ export interface PrivateAccess {
   pipelineRuns: ResourceClient<V1PipelineRun>;
   taskRuns: ResourceClient<V1TaskRun>;
   getPipelineRun(name: string): V1PipelineRun | undefined;
-  listPipelineRuns(): V1PipelineRun[];
   getService(name: string): InternalService | undefined;
   getConfig(): InternalServicesConfig | undefined;
+  /** Concurrency slots, following the cache of internal PipelineRuns. */
+  slots: RunSlots;
 }
 
 export interface RequestReconcilerDeps {
@@ -64,6 +68,12 @@ export interface RequestReconcilerDeps {
 }
 
 const defaultQueuedRecheckMs = 2_000;
+
+/** A request larger than this (labels, annotations and spec; characters) is Rejected unread. Every
+ *  spec the CRD allows fits; only metadata stuffed by a tenant can pass it. */
+export const maxRequestChars = 512 * 1024;
+/** An internal PipelineRun larger than this (JSON characters) is never written. */
+export const maxPipelineRunChars = 256 * 1024;
 
 export class RequestReconciler {
   readonly #d: RequestReconcilerDeps;
@@ -87,17 +97,25 @@ export class RequestReconciler {
     const { workspace: wsName, namespace, name } = parseKey(key);
     const ws = this.#d.workspaces.get(wsName);
     if (!ws) return undefined;
-    const request = ws.getRequest(`${namespace}/${name}`);
+    let request = ws.getRequest(`${namespace}/${name}`);
     if (!request) return undefined; // deleted; the finalizer already did the cleanup
-
-    if (request.metadata.deletionTimestamp) return this.#finalize(ws, request, log);
-    if (isTerminal(request.status)) return this.#cleanUpFinished(ws, request, log);
+    const ours = request.metadata.finalizers?.includes(finalizer) ?? false;
+    const finished = isTerminal(request.status);
+    // Finished or going, with nothing of ours left: nothing to do (and nothing to read).
+    if ((finished || request.metadata.deletionTimestamp) && !ours) return undefined;
+    // The private run is always the one derived from the request's uid, whatever its public status says.
     const runName = pipelineRunName(ws.name, name, request.metadata.uid as string);
+    request = await this.#complete(ws, request, Part.conditions, Part.finalizers);
+    if (!request) return undefined;
+
+    if (request.metadata.deletionTimestamp) return this.#finalize(ws, request, runName, log);
+    if (finished) return this.#cleanUpFinished(ws, request, runName, log);
     if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
-    const existing = request.status?.pipelineRun
-      ? await this.#getRun(runName)
-      : this.#d.private.getPipelineRun(runName);
-    if (request.status?.pipelineRun || existing) return this.#followRun(ws, request, runName, existing, log);
+    // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live.
+    const live = ours || request.status?.pipelineRun !== undefined;
+    const run = await this.#ownRun(request, runName, live);
+    if (run === "foreign") return this.#foreignRun(ws, request, runName, log);
+    if (run || request.status?.pipelineRun) return this.#followRun(ws, request, runName, run, log);
     return this.#start(key, ws, request, runName, log);
   };
 
@@ -108,30 +126,21 @@ export class RequestReconciler {
     const config = this.#d.private.getConfig();
     const serviceName = request.spec.service;
     const service = serviceName ? this.#d.private.getService(serviceName) : undefined;
-    const admission: Admission = admit({
+    const caller = {
       workspace: ws.name,
       namespace: request.metadata.namespace as string,
-      request: request.spec,
       config: config?.spec,
       service,
-    });
-    if (!admission.allowed) {
-      log.info({ rule: admission.rule }, "request rejected");
-      await this.#finish(ws, request, "Rejected", admission.message, {});
-      ws.events.record(request, "Warning", "Rejected", admission.message);
-      return undefined;
-    }
+    };
+    // Decided from the cached copy alone, so a request nobody may make is never read whole.
+    const early = callerRejection({ ...caller, request: request.spec }) ?? this.#oversize(request);
+    if (early) return this.#reject(ws, request, early, log);
+    const whole = await this.#complete(ws, request, Part.spec, Part.labels);
+    if (!whole) return undefined;
+    request = whole;
+    const admission = admit({ ...caller, request: request.spec });
+    if (!admission.allowed) return this.#reject(ws, request, admission, log);
     const plan = admission.run;
-    // The finalizer goes on before anything exists in the private cluster, so a deletion can cancel it.
-    if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
-    const queuedBehind = this.#activeRuns(plan);
-    if (plan.maxConcurrentRuns !== undefined && queuedBehind >= plan.maxConcurrentRuns) {
-      const message = `queued: service "${plan.service}" is running ${queuedBehind} of at most ${plan.maxConcurrentRuns} concurrent runs`;
-      this.#waitingForSlot.add(key);
-      if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
-        await this.#writeStatus(ws, request, { ...this.#running(request, message), service: plan.service });
-      return { requeueAfterMs: this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs };
-    }
 
     const run = buildPipelineRun({
       name: runName,
@@ -141,17 +150,49 @@ export class RequestReconciler {
       plan,
       volumeClaim: config?.spec?.volumeClaim,
     });
+    const size = JSON.stringify(run).length;
+    if (size > maxPipelineRunChars) {
+      const message = `the internal PipelineRun would be ${size} characters, over the limit of ${maxPipelineRunChars}: send less data in spec.params (pass large data by reference)`;
+      return this.#reject(ws, request, { rule: "PipelineRunTooLarge", message }, log);
+    }
+    // The finalizer goes on before anything exists in the private cluster, so a deletion can cancel it.
+    if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
+    const group = plan.service ?? rawPipelineGroup;
+    // Taken with no await before the create starts: no other worker can take the same slot.
+    const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns);
+    if (!slot.taken) {
+      const who = plan.service ? `service "${plan.service}"` : "raw pipeline requests";
+      const message = `queued: ${who} ${plan.service ? "is" : "are"} running ${slot.inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
+      this.#waitingForSlot.add(key);
+      if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
+        await this.#writeStatus(ws, request, {
+          ...this.#running(request, message),
+          ...(plan.service ? { service: plan.service } : {}),
+        });
+      return { requeueAfterMs: this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs };
+    }
+
     let created: V1PipelineRun;
     try {
       created = await this.#d.private.pipelineRuns.create(this.#d.private.namespace, run);
       log.info({ pipelineRun: runName }, "internal PipelineRun created");
     } catch (err) {
+      const status = apiStatus(err);
+      if (status && status.code >= 400 && status.code < 500 && status.code !== 409) {
+        this.#d.private.slots.release(runName);
+        if (status.code === 400 || status.code === 422) {
+          // Refused as invalid (e.g. by Tekton's webhook): trying again cannot help.
+          log.warn({ pipelineRun: runName, err: describeError(err) }, "internal PipelineRun refused");
+          const message = `the private cluster refused the internal PipelineRun (${status.code} ${status.reason || "Invalid"}); ask the service owners (the controller's log has the details)`;
+          const finished = await this.#finish(ws, request, "Failed", message, {});
+          return this.#cleanUpFinished(ws, finished, runName, log);
+        }
+      }
       if (!isConflict(err)) throw err;
       // Created by an earlier attempt that crashed before recording it: adopt it, never create twice.
       created = await this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName);
-      if (created.metadata?.labels?.[requestUidLabel] !== request.metadata.uid) {
-        throw new Error(`PipelineRun ${runName} exists but belongs to another request`);
-      }
+      if (created.metadata?.labels?.[requestUidLabel] !== request.metadata.uid)
+        return this.#foreignRun(ws, request, runName, log);
       log.info({ pipelineRun: runName }, "adopted existing internal PipelineRun");
     }
     this.#d.afterCreate?.();
@@ -171,11 +212,41 @@ export class RequestReconciler {
     return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
   }
 
-  #activeRuns(plan: RunPlan): number {
-    if (!plan.service) return 0;
-    return this.#d.private
-      .listPipelineRuns()
-      .filter((r) => r.metadata?.labels?.[serviceLabel] === plan.service && !runState(r).done).length;
+  /** The controller's own size limit, judged from the cached copy (which records the whole size). */
+  #oversize(request: InternalRequest): { rule: string; message: string } | undefined {
+    const chars = wholeMeasure(request)?.chars ?? 0;
+    if (chars <= maxRequestChars) return undefined;
+    return {
+      rule: "RequestTooLarge",
+      message: `the InternalRequest is about ${chars} characters (labels, annotations and spec together), over the limit of ${maxRequestChars}: remove large labels and annotations, and pass large data by reference`,
+    };
+  }
+
+  async #reject(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    why: { rule: string; message: string },
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    log.info({ rule: why.rule }, "request rejected");
+    const finished = await this.#finish(ws, request, "Rejected", why.message, {});
+    ws.events.record(request, "Warning", "Rejected", why.message);
+    // A request queued earlier holds our finalizer (and a config change now rejects it).
+    const runName = pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string);
+    return this.#cleanUpFinished(ws, finished, runName, log);
+  }
+
+  /** A PipelineRun with this request's derived name that was not created for it: never act on it. */
+  async #foreignRun(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
+    log.warn({ pipelineRun: runName }, "a PipelineRun with this request's name belongs to another request");
+    const finished = await this.#finish(
+      ws,
+      request,
+      "Failed",
+      `a PipelineRun named ${runName} exists in the private cluster but was not created for this request, so nothing was run; ask the service owners to remove it`,
+      {},
+    );
+    return this.#cleanUpFinished(ws, finished, runName, log);
   }
 
   // --- running requests -----------------------------------------------------------------------
@@ -188,14 +259,14 @@ export class RequestReconciler {
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
     if (!run) {
-      await this.#finish(
+      const finished = await this.#finish(
         ws,
         request,
         "Failed",
         `internal PipelineRun ${runName} was deleted before it finished`,
         {},
       );
-      return undefined;
+      return this.#cleanUpFinished(ws, finished, runName, log);
     }
     if (!request.status?.pipelineRun) {
       // Adopted after a crash (or a failed write) between create and the status write. Then follow
@@ -216,13 +287,14 @@ export class RequestReconciler {
       const finished = await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
       log.info({ reason }, "request finished");
       // Clean up in the same pass: no second trip through the queue for the same request.
-      return this.#cleanUpFinished(ws, finished, log);
+      return this.#cleanUpFinished(ws, finished, runName, log);
     }
+    // Timed from the run's own creation (private), not from the request's status (public).
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
-    const started = Date.parse(request.status?.startTime ?? "") || this.#now();
+    const started = Date.parse(String(run.metadata?.creationTimestamp ?? "")) || this.#now();
     const remaining = started + timeoutMs - this.#now();
     if (timeoutMs > 0 && remaining <= 0) {
-      await this.#cancelRun(runName);
+      await this.#cancelRun(run);
       const finished = await this.#finish(
         ws,
         request,
@@ -230,7 +302,7 @@ export class RequestReconciler {
         `request timed out after ${run.spec?.timeouts?.pipeline}; internal PipelineRun cancelled`,
         copyResults(run.status?.results),
       );
-      return this.#cleanUpFinished(ws, finished, log);
+      return this.#cleanUpFinished(ws, finished, runName, log);
     }
     // Until Tekton picks the run up it has no condition: keep "accepted; started" (and its notes).
     const pickedUp = run.status?.conditions?.some((c) => c.type === "Succeeded");
@@ -242,11 +314,11 @@ export class RequestReconciler {
 
   /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */
   async #cancel(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    const run = request.status?.pipelineRun
-      ? await this.#getRun(runName)
-      : this.#d.private.getPipelineRun(runName);
+    const found = await this.#ownRun(request, runName, true);
+    const run = found === "foreign" ? undefined : found;
+    this.#d.private.slots.release(runName);
     if (run && !runState(run).done) {
-      await this.#cancelRun(runName);
+      await this.#cancelRun(run);
       log.info({ pipelineRun: runName }, "request cancelled; internal PipelineRun cancelled");
     }
     const message = run
@@ -259,7 +331,7 @@ export class RequestReconciler {
       message,
       run ? copyResults(run.status?.results) : {},
     );
-    return this.#cleanUpFinished(ws, finished, log);
+    return this.#cleanUpFinished(ws, finished, runName, log);
   }
 
   /** The failing TaskRun's own reason and message, not only Tekton's pipeline summary. */
@@ -301,7 +373,7 @@ export class RequestReconciler {
       ...(dropped.length > 0 ? { droppedResults: dropped } : {}),
     };
     const updated = await this.#writeStatus(ws, request, status);
-    const service = request.status?.service ?? request.spec.service ?? "(pipeline)";
+    const service = this.#metricService(request);
     this.#d.metrics.requestOutcomes.inc({ workspace: ws.name, service, reason });
     const started = Date.parse(request.status?.startTime ?? "");
     if (started) this.#d.metrics.requestDuration.observe({ service, reason }, (this.#now() - started) / 1000);
@@ -311,19 +383,26 @@ export class RequestReconciler {
     return updated;
   }
 
+  /** A metric label that names something that exists privately, never free text from a tenant. */
+  #metricService(request: InternalRequest): string {
+    if (request.spec.pipeline !== undefined) return rawPipelineGroup;
+    const name = request.spec.service;
+    return name !== undefined && this.#d.private.getService(name) ? name : "(none)";
+  }
+
   /** After the outcome is recorded: delete the run per retention (kept with debug), then drop the finalizer. */
-  async #cleanUpFinished(ws: WorkspaceAccess, request: InternalRequest, log: Logger) {
+  async #cleanUpFinished(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     if (!request.metadata.finalizers?.includes(finalizer)) return undefined; // nothing left to do: no writes
-    const runName = request.status?.pipelineRun?.split("/")[1];
-    if (runName && !this.#d.private.getConfig()?.spec?.debug) {
+    this.#d.private.slots.release(runName);
+    if (!this.#d.private.getConfig()?.spec?.debug) {
       // Cache first, then a live read: a cache that lags must never let a finished run leak.
-      const run = await this.#getRun(runName);
-      if (run) {
-        const keepMs = this.#keepFinishedMs(request);
+      const run = await this.#ownRun(request, runName, true);
+      if (run && run !== "foreign") {
+        const keepMs = this.#keepFinishedMs(run);
         const finishedAt = Date.parse(request.status?.completionTime ?? "") || this.#now();
         const wait = finishedAt + keepMs - this.#now();
         if (wait > 0) return requeueAfter(wait);
-        await this.#deleteRun(runName, run.metadata?.uid);
+        await this.#deleteRun(run);
         log.info({ pipelineRun: runName }, "finished internal PipelineRun deleted");
       }
     }
@@ -331,9 +410,9 @@ export class RequestReconciler {
     return undefined;
   }
 
-  #keepFinishedMs(request: InternalRequest): number {
-    const service = request.status?.service ? this.#d.private.getService(request.status.service) : undefined;
-    const keep = service?.spec.retention?.keepFinishedPipelineRuns;
+  /** Retention of the service that ran it (read from the run, not from the request's public status). */
+  #keepFinishedMs(run: V1PipelineRun): number {
+    const keep = this.#d.private.getService(slotGroup(run))?.spec.retention?.keepFinishedPipelineRuns;
     try {
       return keep ? parseDuration(keep) : 0;
     } catch {
@@ -342,24 +421,57 @@ export class RequestReconciler {
   }
 
   /** Deleting a request cancels its running PipelineRun (and deletes it unless debug), then lets it go. */
-  async #finalize(ws: WorkspaceAccess, request: InternalRequest, log: Logger) {
-    if (!request.metadata.finalizers?.includes(finalizer)) return undefined;
-    const runName =
-      request.status?.pipelineRun?.split("/")[1] ??
-      pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string);
-    const run = await this.#getRun(runName);
-    if (run) {
+  async #finalize(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
+    this.#d.private.slots.release(runName);
+    const run = await this.#ownRun(request, runName, true);
+    if (run && run !== "foreign") {
       if (!runState(run).done) {
-        await this.#cancelRun(runName);
+        await this.#cancelRun(run);
         log.info({ pipelineRun: runName }, "request deleted; internal PipelineRun cancelled");
       }
-      if (!this.#d.private.getConfig()?.spec?.debug) await this.#deleteRun(runName, run.metadata?.uid);
+      if (!this.#d.private.getConfig()?.spec?.debug) await this.#deleteRun(run);
     }
     await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
-  // --- writes -----------------------------------------------------------------------------------
+  // --- reads and writes -----------------------------------------------------------------------
+
+  /** The request whole when the cached copy lacks any of `parts`; undefined if it is gone. */
+  async #complete(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    ...parts: string[]
+  ): Promise<InternalRequest | undefined> {
+    if (!isTrimmed(request, ...parts)) return request;
+    try {
+      return await ws.requests.get(request.metadata.namespace as string, request.metadata.name as string);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The request's own run: the cached copy, else (when `live`) the API server's. A run with the
+   * derived name that does not carry the request's uid is "foreign" and never acted on.
+   */
+  async #ownRun(
+    request: InternalRequest,
+    runName: string,
+    live: boolean,
+  ): Promise<V1PipelineRun | "foreign" | undefined> {
+    let run = this.#d.private.getPipelineRun(runName);
+    if (!run && live) {
+      try {
+        run = await this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName);
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+    if (!run) return undefined;
+    return run.metadata?.labels?.[requestUidLabel] === request.metadata.uid ? run : "foreign";
+  }
 
   #running(request: InternalRequest, message: string): InternalRequestStatus {
     return {
@@ -410,20 +522,12 @@ export class RequestReconciler {
     }
   }
 
-  async #getRun(name: string): Promise<V1PipelineRun | undefined> {
-    const cached = this.#d.private.getPipelineRun(name);
-    if (cached) return cached;
-    try {
-      return await this.#d.private.pipelineRuns.get(this.#d.private.namespace, name);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
-  }
-
-  async #cancelRun(name: string) {
+  /** The uid in the patch is a precondition: a different object under the same name refuses it. */
+  async #cancelRun(run: V1PipelineRun) {
+    const name = run.metadata?.name as string;
     try {
       await this.#d.private.pipelineRuns.mergePatch(this.#d.private.namespace, name, {
+        metadata: { uid: run.metadata?.uid },
         spec: { status: "Cancelled" },
       });
     } catch (err) {
@@ -431,9 +535,14 @@ export class RequestReconciler {
     }
   }
 
-  async #deleteRun(name: string, uid: string | undefined) {
+  async #deleteRun(run: V1PipelineRun) {
+    const uid = run.metadata?.uid;
     try {
-      await this.#d.private.pipelineRuns.delete(this.#d.private.namespace, name, uid ? { uid } : undefined);
+      await this.#d.private.pipelineRuns.delete(
+        this.#d.private.namespace,
+        run.metadata?.name as string,
+        uid ? { uid } : undefined,
+      );
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

@@ -1,6 +1,8 @@
-// Finds (or builds, the first time) kube-apiserver and etcd; see build-binaries.sh.
-import { spawn } from "node:child_process";
+// Finds (or builds, the first time) kube-apiserver and etcd; see build-binaries.sh. Also builds the
+// controller as the image runs it (compiled dist/), for tests and benchmarks that measure it so.
+import { execFile, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 
 const script = fileURLToPath(new URL("build-binaries.sh", import.meta.url));
 
@@ -23,6 +25,19 @@ export function ensureTektonController(): Promise<string> {
 /** kubectl and jq (gojq), for tests that run Task step scripts. Resolves with their directory. */
 export function ensureTools(): Promise<string> {
   return build("tools");
+}
+
+const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+let compiled: Promise<string> | undefined;
+
+/** Compiles the controller into dist/ (once per process); resolves with the CLI's path. */
+export function compiledCli(): Promise<string> {
+  compiled ??= promisify(execFile)(
+    process.execPath,
+    [`${repoRoot}/node_modules/typescript/bin/tsc`, "-p", "tsconfig.build.json"],
+    { cwd: repoRoot },
+  ).then(() => `${repoRoot}/dist/cli/main.js`);
+  return compiled;
 }
 
 function build(target: "kube" | "tekton" | "tools"): Promise<string> {

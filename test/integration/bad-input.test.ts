@@ -158,6 +158,15 @@ const cases: Case[] = [
     ir: { service: "sign", params: { digest, count: "11" } },
     expect: rejected(/param "count" must be <= 10/),
   },
+  // Schemas mean what they say: a typed param is read only in its canonical spelling (ajv used to
+  // coerce these, and the original string went on to the PipelineRun).
+  ...["0x5", " 5", "05", "5.0", "+5", "1e0", "５"].map(
+    (count, i): Case => ({
+      name: `int-not-canonical-${i}`,
+      ir: { service: "sign", params: { digest, count } },
+      expect: rejected(/param "count" must be an integer written in canonical form .*, got "/),
+    }),
+  ),
   {
     name: "unknown-param",
     ir: { service: "sign", params: { digest, evil: "x" } },
@@ -252,7 +261,12 @@ const cases: Case[] = [
   },
   {
     name: "raw-legacy-sa",
-    ir: { pipeline: { ...raw("cluster", { name: "release-sign" }).pipeline, serviceAccountName: "builder" } },
+    ir: {
+      pipeline: {
+        ...raw("cluster", { name: "release-sign", namespace: "releng", kind: "pipeline" }).pipeline,
+        serviceAccountName: "builder",
+      },
+    },
     expect: rejected(/spec.serviceAccount "builder" is not allowed for raw pipeline requests/),
   },
   // Timeouts (the API refuses what is not a Go duration; these parse).
@@ -282,7 +296,7 @@ const cases: Case[] = [
     name: "legacy-timeout-overflow",
     ir: {
       pipeline: {
-        ...raw("cluster", { name: "release-sign" }).pipeline,
+        ...raw("cluster", { name: "release-sign", namespace: "releng", kind: "pipeline" }).pipeline,
         timeouts: { pipeline: "9999999999999s" },
       },
     },
@@ -301,6 +315,21 @@ const cases: Case[] = [
   {
     name: "git-url-subdir",
     ir: raw("git", { ...gitOk, url: "https://git.example.com/releng/x/y.git" }),
+    expect: rejected(/param "url" does not match/),
+  },
+  {
+    name: "git-missing-revision",
+    ir: raw("git", { url: gitOk.url, pathInRepo: gitOk.pathInRepo }),
+    expect: rejected(/missing param\(s\) "revision": this rule requires every param it names/),
+  },
+  {
+    name: "git-encoded-slash",
+    ir: raw("git", { ...gitOk, pathInRepo: "pipelines/..%2f..%2fsecrets.yaml" }),
+    expect: rejected(/param "pathInRepo" contains "%2f"/),
+  },
+  {
+    name: "git-scp-like",
+    ir: raw("git", { ...gitOk, url: "git@git.example.com:releng/sign.git" }),
     expect: rejected(/param "url" does not match/),
   },
   {
@@ -366,6 +395,20 @@ const cases: Case[] = [
     ir: raw("http", { url: "https://pipelines.example.com/releng/%2e%2E/attacker/p.yaml" }),
     expect: rejected(/param "url" contains a "\.\." path segment/),
   },
+  ...[
+    ["query", "https://evil.example.org?.internal.example.com/releng/p.yaml"],
+    ["fragment", "https://evil.example.org#.internal.example.com/releng/p.yaml"],
+    ["userinfo", "https://a.internal.example.com@evil.example.org/releng/p.yaml"],
+    ["backslash", "https://evil.example.org\\.internal.example.com/releng/p.yaml"],
+    ["base-domain", "https://internal.example.com/releng/p.yaml"],
+    ["port", "https://a.internal.example.com:8443/releng/p.yaml"],
+  ].map(
+    ([trick, url]): Case => ({
+      name: `http-wildcard-${trick}`,
+      ir: raw("http", { url: url as string }),
+      expect: rejected(/matches none of the 2 rule\(s\) for this resolver: .*param "url"/),
+    }),
+  ),
   {
     name: "hub-resolver",
     ir: raw("hub", { name: "sign" }),
@@ -450,7 +493,14 @@ const cases: Case[] = [
   {
     name: "api-too-many-params",
     ir: { service: "sign", params: many(257) },
-    expect: api(/spec.params: Too many: 257: must have at most 256 items/),
+    expect: api(/spec.params: Too many: 257: must have at most 128 items/),
+  },
+  {
+    name: "api-params-too-large-together",
+    ir: { service: "sign", params: { a: "x".repeat(65_536), b: "y".repeat(65_536), c: "z" } },
+    expect: api(
+      /spec.params values together must be at most 131072 characters: pass large data by reference/,
+    ),
   },
   {
     name: "api-param-not-string",
@@ -564,6 +614,16 @@ const cases: Case[] = [
   },
   { name: "acc-long-name", objectName: longName, ir: ok, expect: { accepted: true } },
   { name: "acc-long-failure", ir: ok, expect: { accepted: true } },
+  {
+    name: "acc-int-canonical",
+    ir: { service: "sign", params: { digest, count: "5" } },
+    expect: { accepted: true },
+  },
+  {
+    name: "acc-url-canonical",
+    ir: raw("http", { url: "HTTPS://Team-A.Internal.Example.com:443/releng/p.yaml" }),
+    expect: { accepted: true },
+  },
 
   // CustomRuns (Tekton-shaped), in the same workspace namespace.
   {
@@ -719,7 +779,7 @@ const cases: Case[] = [
     },
     expect: {
       reason: "InvalidRequestSpec",
-      message: /spec.params: Too many: 300: must have at most 256 items/,
+      message: /spec.params: Too many: 300: must have at most 128 items/,
     },
   },
   {
@@ -875,7 +935,10 @@ describe("bad input corpus", () => {
           },
           { resolver: "cluster", params: { name: "release-*", namespace: "releng", kind: "pipeline" } },
           { resolver: "http", params: { url: "https://pipelines.example.com/releng/**" } },
+          { resolver: "http", params: { url: "https://*.internal.example.com/releng/**" } },
         ],
+        // No maximum for raw requests' timeouts here: acc-huge-timeout checks the longest one.
+        rawPipelineRequests: { timeouts: { maximum: "0s" } },
         allowedServiceAccounts: ["raw-runner"],
       }),
       services,
@@ -1022,6 +1085,14 @@ describe("bad input corpus", () => {
     assert.equal(run("acc-capped").spec?.timeouts?.pipeline, "2h0m0s");
     // Longest Go duration, no service maximum: the run gets it, and no timer overflows.
     assert.equal(run("acc-huge-timeout").spec?.timeouts?.pipeline, "2562047h0m0s");
+    // Exactly what was checked reaches the run: a canonical integer, a URL as parsed.
+    assert.deepEqual(run("acc-int-canonical").spec?.params, [
+      { name: "count", value: "5" },
+      { name: "digest", value: digest },
+    ]);
+    assert.deepEqual(run("acc-url-canonical").spec?.pipelineRef?.params, [
+      { name: "url", value: "https://team-a.internal.example.com/releng/p.yaml" },
+    ]);
     // Unicode and control characters reach the PipelineRun verbatim, as a Tekton param value.
     const note = unicodeNote;
     assert.deepEqual(run("acc-unicode").spec?.params, [
@@ -1039,7 +1110,14 @@ describe("bad input corpus", () => {
       { name: "small", value: "ok" },
       { name: "huge", value: "x".repeat(100 * 1024) },
     ]);
-    for (const name of ["acc-capped", "acc-huge-timeout", "acc-unicode", longName])
+    for (const name of [
+      "acc-capped",
+      "acc-huge-timeout",
+      "acc-unicode",
+      "acc-int-canonical",
+      "acc-url-canonical",
+      longName,
+    ])
       await f.tekton.succeed(run(name).metadata?.name as string, [{ name: "r", value: "\u202e🚀" }]);
     await f.tekton.fail(run("acc-long-failure").metadata?.name as string, {
       name: "sign",
@@ -1051,7 +1129,14 @@ describe("bad input corpus", () => {
     assert.deepEqual(big.status?.results, { small: "ok" });
     assert.deepEqual(big.status?.droppedResults, ["huge"]);
     assert.match(big.status?.conditions?.[0]?.message ?? "", /results dropped, over the size limit: huge/);
-    for (const name of ["acc-capped", "acc-huge-timeout", "acc-unicode", longName]) {
+    for (const name of [
+      "acc-capped",
+      "acc-huge-timeout",
+      "acc-unicode",
+      "acc-int-canonical",
+      "acc-url-canonical",
+      longName,
+    ]) {
       const done = await f.waitForReason(name, "Succeeded");
       assert.deepEqual(done.status?.results, { r: "\u202e🚀" });
     }

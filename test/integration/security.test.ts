@@ -1,28 +1,36 @@
 // Security properties: the controller needs only the least-privilege Roles shipped in deploy/ (checked
 // with SelfSubjectAccessReview, then used to run it), sensitive param values never reach logs, Events or
 // status, and requests from namespaces that are not allowed cause no write at all in the private cluster.
+// Then hostile tenants: memory, limits, metrics, adoption, public status, nesting, raw caps, backtracking.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import {
   AuthorizationV1Api,
   CoreV1Api,
   KubeConfig,
   type V1ResourceAttributes,
+  Watch,
 } from "@kubernetes/client-node";
 import { apiStatus } from "../../src/api/errors.ts";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
-import type { InternalServiceSpec } from "../../src/generated/crds.ts";
-import type { V1beta1CustomRun, V1beta1CustomRunSpec } from "../../src/generated/tekton.ts";
+import type {
+  InternalRequest,
+  InternalServiceSpec,
+  InternalServicesConfigSpec,
+} from "../../src/generated/crds.ts";
+import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
+import { ensureTools } from "../controlplane/binaries.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
+import { runCommand } from "../support/run-command.ts";
 import { eventually } from "../support/wait.ts";
 
 const vault: InternalServiceSpec = {
@@ -369,3 +377,545 @@ describe("security", () => {
     assert.ok(proxy.stats.writes >= 1, `${proxy.stats.writes} writes`);
   });
 });
+
+// --- hostile tenants -----------------------------------------------------------------------------
+// Attacks a tenant can make with what the shipped tenant Roles allow, against one controller process
+// running under the shipped controller Roles with the Deployment's heap flags. Each test checks that
+// the controller is still the same process and healthy afterwards, the exact outcome, and the writes
+// that reached the private cluster (through a counting proxy).
+
+const deploymentNodeOptions = "--max-semi-space-size=2 --max-old-space-size=128";
+const deploymentMemoryLimitMb = 256;
+
+describe("hostile tenants", () => {
+  const planes = testPlanes();
+  let f: Fixture;
+  let proxy: FaultProxy;
+  let controller: ControllerProcess;
+  let startArgs: Parameters<typeof ControllerProcess.start>[0];
+  let pid: number | undefined;
+  let allowed: string;
+  let second: string;
+  let outside: string;
+  const capped = 2;
+  const rawCap = 1;
+
+  const start = async () => {
+    controller = await ControllerProcess.start(startArgs);
+    pid = controller.child.pid;
+    await controller.waitForReady(60_000);
+  };
+  const stillUp = async () => {
+    assert.equal(
+      controller.child.exitCode,
+      null,
+      `controller exited; logs:\n${controller.logs.slice(-4000)}`,
+    );
+    assert.equal(controller.child.pid, pid);
+    assert.equal((await controller.get("/healthz")).status, 200);
+  };
+  /** Peak resident memory of the controller process so far (MB), as the kernel counts it. */
+  const peakRssMb = async () => {
+    const status = await readFile(`/proc/${controller.child.pid}/status`, "utf8");
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+  };
+  const customRunClient = () => new ResourceClient<V1beta1CustomRun>(f.publicKc, customRuns, "tenant");
+  const createCustomRun = (name: string, spec: unknown, ns = allowed, labels?: Record<string, string>) =>
+    customRunClient().create(ns, {
+      apiVersion: "tekton.dev/v1beta1",
+      kind: "CustomRun",
+      metadata: { name, ...(labels ? { labels } : {}) },
+      spec: spec as V1beta1CustomRunSpec,
+    });
+  const waitCustomRun = (name: string, ns = allowed) =>
+    eventually(async () => {
+      const r = await customRunClient().get(ns, name);
+      const c = r.status?.conditions?.[0];
+      return c && c.status !== "Unknown" ? r : undefined;
+    }, `CustomRun ${name} done`);
+  const message = (r: InternalRequest) => r.status?.conditions?.[0]?.message ?? "";
+
+  before(async () => {
+    f = await Fixture.create({
+      namespaces: 3,
+      startController: false,
+      config: ([a, b]): InternalServicesConfigSpec => ({
+        allowList: [a as string, b as string],
+        allowedPipelineSources: [
+          {
+            resolver: "git",
+            params: { url: "https://git.example.com/releng/*.git", revision: "v*", pathInRepo: "**" },
+          },
+          // Many stars against long values: must not backtrack.
+          { resolver: "http", params: { url: `https://pipelines.example.com/${"*a".repeat(12)}*b` } },
+          {
+            resolver: "bundles",
+            params: Object.fromEntries(Array.from({ length: 32 }, (_, i) => [`p${i}`, "**"])),
+          },
+        ],
+        rawPipelineRequests: { maxConcurrentRuns: rawCap, maxParamsSize: 131072 },
+      }),
+      services: {
+        vault,
+        capped: { pipeline: { pipelineName: "capped" }, maxConcurrentRuns: capped },
+        open: {
+          pipeline: { pipelineName: "open" },
+          paramsSchema: { type: "object", additionalProperties: { type: "string" } },
+        },
+        keep: { pipeline: { pipelineName: "keep" }, retention: { keepFinishedPipelineRuns: "1h" } },
+        backtrack: {
+          pipeline: { pipelineName: "backtrack" },
+          paramsSchema: { type: "object", properties: { v: { type: "string", pattern: "^(a+)+$" } } },
+        },
+      },
+    });
+    [allowed, second, outside] = f.namespaces as [string, string, string];
+    const { remote, priv } = await shippedIdentities(planes, f);
+    proxy = await FaultProxy.start(planes.private);
+    const token = priv.kubeConfig.getCurrentUser()?.token as string;
+    const privateKubeconfig = await proxy.writeKubeconfig(
+      await mkdtemp(join(tmpdir(), "isc-hostile-")),
+      "private",
+      token,
+    );
+    startArgs = {
+      remoteKubeconfig: remote.kubeconfigPath,
+      workspaces: [`public=${f.namespaces.join(",")}`],
+      privateKubeconfig,
+      namespace: f.privateNs,
+      // As the image and the Deployment run it: compiled, with the Deployment's heap flags.
+      compiled: true,
+      env: { NODE_OPTIONS: deploymentNodeOptions },
+      inspect: true,
+      // Short leases: a stalled event loop (over 3 s) loses the lease and the process exits.
+      extraArgs: ["--leader-lease-duration=4s", "--leader-renew-deadline=3s", "--leader-retry-period=1s"],
+    };
+    await start();
+  });
+  after(async () => {
+    await controller?.kill();
+    await proxy?.stop();
+  });
+
+  it("memory stays bounded whatever tenants store, also across a restart, and allowed work goes on", async () => {
+    // Each object is about 0.9 MB: labels and annotations (the CRD cannot limit metadata) plus
+    // params at the CRD's limit. The old controller cached them whole and died at about 100.
+    const labels = Object.fromEntries(
+      Array.from({ length: 1500 }, (_, i) => [
+        `l${i}.${"a".repeat(200)}.example.com/${"n".repeat(50)}`,
+        "v".repeat(63),
+      ]),
+    );
+    const annotations = { "tenant.example.com/blob": "b".repeat(250_000) };
+    const params = { a: "x".repeat(65_536), b: "y".repeat(65_536) };
+    const stuffed = (name: string, ns: string) =>
+      f.requests.create(ns, {
+        apiVersion: "appstudio.redhat.com/v1alpha1",
+        kind: "InternalRequest",
+        metadata: { name, labels, annotations },
+        spec: { service: "open", params },
+      });
+    const crParams = Array.from({ length: 14 }, (_, i) => ({ name: `p${i}`, value: "z".repeat(65_000) }));
+    const writesBefore = proxy.writesTo("pipelineruns");
+    const work: (() => Promise<unknown>)[] = [
+      ...Array.from({ length: 60 }, (_, i) => () => stuffed(`outside-${i}`, outside)),
+      ...Array.from({ length: 30 }, (_, i) => () => stuffed(`inside-${i}`, allowed)),
+      // Another custom task's CustomRuns: never cached, never touched.
+      ...Array.from(
+        { length: 30 },
+        (_, i) => () =>
+          createCustomRun(`other-${i}`, {
+            customRef: { apiVersion: "example.com/v1", kind: "Other" },
+            params: crParams,
+          }),
+      ),
+      ...Array.from(
+        { length: 30 },
+        (_, i) => () => createCustomRun(`huge-${i}`, { customRef: ref("open"), params: crParams }),
+      ),
+    ];
+    for (let i = 0; i < work.length; i += 8) await Promise.all(work.slice(i, i + 8).map((w) => w()));
+
+    // Meanwhile an allowed request with params at the CRD's limit runs.
+    await f.createRequest("big-but-fine", { service: "open", params });
+    await f.tekton.succeed(await runOfRequest(f, "big-but-fine"), [{ name: "out", value: "ok" }]);
+    assert.equal((await f.waitForReason("big-but-fine", "Succeeded")).status?.results?.out, "ok");
+
+    for (let i = 0; i < 60; i++) {
+      const r = await f.waitForReason(`outside-${i}`, "Rejected", outside);
+      assert.match(
+        message(r),
+        /^namespace "[^"]+" in workspace "public" is not in the InternalServicesConfig allowList/,
+      );
+    }
+    for (let i = 0; i < 30; i++) {
+      const r = await f.waitForReason(`inside-${i}`, "Rejected", allowed);
+      assert.match(
+        message(r),
+        /^the InternalRequest is about \d+ characters \(labels, annotations and spec together\), over the limit of 524288: remove large labels and annotations, and pass large data by reference$/,
+      );
+      const huge = await waitCustomRun(`huge-${i}`);
+      assert.equal(huge.status?.conditions?.[0]?.reason, "InvalidCustomRun");
+      assert.match(
+        huge.status?.conditions?.[0]?.message ?? "",
+        /^the CustomRun is about \d+ characters, over the limit of 524288/,
+      );
+    }
+    const others = (await customRunClient().list(allowed)).items.filter((r) =>
+      r.metadata?.name?.startsWith("other-"),
+    );
+    assert.equal(others.length, 30);
+    assert.ok(
+      others.every((r) => r.status === undefined),
+      "other custom tasks' CustomRuns untouched",
+    );
+    // The one allowed request wrote its run (create; then its deletion); the hostile ones nothing.
+    await eventually(
+      () => proxy.writesTo("pipelineruns") - writesBefore === 2,
+      "private writes: create and delete of big-but-fine",
+    );
+
+    await stillUp();
+    const peak = await peakRssMb();
+    const heap = await controller.heapUsedAfterGcMb();
+    console.log(`hostile memory: peak RSS ${peak.toFixed(0)} MB, heap after GC ${heap} MB`);
+    assert.ok(
+      peak < deploymentMemoryLimitMb,
+      `peak RSS ${peak} MB within the ${deploymentMemoryLimitMb} Mi limit`,
+    );
+
+    // The old controller died again on every restart while the objects existed.
+    await controller.kill();
+    await start();
+    await f.createRequest("after-restart", { service: "vault", params: { digest } });
+    await f.tekton.succeed(await runOfRequest(f, "after-restart"));
+    await f.waitForReason("after-restart", "Succeeded");
+    await stillUp();
+    const peakAfter = await peakRssMb();
+    console.log(`hostile memory after restart: peak RSS ${peakAfter.toFixed(0)} MB`);
+    assert.ok(peakAfter < deploymentMemoryLimitMb, `peak RSS after restart ${peakAfter} MB`);
+  });
+
+  it("maxConcurrentRuns holds under a burst, across a SIGKILL, and for raw pipeline requests", async () => {
+    const watcher = await LiveRuns.watch(planes.privateAdmin, f.privateNs, /\/(burst|raw)-\d+$/);
+    try {
+      const burst = 40;
+      await Promise.all(
+        Array.from({ length: burst }, (_, i) => f.createRequest(`burst-${i}`, { service: "capped" })),
+      );
+      const raws = 4;
+      await Promise.all(
+        Array.from({ length: raws }, (_, i) =>
+          f.createRequest(`raw-${i}`, {
+            pipeline: {
+              pipelineRef: {
+                resolver: "git",
+                params: [
+                  { name: "url", value: "https://git.example.com/releng/tasks.git" },
+                  { name: "revision", value: "v1" },
+                  { name: "pathInRepo", value: "p.yaml" },
+                ],
+              },
+            },
+          }),
+        ),
+      );
+      // Complete runs one at a time as they appear; kill the controller once, midway.
+      const done = new Set<string>();
+      let killed = false;
+      await eventually(
+        async () => {
+          for (const run of await f.tekton.list()) {
+            const name = run.metadata?.name as string;
+            if (done.has(name) || run.status?.completionTime) continue;
+            await f.tekton.succeed(name);
+            done.add(name);
+          }
+          if (!killed && done.size >= burst / 2) {
+            killed = true;
+            await controller.kill();
+            await start();
+          }
+          return done.size === burst + raws || undefined;
+        },
+        "every burst run completed",
+        120_000,
+        100,
+      );
+      for (let i = 0; i < burst; i++) await f.waitForReason(`burst-${i}`, "Succeeded");
+      for (let i = 0; i < raws; i++) await f.waitForReason(`raw-${i}`, "Succeeded");
+      assert.equal(watcher.maxLive.get("capped"), capped, "at most maxConcurrentRuns, and that many used");
+      assert.equal(watcher.maxLive.get("(pipeline)"), rawCap);
+      assert.equal(watcher.created.size, burst + raws, "exactly one run per request");
+      await stillUp();
+    } finally {
+      watcher.stop();
+    }
+  });
+
+  it("metric labels never take tenant input: 300 unknown service names add no series", async () => {
+    const before = (await controller.get("/metrics", controller.metricsPort)).text;
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        f.createRequest(
+          `unknown-${i}`,
+          { service: `no-such-service-${i}-${randomUUID().slice(0, 8)}` },
+          { namespace: outside },
+        ),
+      ),
+    );
+    for (let i = 0; i < 300; i++) await f.waitForReason(`unknown-${i}`, "Rejected", outside);
+    const after = (await controller.get("/metrics", controller.metricsPort)).text;
+    assert.doesNotMatch(after, /no-such-service/);
+    const series = (text: string) =>
+      text.split("\n").filter((l) => l.startsWith("internal_requests_")).length;
+    assert.ok(series(after) - series(before) <= 12, `${series(after) - series(before)} new series`);
+    await stillUp();
+  });
+
+  it("a CustomRun never adopts an InternalRequest it did not create, and copies nothing from it", async () => {
+    // Pre-created under the name of attempt 0, no owner.
+    await f.createRequest("adopt-a-0", { service: "vault", params: { digest: "sha256:eeeeeeee" } });
+    await createCustomRun("adopt-a", {
+      customRef: ref("vault"),
+      params: [{ name: "digest", value: digest }],
+    });
+    const a = await waitCustomRun("adopt-a");
+    assert.equal(a.status?.conditions?.[0]?.reason, "RequestNotOwned");
+    assert.match(
+      a.status?.conditions?.[0]?.message ?? "",
+      /^InternalRequest [^ ]+\/adopt-a-0 exists but was not created for this CustomRun \(its controller owner is not this CustomRun\); nothing was copied from it/,
+    );
+    assert.deepEqual(a.status?.results ?? [], []);
+
+    // The next attempt's name, pre-created with this CustomRun as owner but another digest.
+    const b = await createCustomRun("adopt-b", {
+      customRef: ref("vault"),
+      params: [{ name: "digest", value: digest }],
+      retries: 1,
+    });
+    await f.requests.create(allowed, {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalRequest",
+      metadata: {
+        name: "adopt-b-1",
+        ownerReferences: [
+          {
+            apiVersion: "tekton.dev/v1beta1",
+            kind: "CustomRun",
+            name: "adopt-b",
+            uid: b.metadata?.uid as string,
+            controller: true,
+          },
+        ],
+      },
+      spec: { service: "vault", params: { digest: "sha256:ffffffff" } },
+    });
+    await f.tekton.fail(await runOfRequest(f, "adopt-b-0"), {
+      name: "sign",
+      reason: "Failed",
+      message: "flaky",
+    });
+    const bDone = await waitCustomRun("adopt-b");
+    assert.equal(bDone.status?.conditions?.[0]?.reason, "RequestNotOwned");
+    assert.match(
+      bDone.status?.conditions?.[0]?.message ?? "",
+      /its spec differs from what this CustomRun asks for/,
+    );
+    assert.deepEqual(bDone.status?.results ?? [], []);
+    // The impostor itself runs as the tenant's own request (its digest), never as the CustomRun's.
+    const impostorRun = await runOfRequest(f, "adopt-b-1");
+    const pr = await f.tekton.runs.get(f.privateNs, impostorRun);
+    assert.deepEqual(pr.spec?.params, [{ name: "digest", value: "sha256:ffffffff" }]);
+    await f.tekton.succeed(impostorRun, [{ name: "signature", value: "sig-of-ffff" }]);
+    await f.waitForReason("adopt-b-1", "Succeeded");
+    assert.equal((await customRunClient().get(allowed, "adopt-b")).status?.results?.length ?? 0, 0);
+    await stillUp();
+  });
+
+  it("never acts on a private run named in public status: deletion cancels only the request's own run", async () => {
+    await f.createRequest("victim", { service: "vault", params: { digest } }, { namespace: second });
+    await f.createRequest("attacker", { service: "vault", params: { digest } });
+    const victimRun = await runOfRequest(f, "victim", second);
+    const attackerRun = await runOfRequest(f, "attacker");
+    // An over-broad status binding (not the shipped tenant Roles): point status at the victim's run
+    // and at a service that keeps runs for an hour.
+    const attacker = await f.requests.get(allowed, "attacker");
+    await f.requests.patchStatus(allowed, "attacker", {
+      ...attacker.status,
+      pipelineRun: `${f.privateNs}/${victimRun}`,
+      service: "keep",
+    });
+    await f.requests.delete(allowed, "attacker");
+    await eventually(async () => {
+      const runs = await f.tekton.list();
+      return !runs.some((r) => r.metadata?.name === attackerRun) || undefined;
+    }, "the attacker's own run cancelled and deleted");
+    const victim = await f.tekton.runs.get(f.privateNs, victimRun);
+    assert.equal(victim.spec?.status, undefined, "the victim's run was not cancelled");
+    await f.tekton.succeed(victimRun);
+    await f.waitForReason("victim", "Succeeded", second);
+    await stillUp();
+  });
+
+  it("a private run deleted out of band ends its request Failed at once, saying so", async () => {
+    await f.createRequest("orphaned", { service: "vault", params: { digest } });
+    const run = await runOfRequest(f, "orphaned");
+    await f.tekton.runs.delete(f.privateNs, run);
+    const r = await f.waitForReason("orphaned", "Failed");
+    assert.equal(message(r), `internal PipelineRun ${run} was deleted before it finished`);
+    await stillUp();
+  });
+
+  it("deeply nested CustomRuns fail once with a specific reason, never retried", async () => {
+    const errorsBefore = await controller.metric("controller_runtime_reconcile_errors_total");
+    // JSON.stringify itself cannot write 9,000 levels: build the text, let kubectl send it.
+    const deep = (levels: number) => `${'{"n":'.repeat(levels)}"leaf"${"}".repeat(levels)}`;
+    const customRun = (name: string, spec: string) =>
+      `{"apiVersion":"tekton.dev/v1beta1","kind":"CustomRun","metadata":{"name":"${name}","namespace":"${allowed}"},"spec":${spec}}`;
+    const kubectl = `${await ensureTools()}/kubectl`;
+    for (const [name, spec] of [
+      [
+        "deep-spec",
+        `{"customSpec":{"apiVersion":"appstudio.redhat.com/v1alpha1","kind":"InternalRequest","spec":${deep(9000)}}}`,
+      ],
+      [
+        "deep-params",
+        `{"customRef":{"apiVersion":"appstudio.redhat.com/v1alpha1","kind":"InternalRequest","name":"open"},"params":[{"name":"p","value":${deep(9000)}}]}`,
+      ],
+    ] as const) {
+      const created = await runCommand(
+        kubectl,
+        ["--kubeconfig", planes.public.kubeconfigPath, "create", "-f", "-"],
+        {
+          stdin: customRun(name, spec),
+        },
+      );
+      assert.equal(created.code, 0, created.stderr);
+    }
+    for (const name of ["deep-spec", "deep-params"]) {
+      const r = await waitCustomRun(name);
+      assert.equal(r.status?.conditions?.[0]?.reason, "InvalidCustomRun");
+      assert.match(
+        r.status?.conditions?.[0]?.message ?? "",
+        /^the CustomRun nests \d+ levels deep, over the limit of 32: pass flat params$/,
+      );
+    }
+    assert.equal(await controller.metric("controller_runtime_reconcile_errors_total"), errorsBefore);
+    await stillUp();
+  });
+
+  it("raw pipeline requests have a capped timeout and size, and a too-large PipelineRun is never written", async () => {
+    const git = (extra: Partial<InternalRequest["spec"]> = {}) => ({
+      pipeline: {
+        pipelineRef: {
+          resolver: "git",
+          params: [
+            { name: "url", value: "https://git.example.com/releng/tasks.git" },
+            { name: "revision", value: "v2" },
+            { name: "pathInRepo", value: "p.yaml" },
+          ],
+        },
+      },
+      ...extra,
+    });
+    await f.createRequest("raw-forever", git({ timeouts: { pipeline: "0" } }));
+    const forever = await f.waitForRequest(
+      "raw-forever",
+      (r) => r.status?.pipelineRun !== undefined,
+      "started",
+    );
+    assert.equal(
+      message(forever),
+      `accepted; internal PipelineRun started (spec.timeouts.pipeline "0" (no timeout) capped at the InternalServicesConfig's rawPipelineRequests.timeouts.maximum 24h0m0s)`,
+    );
+    const run = await f.tekton.runs.get(f.privateNs, forever.status?.pipelineRun?.split("/")[1] as string);
+    assert.equal(run.spec?.timeouts?.pipeline, "24h0m0s");
+    await f.tekton.succeed(run.metadata?.name as string);
+    await f.waitForRequest("raw-forever", (r) => !r.metadata.finalizers, "finished and cleaned up");
+
+    const writesBefore = proxy.writesTo("pipelineruns");
+    await f.createRequest("raw-too-many", git({ params: { a: "x".repeat(65_536), b: "y".repeat(65_536) } }));
+    assert.match(
+      message(await f.waitForReason("raw-too-many", "Rejected")),
+      /^spec.params hold 131074 characters \(names and values\), over the 131072 allowed for raw pipeline requests/,
+    );
+    const bundle = Array.from({ length: 32 }, (_, i) => ({ name: `p${i}`, value: "q".repeat(4096) }));
+    await f.createRequest("raw-huge-run", {
+      pipeline: { pipelineRef: { resolver: "bundles", params: bundle } },
+      params: { a: "x".repeat(65_000), b: "y".repeat(65_000) },
+    });
+    assert.match(
+      message(await f.waitForReason("raw-huge-run", "Rejected")),
+      /^the internal PipelineRun would be \d+ characters, over the limit of 262144: send less data in spec.params/,
+    );
+    assert.equal(proxy.writesTo("pipelineruns") - writesBefore, 0, "nothing written privately");
+    await stillUp();
+  });
+
+  it("config globs with many stars and service patterns like ^(a+)+$ cannot stall the controller", async () => {
+    const writesBefore = proxy.writesTo("pipelineruns");
+    // Near-misses for a glob with 13 stars, 4 KiB long.
+    await f.createRequest("glob-bomb", {
+      pipeline: {
+        pipelineRef: {
+          resolver: "http",
+          params: [{ name: "url", value: `https://pipelines.example.com/${"a".repeat(4000)}` }],
+        },
+      },
+    });
+    assert.match(message(await f.waitForReason("glob-bomb", "Rejected")), /param "url"/);
+    await f.createRequest("pattern-bomb", { service: "backtrack", params: { v: `${"a".repeat(65_000)}!` } });
+    assert.match(
+      message(await f.waitForReason("pattern-bomb", "Rejected")),
+      /param "v" must match pattern "\^\(a\+\)\+\$"/,
+    );
+    assert.equal(proxy.writesTo("pipelineruns") - writesBefore, 0);
+    // The lease was kept throughout: still the same leader process.
+    await stillUp();
+  });
+});
+
+/** The request's internal PipelineRun name, once the controller recorded it. */
+async function runOfRequest(f: Fixture, name: string, ns = f.namespaces[0] as string): Promise<string> {
+  const r = await f.waitForRequest(name, (x) => x.status?.pipelineRun !== undefined, "started", ns);
+  return r.status?.pipelineRun?.split("/")[1] as string;
+}
+
+/** Follows the private runs through a watch: the most unfinished at once per slot group, and every run created. */
+class LiveRuns {
+  readonly maxLive = new Map<string, number>();
+  readonly created = new Set<string>();
+  readonly #live = new Map<string, Set<string>>();
+  #abort: AbortController | undefined;
+
+  /** Follows the runs whose request ("namespace/name" annotation) matches `requests`. */
+  static async watch(kc: KubeConfig, namespace: string, requests: RegExp): Promise<LiveRuns> {
+    const w = new LiveRuns();
+    w.#abort = await new Watch(kc).watch(
+      `/apis/tekton.dev/v1/namespaces/${namespace}/pipelineruns`,
+      {},
+      (type: string, run: V1PipelineRun) => {
+        if (requests.test(run.metadata?.annotations?.[`${labelPrefix}/request`] ?? "")) w.#event(type, run);
+      },
+      () => undefined,
+    );
+    return w;
+  }
+
+  #event(type: string, run: V1PipelineRun): void {
+    const name = run.metadata?.name as string;
+    const group = run.metadata?.annotations?.[`${labelPrefix}/service`] ?? "(pipeline)";
+    const live = this.#live.get(group) ?? new Set<string>();
+    this.#live.set(group, live);
+    if (type === "ADDED") this.created.add(`${run.metadata?.uid}`);
+    const done = run.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
+    if (type === "DELETED" || done) live.delete(name);
+    else live.add(name);
+    this.maxLive.set(group, Math.max(this.maxLive.get(group) ?? 0, live.size));
+  }
+
+  stop(): void {
+    this.#abort?.abort();
+  }
+}

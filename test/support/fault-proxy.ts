@@ -24,6 +24,8 @@ export class FaultProxy {
   readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false };
   /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
   readonly stats = { requests: 0, writes: 0, dropped: 0, errors: 0 };
+  /** Writes per resource (the plural in the request path, e.g. "pipelineruns", "leases"). */
+  readonly #writesByResource = new Map<string, number>();
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #upstream: URL;
@@ -47,7 +49,11 @@ export class FaultProxy {
     });
     server.on("request", (req, res) => {
       this.stats.requests++;
-      if (!["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET")) this.stats.writes++;
+      if (!["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET")) {
+        this.stats.writes++;
+        const resource = resourceOf(req.url ?? "");
+        this.#writesByResource.set(resource, (this.#writesByResource.get(resource) ?? 0) + 1);
+      }
       const forward = () => {
         if (this.faults.down || Math.random() < this.faults.dropRate) {
           this.stats.dropped++;
@@ -101,6 +107,11 @@ export class FaultProxy {
     return new FaultProxy(server, upstream, ca.certPem, `https://127.0.0.1:${port}`);
   }
 
+  /** Writes so far to one resource, e.g. "pipelineruns" (leader election's "leases" are others). */
+  writesTo(resource: string): number {
+    return this.#writesByResource.get(resource) ?? 0;
+  }
+
   /** Cuts every open connection (watches included) without refusing new ones. */
   dropAll(): void {
     for (const s of this.#sockets) s.destroy();
@@ -118,4 +129,12 @@ export class FaultProxy {
     this.dropAll();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
+}
+
+/** "pipelineruns" from /apis/tekton.dev/v1/namespaces/ns/pipelineruns/name/status?x=y. */
+function resourceOf(url: string): string {
+  const parts = url.split("?")[0]?.split("/").filter(Boolean) ?? [];
+  const i = parts.indexOf("namespaces");
+  const rest = i >= 0 ? parts.slice(i + 2) : parts.slice(parts[0] === "api" ? 2 : 3);
+  return rest[0] ?? "";
 }

@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
+import { compiledCli } from "../controlplane/binaries.ts";
 import { freePort } from "../controlplane/controlplane.ts";
 import { eventually } from "./wait.ts";
 
@@ -21,6 +22,8 @@ export interface ControllerProcessOptions {
   env?: Record<string, string>;
   /** Open the V8 inspector on loopback, so tests can force a GC and read the heap (heapUsedAfterGcMb). */
   inspect?: boolean;
+  /** Run the compiled dist/ (as the image does) instead of the TypeScript sources. */
+  compiled?: boolean;
 }
 
 export class ControllerProcess {
@@ -48,7 +51,7 @@ export class ControllerProcess {
     const [healthPort, metricsPort] = [await freePort(), await freePort()];
     const args = [
       ...(opts.inspect ? ["--inspect=127.0.0.1:0"] : []),
-      cli,
+      opts.compiled ? await compiledCli() : cli,
       "controller",
       `--kubeconfig=${opts.remoteKubeconfig}`,
       ...opts.workspaces.map((w) => `--workspace=${w}`),

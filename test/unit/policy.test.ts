@@ -6,12 +6,16 @@ import type {
   InternalServiceSpec,
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
-import { type Admission, admit, DEFAULT_PIPELINE_TIMEOUT_MS, redactParams } from "../../src/policy/admit.ts";
+import {
+  type Admission,
+  admit,
+  DEFAULT_PIPELINE_TIMEOUT_MS,
+  rawDefaults,
+  redactParams,
+} from "../../src/policy/admit.ts";
 import { isAllowed } from "../../src/policy/allowlist.ts";
 import { formatDuration, parseDuration } from "../../src/policy/duration.ts";
-import { compileGlob, globMatch } from "../../src/policy/glob.ts";
 import { schemaCacheStats, validateParams } from "../../src/policy/schema.ts";
-import { pipelineSourceRejection } from "../../src/policy/sources.ts";
 
 const H = 3_600_000;
 const M = 60_000;
@@ -81,46 +85,6 @@ describe("duration", () => {
       assert.equal(formatDuration(ms), text);
       assert.equal(parseDuration(text), ms);
     }
-  });
-});
-
-describe("glob", () => {
-  const cases: [string, string, boolean][] = [
-    ["https://gitlab.internal/releng/*", "https://gitlab.internal/releng/pipelines", true],
-    ["https://gitlab.internal/releng/*", "https://gitlab.internal/releng/a/b", false], // * stops at /
-    ["https://gitlab.internal/releng/**", "https://gitlab.internal/releng/a/b", true],
-    ["https://gitlab.internal/releng/*", "https://gitlab.internal/releng/", true], // * may be empty
-    ["refs/tags/*", "refs/tags/v1.2.3", true],
-    ["refs/tags/*", "refs/heads/main", false],
-    ["pipelines/*.yaml", "pipelines/sign.yaml", true],
-    ["pipelines/*.yaml", "pipelines/signxyaml", false], // "." is literal
-    ["a+b", "a+b", true],
-    ["a+b", "aab", false], // "+" is literal
-    ["(x|y)", "x", false],
-    ["(x|y)", "(x|y)", true],
-    ["[abc]", "a", false],
-    ["a?c", "abc", false],
-    ["\\d", "5", false],
-    ["\\d", "\\d", true],
-    ["^$", "^$", true],
-    ["main", "xmainx", false], // whole value only
-    ["main", "main\n", false],
-    ["*", "", true],
-    ["*", "a/b", false],
-    ["*", "line1\nline2", true],
-    ["**", "", true],
-    ["**", "a/b/c", true],
-    ["a**z", "a/b/z", true],
-    ["a*z", "a/z", false],
-    ["ü-*", "ü-ñ😀", true],
-  ];
-  for (const [pattern, value, expected] of cases) {
-    test(`${JSON.stringify(pattern)} ${expected ? "matches" : "does not match"} ${JSON.stringify(value)}`, () =>
-      assert.equal(globMatch(pattern, value), expected));
-  }
-
-  test("compiles each pattern once", () => {
-    assert.equal(compileGlob("refs/tags/*"), compileGlob("refs/tags/*"));
   });
 });
 
@@ -215,7 +179,7 @@ describe("params schema", () => {
     });
   });
 
-  test("checks integer, boolean, enum, format and bounds against the string form, returning strings", () => {
+  test("checks integer, boolean, enum, format and bounds on the values the strings canonically spell", () => {
     const schema = {
       type: "object",
       properties: {
@@ -235,8 +199,8 @@ describe("params schema", () => {
       ok: false,
       kind: "params",
       errors: [
-        'param "retries" must be an integer',
-        'param "dryRun" must be "true" or "false"',
+        `param "retries" must be an integer written in canonical form (digits, no sign other than '-', no leading zeros, no spaces, e.g. 5), got "4.5"`,
+        'param "dryRun" must be "true" or "false" (lowercase, no spaces), got "yes"',
         'param "env" must be one of: "stage", "prod"',
         'param "callback" must be a valid uri',
       ],
@@ -315,101 +279,6 @@ describe("params schema", () => {
       open.ok && Object.hasOwn(open.params, "__proto__") && Object.hasOwn(open.params, "constructor"),
     );
     assert.equal(Object.getPrototypeOf(open.ok ? open.params : null), Object.prototype);
-  });
-});
-
-describe("pipeline sources", () => {
-  const ref = (resolver: string, params: Record<string, string>) => ({
-    resolver,
-    params: Object.entries(params).map(([name, value]) => ({ name, value })),
-  });
-  const rules: InternalServicesConfigSpec = {
-    allowedPipelineSources: [
-      {
-        resolver: "git",
-        params: {
-          url: "https://gitlab.internal/releng/*",
-          revision: "refs/tags/*",
-          pathInRepo: "pipelines/*.yaml",
-        },
-      },
-      { resolver: "cluster", params: { name: "**", namespace: "releng", kind: "pipeline" } },
-    ],
-  };
-  const url = "https://gitlab.internal/releng/sign.git";
-
-  test("accepts a ref whose every param matches a rule's glob; omitted params are not checked", () => {
-    const full = ref("git", { url, revision: "refs/tags/v1", pathInRepo: "pipelines/sign.yaml" });
-    assert.equal(pipelineSourceRejection(full, rules), undefined);
-    assert.equal(pipelineSourceRejection(ref("git", { url }), rules), undefined);
-    assert.equal(
-      pipelineSourceRejection(ref("cluster", { name: "a", namespace: "releng" }), rules),
-      undefined,
-    );
-  });
-
-  test("names the resolver and the param that failed, and the rule", () => {
-    const msg = pipelineSourceRejection(ref("git", { url, revision: "main" }), rules) ?? "";
-    assert.match(msg, /resolver "git"/);
-    assert.match(msg, /param "revision" does not match "refs\/tags\/\*"/);
-    assert.match(msg, /allowedPipelineSources\[0\]/);
-    assert.match(msg, /spec\.service/);
-    const extra = pipelineSourceRejection(ref("git", { url, token: "t" }), rules) ?? "";
-    assert.match(extra, /param "token" is not named in this rule/);
-    const deeper = pipelineSourceRejection(
-      ref("git", { url: "https://gitlab.internal/releng/x/y.git" }),
-      rules,
-    );
-    assert.match(deeper ?? "", /param "url" does not match/);
-  });
-
-  test("a resolver without rules, or no rules at all, is rejected with what exists", () => {
-    const msg = pipelineSourceRejection(ref("bundles", { bundle: "quay.io/x" }), rules) ?? "";
-    assert.match(msg, /resolver "bundles" is not allowed.*rules exist for: "git", "cluster"/);
-    const none = pipelineSourceRejection(ref("git", { url }), {}) ?? "";
-    assert.match(none, /no allowedPipelineSources/);
-  });
-
-  test("a rule without params allows only refs without params", () => {
-    const bare: InternalServicesConfigSpec = { allowedPipelineSources: [{ resolver: "hub" }] };
-    assert.equal(pipelineSourceRejection(ref("hub", {}), bare), undefined);
-    assert.match(pipelineSourceRejection(ref("hub", { name: "x" }), bare) ?? "", /param "name" is not named/);
-  });
-
-  test("legacy allowedGitResolverURLs: exact url, any revision/pathInRepo, nothing else", () => {
-    const legacy: InternalServicesConfigSpec = { allowedGitResolverURLs: ["https://github.com/org/*"] };
-    const exact = "https://github.com/org/*"; // "*" is literal in legacy entries
-    const ok = ref("git", { url: exact, revision: "any/thing", pathInRepo: "../../x.yaml" });
-    assert.equal(pipelineSourceRejection(ok, legacy), undefined);
-    const cases: [Record<string, string>, RegExp][] = [
-      [{ url: "https://github.com/org/repo" }, /param "url" is not this exact URL/],
-      [{ url: exact, token: "x" }, /param "token" is not allowed \(only url, revision, pathInRepo\)/],
-      [{ revision: "main" }, /param "url" is missing/],
-    ];
-    for (const [params, why] of cases) {
-      const msg = pipelineSourceRejection(ref("git", params), legacy) ?? "";
-      assert.match(msg, why);
-      assert.match(msg, /allowedGitResolverURLs\[0\]/);
-    }
-    assert.match(
-      pipelineSourceRejection(ref("bundles", {}), legacy) ?? "",
-      /resolver "bundles" is not allowed/,
-    );
-    // Legacy entries and glob rules combine: either may match.
-    assert.equal(pipelineSourceRejection(ref("git", { url }), { ...rules, ...legacy }), undefined);
-  });
-
-  test("caps the explanation when there are many rules", () => {
-    const many: InternalServicesConfigSpec = {
-      allowedGitResolverURLs: Array.from(
-        { length: 1000 },
-        (_, i) => `https://git.example/${i}/${"x".repeat(500)}`,
-      ),
-    };
-    const msg = pipelineSourceRejection(ref("git", { url: "https://elsewhere" }), many) ?? "";
-    assert.match(msg, /matches none of the 1000 rule\(s\)/);
-    assert.match(msg, /and 995 more rules/);
-    assert.ok(msg.length < 2000, `message is ${msg.length} characters`);
   });
 });
 
@@ -666,7 +535,10 @@ describe("admit", () => {
   test("raw pipeline requests: source rules, legacy serviceAccountName and timeouts", () => {
     const pipelineRef = {
       resolver: "git",
-      params: [{ name: "url", value: "https://gitlab.internal/a/b.git" }],
+      params: [
+        { name: "url", value: "https://gitlab.internal/a/b.git" },
+        { name: "revision", value: "v1" },
+      ],
     };
     const withAccounts = { ...config, allowedServiceAccounts: ["legacy-sa", "new-sa"] };
     const legacy = allowed(
@@ -686,6 +558,7 @@ describe("admit", () => {
       pipelineRef,
       params: { x: "1" },
       serviceAccount: "legacy-sa",
+      maxConcurrentRuns: rawDefaults.maxConcurrentRuns,
       keepFinishedMs: 0,
       sensitiveParams: [],
       timeouts: { pipelineMs: 2 * H, tasksMs: H },
@@ -725,13 +598,85 @@ describe("admit", () => {
     denied(
       run({
         pipeline: {
-          pipelineRef: { resolver: "git", params: [{ name: "url", value: "https://github.com/x" }] },
+          pipelineRef: {
+            resolver: "git",
+            params: [
+              { name: "url", value: "https://github.com/x" },
+              { name: "revision", value: "v1" },
+            ],
+          },
         },
       }),
       "PipelineSourceNotAllowed",
       'resolver "git"',
       'param "url" does not match "https://gitlab.internal/**"',
     );
+  });
+
+  test("raw pipeline requests: the config's rawPipelineRequests limits, with defaults", () => {
+    const pipelineRef = {
+      resolver: "git",
+      params: [
+        { name: "url", value: "https://gitlab.internal/a/b.git" },
+        { name: "revision", value: "v1" },
+      ],
+    };
+    // Defaults: 1h default, 24h maximum (a "0" is capped, with a note), 100 runs, 64 KiB of params.
+    const forever = allowed(run({ pipeline: { pipelineRef }, timeouts: { pipeline: "0" } }));
+    assert.deepEqual(forever.timeouts, { pipelineMs: 24 * H });
+    assert.deepEqual(forever.notes, [
+      `spec.timeouts.pipeline "0" (no timeout) capped at the InternalServicesConfig's rawPipelineRequests.timeouts.maximum 24h0m0s`,
+    ]);
+    assert.equal(forever.maxConcurrentRuns, 100);
+    denied(
+      run({ pipeline: { pipelineRef }, params: { a: "x".repeat(65_536) } }),
+      "ParamsTooLarge",
+      "spec.params hold 65537 characters (names and values), over the 65536 allowed for raw pipeline requests (rawPipelineRequests.maxParamsSize of the InternalServicesConfig)",
+    );
+    const cfg = {
+      ...config,
+      rawPipelineRequests: {
+        timeouts: { default: "10m", maximum: "1h" },
+        maxConcurrentRuns: 3,
+        maxParamsSize: 10,
+      },
+    };
+    const limited = allowed(run({ pipeline: { pipelineRef } }, { cfg }));
+    assert.deepEqual(limited.timeouts, { pipelineMs: 10 * M });
+    assert.equal(limited.maxConcurrentRuns, 3);
+    assert.deepEqual(
+      allowed(run({ pipeline: { pipelineRef }, timeouts: { pipeline: "3h" } }, { cfg })).notes,
+      [
+        "spec.timeouts.pipeline 3h0m0s capped at the InternalServicesConfig's rawPipelineRequests.timeouts.maximum 1h0m0s",
+      ],
+    );
+    denied(
+      run({ pipeline: { pipelineRef }, params: { abc: "12345678" } }, { cfg }),
+      "ParamsTooLarge",
+      "11 characters",
+    );
+    const broken = { ...config, rawPipelineRequests: { timeouts: { maximum: "forever" } } };
+    denied(
+      run({ pipeline: { pipelineRef } }, { cfg: broken }),
+      "InvalidConfig",
+      "rawPipelineRequests",
+      "not the request's fault",
+    );
+    // The resolver params reach the run as checked: a URL in canonical form.
+    const upper = allowed(
+      run({
+        pipeline: {
+          pipelineRef: {
+            resolver: "git",
+            params: [
+              { name: "url", value: "HTTPS://GitLab.Internal:443/a/b.git" },
+              { name: "revision", value: "v1" },
+            ],
+          },
+        },
+      }),
+    );
+    assert.deepEqual(upper.pipelineRef?.params, pipelineRef.params);
   });
 
   test("does not modify its input", () => {

@@ -240,6 +240,7 @@ describe("buildPipelineRun", () => {
     assert.deepEqual(run.metadata?.annotations, {
       [`${labelPrefix}/workspace`]: "public",
       [`${labelPrefix}/request`]: "tenant-a/req-1",
+      [`${labelPrefix}/service`]: "signer",
     });
   });
 
