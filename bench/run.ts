@@ -9,6 +9,7 @@ import { parseArgs, promisify } from "node:util";
 import { compiledCli } from "../test/controlplane/binaries.ts";
 import { type BaselineResult, rawBaseline } from "./lib/baseline.ts";
 import { ControllerProcess, defaultControllerCmd } from "./lib/controller.ts";
+import { hostile } from "./lib/hostile.ts";
 import { type BenchPlanes, startBenchPlanes } from "./lib/planes.ts";
 import { evaluateTargets, markdown, type Results } from "./lib/report.ts";
 import { type BenchContext, burst, customRuns, type LoadResult, scale } from "./lib/scenarios.ts";
@@ -16,8 +17,8 @@ import { round } from "./lib/stats.ts";
 
 const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
-  --scenario S          burst | customruns | scale | all (default all)
-  --requests N          requests in scenario 1 and on top of scenario 3 (default 1000)
+  --scenario S          burst | customruns | scale | hostile | all (default all)
+  --requests N          requests in scenario 1 and on top of scenarios 3 and 4 (default 1000)
   --namespaces N        remote namespaces the requests are spread over (default 50)
   --in-flight N         requests in flight at once (default 100)
   --sizes A,B,C         scenario 1 also at these sizes, to show linearity (default with "all":
@@ -25,6 +26,8 @@ const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags
   --customruns N        CustomRuns in scenario 2 (default 200)
   --existing N          finished requests present before the controller starts in scenario 3
                         (default 10000)
+  --hostile N           maximum-size hostile objects present before the controller starts in
+                        scenario 4 (default 10000)
   --controller-cmd CMD  the controller's command line (default "${defaultControllerCmd}"); the bench
                         appends --kubeconfig, --workspace, --private-kubeconfig, --namespace,
                         --leader-elect=false, --metrics-address, --health-address, --log-level=warn
@@ -42,6 +45,7 @@ const { values } = parseArgs({
     sizes: { type: "string" },
     customruns: { type: "string", default: "200" },
     existing: { type: "string", default: "10000" },
+    hostile: { type: "string", default: "10000" },
     "controller-cmd": { type: "string", default: defaultControllerCmd },
     out: { type: "string" },
     render: { type: "string" },
@@ -61,8 +65,8 @@ const positive = (flag: string, v: string) => {
   return n;
 };
 const scenario = values.scenario;
-if (!["burst", "customruns", "scale", "all"].includes(scenario)) {
-  process.stderr.write(`bench: --scenario must be burst, customruns, scale or all\n\n${usage}`);
+if (!["burst", "customruns", "scale", "hostile", "all"].includes(scenario)) {
+  process.stderr.write(`bench: --scenario must be burst, customruns, scale, hostile or all\n\n${usage}`);
   process.exit(2);
 }
 const requests = positive("--requests", values.requests);
@@ -70,6 +74,7 @@ const namespaces = positive("--namespaces", values.namespaces);
 const inFlight = positive("--in-flight", values["in-flight"]);
 const customRunCount = positive("--customruns", values.customruns);
 const existing = positive("--existing", values.existing);
+const hostileCount = positive("--hostile", values.hostile);
 const sizesFlag = values.sizes ?? (scenario === "all" ? "250,1000,4000" : "none");
 const sizes = sizesFlag === "none" ? [] : sizesFlag.split(",").map((s) => positive("--sizes", s.trim()));
 const runBurst = scenario === "all" || scenario === "burst";
@@ -163,7 +168,16 @@ try {
     date,
     command,
     host,
-    options: { scenario, requests, namespaces, inFlight, sizes, customRuns: customRunCount, existing },
+    options: {
+      scenario,
+      requests,
+      namespaces,
+      inFlight,
+      sizes,
+      customRuns: customRunCount,
+      existing,
+      hostile: hostileCount,
+    },
     controllerCmd: values["controller-cmd"],
     durationS: 0,
     targets: [],
@@ -213,6 +227,14 @@ try {
     log(`scenario 2, custom tasks: ${customRunCount} CustomRuns, ${inFlight} in flight`);
     results.customRuns = await customRuns(ctx, customRunCount, namespaces, inFlight);
     log(`  ${summary(results.customRuns)}`);
+  }
+
+  if (scenario === "all" || scenario === "hostile") {
+    log(
+      `scenario 4, hostile: ${hostileCount} maximum-size hostile objects, then the controller, then ${requests} requests on top`,
+    );
+    results.hostile = await hostile(ctx, hostileCount, requests, namespaces, inFlight);
+    log(`  ${summary(results.hostile.burst)}`);
   }
 
   if (scenario === "all" || scenario === "scale") {

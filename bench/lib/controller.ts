@@ -11,7 +11,7 @@ import { sleep } from "./stats.ts";
  * (heap sized to its 256Mi memory limit). The bench builds dist/ first when a command uses it.
  */
 export const defaultControllerCmd =
-  "node --max-semi-space-size=2 --max-old-space-size=128 dist/cli/main.js controller";
+  "node --max-semi-space-size=2 --max-old-space-size=96 dist/cli/main.js controller";
 const clockTicksPerSecond = 100; // USER_HZ on Linux
 
 export interface ControllerOptions {

@@ -32,7 +32,12 @@ export async function startBenchPlanes(log: (msg: string) => void): Promise<Benc
   const policyFile = join(policyDir, "audit-policy.yaml");
   await writeFile(policyFile, auditPolicyYaml);
   const started = performance.now();
-  const planes = await startControlPlanes({ apiserverArgs: auditArgs(policyFile) });
+  // The hostile scenario stores gigabytes of large objects (and their older revisions until compaction):
+  // more than etcd's default 2 GiB quota.
+  const planes = await startControlPlanes({
+    apiserverArgs: auditArgs(policyFile),
+    etcdArgs: [`--quota-backend-bytes=${16 * 1024 ** 3}`],
+  });
   const stop = async () => {
     await planes.stop();
     await rm(policyDir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 // The results: targets checked against the figures, and the Markdown rendering of the JSON.
 import type { BaselineResult } from "./baseline.ts";
+import type { HostileResult } from "./hostile.ts";
 import type { LoadResult, ScaleResult } from "./scenarios.ts";
 import { type Distribution, ratio, round } from "./stats.ts";
 
@@ -14,6 +15,7 @@ export interface Results {
   linearity?: LoadResult[];
   customRuns?: LoadResult;
   scale?: ScaleResult;
+  hostile?: HostileResult;
   baseline?: BaselineResult;
   /** Raw ceiling in requests/s: the plain client's writes/s divided by the writes a request needs. */
   ceilingRequestsPerSecond?: number;
@@ -87,6 +89,22 @@ export function evaluateTargets(r: Results): Target[] {
       value: `${s.startupWrites}`,
       target: "0",
       met: s.startupWrites === 0,
+    });
+  }
+  const h = r.hostile;
+  if (h) {
+    const peak = Math.max(h.startup.peakRssMb, h.burst.controller.peakRssMb, h.restart.peakRssMb);
+    targets.push({
+      name: `peak RSS with ${h.objects} maximum-size hostile objects (start-up, burst on top, restart)`,
+      value: `${num(h.startup.peakRssMb, 1)} / ${num(h.burst.controller.peakRssMb, 1)} / ${num(h.restart.peakRssMb, 1)} MB`,
+      target: `within the Deployment's ${h.memoryLimitMb} Mi limit`,
+      met: peak < h.memoryLimitMb,
+    });
+    targets.push({
+      name: `allowed requests served among ${h.objects} hostile objects (burst ${h.burst.requests})`,
+      value: `${num(h.burst.throughput)} req/s, ${h.burst.notSucceeded} not succeeded`,
+      target: "every one succeeds",
+      met: h.burst.notSucceeded === 0,
     });
   }
   const lin = [...(r.linearity ?? [])].sort((a, b) => a.requests - b.requests);
@@ -217,6 +235,27 @@ export function markdown(r: Results): string {
     out.push(
       `| scale burst: controller CPU; writes per request | ${num(s.burst.controller.cpuSeconds)} s (${num(s.burst.controller.cpuMsPerRequest)} ms/request); ${num(s.burst.writes.controllerPerRequest)} | |`,
     );
+  }
+  const h = r.hostile;
+  if (h) {
+    const mix = Object.entries(h.mix)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(", ");
+    out.push(
+      `| hostile: ${h.objects} objects with ${h.objectParamsChars} characters of params each (${mix}), written in | ${num(h.populateS, 1)} s | |`,
+    );
+    for (const [name, p] of [
+      ["start-up over them", h.startup],
+      ["restart with them handled", h.restart],
+    ] as const) {
+      out.push(
+        `| hostile, ${name}: ready; all handled; peak RSS; RSS and heap settled; writes | ${ms(p.readyMs)}; ${num(p.settleS, 1)} s later; ${num(p.peakRssMb, 1)} MB; ${num(p.rssMbSettled, 1)} MB and ${num(p.heapUsedMbSettled, 1)} MB; ${p.writes} | |`,
+      );
+    }
+    out.push(
+      `| hostile: burst ${h.burst.requests} on top: throughput; peak RSS | ${num(h.burst.throughput)} req/s; ${num(h.burst.controller.peakRssMb, 1)} MB | ${times(ratio(h.burst.throughput, r.ceilingRequestsPerSecond ?? Number.NaN))} |`,
+    );
+    out.push(...loadRows(`hostile burst ${h.burst.requests}`, h.burst, rtt));
   }
   const lin = r.linearity ?? [];
   if (lin.length > 0) {

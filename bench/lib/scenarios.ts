@@ -91,10 +91,10 @@ export interface ScaleResult {
   burst: LoadResult;
 }
 
-const hex = (n: number) => randomBytes(n).toString("hex");
+export const hex = (n: number) => randomBytes(n).toString("hex");
 
 /** Namespaces `${prefix}-0..count-1` on the public plane. */
-async function createNamespaces(raw: RawClient, prefix: string, count: number): Promise<string[]> {
+export async function createNamespaces(raw: RawClient, prefix: string, count: number): Promise<string[]> {
   const names = Array.from({ length: count }, (_, i) => `${prefix}-${i}`);
   await pool(count, 25, async (i) => {
     await raw.retrying("POST", paths.namespaces(), { metadata: { name: names[i] } });
@@ -248,7 +248,7 @@ function finishedStatus(privateNs: string, name: string) {
   };
 }
 
-async function startController(
+export async function startController(
   ctx: BenchContext,
   tag: string,
   namespaces: string[],
@@ -293,7 +293,7 @@ function writeFigures(window: AuditWindow, n: number): WriteFigures {
   };
 }
 
-interface LoadSetup {
+export interface LoadSetup {
   tag: string;
   namespaces: string[];
   privateNs: string;
@@ -304,7 +304,7 @@ interface LoadSetup {
 }
 
 /** Drives `count` requests (or CustomRuns) through the controller, `inFlight` at a time. */
-async function drive(
+export async function drive(
   ctx: BenchContext,
   setup: LoadSetup,
   kind: "requests" | "customruns",
@@ -501,7 +501,7 @@ async function withSetup<R>(
 }
 
 let tagCounter = 0;
-const newTag = (name: string) => `b${++tagCounter}-${name}-${hex(2)}`;
+export const newTag = (name: string) => `b${++tagCounter}-${name}-${hex(2)}`;
 
 /** Scenario 1: `count` InternalRequests across `namespaceCount` namespaces, `inFlight` at a time. */
 export async function burst(

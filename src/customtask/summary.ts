@@ -4,7 +4,7 @@
 // only while they fit a small budget. A reconcile that plans or writes reads the whole run first.
 import type { V1ObjectMeta } from "@kubernetes/client-node";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1beta1CustomRunStatus } from "../generated/tekton.ts";
-import { Budget } from "../runtime/trim.ts";
+import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
 import { isInternalRequestRun } from "./request.ts";
 
 export const Part = { spec: "spec", status: "status" } as const;
@@ -18,7 +18,9 @@ const maxField = 256;
 export function summarizeCustomRun(run: V1beta1CustomRun): V1beta1CustomRun | undefined {
   if (!isInternalRequestRun(run)) return undefined; // another custom task's: costs nothing
   const m = run.metadata ?? {};
-  const budget = new Budget();
+  // A finished CustomRun is never read again beyond that it is finished.
+  const done = run.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
+  const budget = new Budget(done ? 0 : cacheBudgetChars);
   const metadata: V1ObjectMeta = {
     name: m.name,
     namespace: m.namespace,

@@ -5,7 +5,9 @@
 import { createHash } from "node:crypto";
 import type { V1ObjectMeta, V1OwnerReference } from "@kubernetes/client-node";
 import type { InternalRequest, InternalRequestSpec, InternalRequestStatus } from "../generated/crds.ts";
-import { Budget } from "../runtime/trim.ts";
+import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
+import { isTerminal } from "./conditions.ts";
+import { labelPrefix } from "./naming.ts";
 
 /** Parts of a request the cache may leave out (see isTrimmed). */
 export const Part = {
@@ -21,7 +23,12 @@ type WithDigest = { [digestOf]?: string };
 
 export function summarizeRequest(request: InternalRequest): InternalRequest {
   const m = request.metadata;
-  const budget = new Budget();
+  const owner = controllerOwner(m.ownerReferences);
+  const ours = (m.finalizers ?? []).filter((f) => f.startsWith(`${labelPrefix}/`));
+  // Finished, nothing of ours on it, no CustomRun to mirror it to: no reconcile reads more than that
+  // it is finished (most cached requests, and every rejected hostile one).
+  const idle = isTerminal(request.status) && ours.length === 0 && !owner;
+  const budget = new Budget(idle ? 0 : cacheBudgetChars);
   const metadata: V1ObjectMeta = {
     name: m.name,
     namespace: m.namespace,
@@ -31,17 +38,12 @@ export function summarizeRequest(request: InternalRequest): InternalRequest {
     creationTimestamp: m.creationTimestamp,
     deletionTimestamp: m.deletionTimestamp,
   };
-  const owner = controllerOwner(m.ownerReferences);
   if (owner) metadata.ownerReferences = [owner];
   else if (m.ownerReferences?.length) budget.leaveOut("ownerReferences");
   const finalizers = budget.take(Part.finalizers, m.finalizers);
   if (finalizers) metadata.finalizers = finalizers;
-  else if (m.finalizers) {
-    // Kept for reading (is ours there?) even when the list is too long to cache; writes read it whole.
-    metadata.finalizers = m.finalizers.filter((f) =>
-      f.startsWith("internal-services.appstudio.openshift.io/"),
-    );
-  }
+  // Kept for reading (is ours there?) even when the list is too long to cache; writes read it whole.
+  else if (ours.length > 0) metadata.finalizers = ours;
   const labels = budget.take(Part.labels, m.labels);
   if (labels) metadata.labels = labels;
 

@@ -44,6 +44,8 @@ export interface StartOptions {
   detached?: boolean;
   /** Extra kube-apiserver flags for both planes (e.g. --watch-cache=false for fault tests). */
   apiserverArgs?: string[];
+  /** Extra etcd flags (e.g. a larger --quota-backend-bytes for the hostile benchmark). */
+  etcdArgs?: string[];
 }
 
 const readyTimeoutMs = 120_000;
@@ -98,6 +100,7 @@ async function startEtcd(
       `--initial-cluster=default=${peer}`,
       "--unsafe-no-fsync=true",
       "--log-level=warn",
+      ...(options.etcdArgs ?? []),
     ],
     join(dir, "etcd.log"),
     options,

@@ -277,6 +277,42 @@ describe("faults", { timeout: 600_000 }, () => {
     await executor.stop();
   });
 
+  it("lists in small pages where the server has no watch-list, and then watches as usual", async () => {
+    const f = await setup(1);
+    const ns = f.namespaces[0] as string;
+    const identity = await mintIdentity(cp.public, planes.publicAdmin, {
+      namespace: ns,
+      name: "reflector-no-watch-list",
+      clusterRoleName: "cluster-admin",
+    });
+    const proxy = track(await FaultProxy.start(cp.public));
+    proxy.faults.refuseWatchList = true;
+    const kubeConfig = loadKubeConfig(
+      await proxy.writeKubeconfig(cp.dir, "paged", identity.kubeConfig.getCurrentUser()?.token as string),
+      "test",
+    );
+    // More than two pages of the fallback's size.
+    await Promise.all(
+      Array.from({ length: 25 }, (_, i) => f.createRequest(`old-${i}`, { service: "publish" })),
+    );
+    const seen = new Set<string>();
+    const lines: string[] = [];
+    const reflector = new Reflector<InternalRequest>({
+      kubeConfig,
+      type: internalRequests,
+      namespace: ns,
+      onChange: (key) => seen.add(key),
+      log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
+    });
+    await reflector.start();
+    track({ stop: async () => reflector.stop() });
+    assert.equal(reflector.list().length, 25);
+    assert.equal(seen.size, 25);
+    assert.match(lines.join(""), /no watch-list here; listing in pages/);
+    await f.createRequest("new", { service: "publish" });
+    await eventually(() => reflector.get(`${ns}/new`), "a new request arrives on the watch");
+  });
+
   it("a relist hands every object to its handler, also one whose newest version our own write cached", async () => {
     // The controller caches its own writes ahead of their watch events. When the watch is down at
     // that moment and must relist, the event is lost and the listed version equals the cached one:

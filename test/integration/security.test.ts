@@ -8,10 +8,12 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
   AuthorizationV1Api,
   CoreV1Api,
   KubeConfig,
+  type V1Deployment,
   type V1ResourceAttributes,
   Watch,
 } from "@kubernetes/client-node";
@@ -25,6 +27,7 @@ import type {
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
 import { ensureTools } from "../controlplane/binaries.ts";
+import { readYamlObjects } from "../controlplane/cluster.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
@@ -384,8 +387,17 @@ describe("security", () => {
 // the controller is still the same process and healthy afterwards, the exact outcome, and the writes
 // that reached the private cluster (through a counting proxy).
 
-const deploymentNodeOptions = "--max-semi-space-size=2 --max-old-space-size=128";
-const deploymentMemoryLimitMb = 256;
+/** The Deployment's NODE_OPTIONS and memory limit (MiB), as shipped. */
+async function deploymentMemory(): Promise<{ nodeOptions: string; limitMb: number }> {
+  const [deployment] = (await readYamlObjects(
+    fileURLToPath(new URL("../../deploy/private/deployment.yaml", import.meta.url)),
+  )) as V1Deployment[];
+  const container = deployment?.spec?.template.spec?.containers[0];
+  const nodeOptions = container?.env?.find((e) => e.name === "NODE_OPTIONS")?.value ?? "";
+  const limit = String(container?.resources?.limits?.memory ?? "");
+  assert.match(limit, /^\d+Mi$/, "the Deployment's memory limit in Mi");
+  return { nodeOptions, limitMb: Number.parseInt(limit, 10) };
+}
 
 describe("hostile tenants", () => {
   const planes = testPlanes();
@@ -393,6 +405,7 @@ describe("hostile tenants", () => {
   let proxy: FaultProxy;
   let controller: ControllerProcess;
   let startArgs: Parameters<typeof ControllerProcess.start>[0];
+  let deployment: { nodeOptions: string; limitMb: number };
   let pid: number | undefined;
   let allowed: string;
   let second: string;
@@ -470,6 +483,7 @@ describe("hostile tenants", () => {
       },
     });
     [allowed, second, outside] = f.namespaces as [string, string, string];
+    deployment = await deploymentMemory();
     const { remote, priv } = await shippedIdentities(planes, f);
     proxy = await FaultProxy.start(planes.private);
     const token = priv.kubeConfig.getCurrentUser()?.token as string;
@@ -485,7 +499,7 @@ describe("hostile tenants", () => {
       namespace: f.privateNs,
       // As the image and the Deployment run it: compiled, with the Deployment's heap flags.
       compiled: true,
-      env: { NODE_OPTIONS: deploymentNodeOptions },
+      env: { NODE_OPTIONS: deployment.nodeOptions },
       inspect: true,
       // Short leases: a stalled event loop (over 3 s) loses the lease and the process exits.
       extraArgs: ["--leader-lease-duration=4s", "--leader-renew-deadline=3s", "--leader-retry-period=1s"],
@@ -579,10 +593,7 @@ describe("hostile tenants", () => {
     const peak = await peakRssMb();
     const heap = await controller.heapUsedAfterGcMb();
     console.log(`hostile memory: peak RSS ${peak.toFixed(0)} MB, heap after GC ${heap} MB`);
-    assert.ok(
-      peak < deploymentMemoryLimitMb,
-      `peak RSS ${peak} MB within the ${deploymentMemoryLimitMb} Mi limit`,
-    );
+    assert.ok(peak < deployment.limitMb, `peak RSS ${peak} MB within the ${deployment.limitMb} Mi limit`);
 
     // The old controller died again on every restart while the objects existed.
     await controller.kill();
@@ -593,7 +604,7 @@ describe("hostile tenants", () => {
     await stillUp();
     const peakAfter = await peakRssMb();
     console.log(`hostile memory after restart: peak RSS ${peakAfter.toFixed(0)} MB`);
-    assert.ok(peakAfter < deploymentMemoryLimitMb, `peak RSS after restart ${peakAfter} MB`);
+    assert.ok(peakAfter < deployment.limitMb, `peak RSS after restart ${peakAfter} MB`);
   });
 
   it("maxConcurrentRuns holds under a burst, across a SIGKILL, and for raw pipeline requests", async () => {

@@ -18,10 +18,12 @@ export interface Faults {
   errorRate: number;
   /** Every connection is refused (destroyed at once) while true. */
   down: boolean;
+  /** Refuse watch-lists (sendInitialEvents) with the 422 an API server without the feature gives. */
+  refuseWatchList: boolean;
 }
 
 export class FaultProxy {
-  readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false };
+  readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false, refuseWatchList: false };
   /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
   readonly stats = { requests: 0, writes: 0, dropped: 0, errors: 0 };
   /** Writes per resource (the plural in the request path, e.g. "pipelineruns", "leases"). */
@@ -58,6 +60,20 @@ export class FaultProxy {
         if (this.faults.down || Math.random() < this.faults.dropRate) {
           this.stats.dropped++;
           req.socket.destroy();
+          return;
+        }
+        if (this.faults.refuseWatchList && /[?&]sendInitialEvents=true/.test(req.url ?? "")) {
+          res.writeHead(422, { "content-type": "application/json" }).end(
+            JSON.stringify({
+              kind: "Status",
+              apiVersion: "v1",
+              status: "Failure",
+              message:
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+              reason: "Invalid",
+              code: 422,
+            }),
+          );
           return;
         }
         if (Math.random() < this.faults.errorRate) {
