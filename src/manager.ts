@@ -19,7 +19,14 @@ import { summarizeCustomRun } from "./customtask/summary.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "./generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "./generated/tekton.ts";
 import { isTerminal } from "./requests/conditions.ts";
-import { formatKey, labelPrefix, managedSelector, parseKey } from "./requests/naming.ts";
+import {
+  formatKey,
+  managedSelector,
+  parseKey,
+  pipelineRunName,
+  requestAnnotation,
+  workspaceAnnotation,
+} from "./requests/naming.ts";
 import { runState, summarizeRun } from "./requests/pipelinerun.ts";
 import { type PrivateAccess, RequestReconciler, type WorkspaceAccess } from "./requests/reconciler.ts";
 import { RunSlots } from "./requests/slots.ts";
@@ -83,6 +90,8 @@ export function startManager(opts: ManagerOptions): Manager {
   const maxDelayMs = 60_000;
   const queue = new WorkQueue({ maxDelayMs, observer: metrics.queueObserver("internalrequests") });
   const customRunQueue = new WorkQueue({ maxDelayMs, observer: metrics.queueObserver("customruns") });
+  // Private runs whose request may be gone (keys: run names).
+  const runQueue = new WorkQueue({ maxDelayMs, observer: metrics.queueObserver("pipelineruns") });
   // Remote workspaces: InternalRequests (and CustomRuns), one reflector per served namespace.
   const workspaceAccess = new Map<string, WorkspaceAccess>();
   const customTaskAccess = new Map<string, CustomTaskWorkspace>();
@@ -97,8 +106,13 @@ export function startManager(opts: ManagerOptions): Manager {
       ws.kubeConfig,
       internalRequests,
       log,
-      (key, request) => {
+      (key, request, deleted) => {
         if (serveRequests) queue.add(`${ws.name}/${key}`);
+        // A deleted request's run (if any) is looked at: the request may have gone without our finalizer.
+        if (serveRequests && deleted)
+          runQueue.add(
+            pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string),
+          );
         // A request created for a CustomRun wakes that CustomRun.
         const owner = owningCustomRun(request);
         if (serveCustomTasks && owner) customRunQueue.add(`${ws.name}/${key.split("/")[0]}/${owner}`);
@@ -184,7 +198,13 @@ export function startManager(opts: ManagerOptions): Manager {
   };
 
   const abort = new AbortController();
-  const controllers: { name: string; queue: WorkQueue; reconcile: Reconcile }[] = [];
+  const byRequestKey = (key: string) => ({ ...parseKey(key) });
+  const controllers: {
+    name: string;
+    queue: WorkQueue;
+    reconcile: Reconcile;
+    keyFields: (key: string) => Record<string, string>;
+  }[] = [];
   let privateReflectors: Reflector<never>[] = [];
   if (serveRequests) {
     if (!opts.privateKubeConfig || !opts.controllerNamespace) {
@@ -192,7 +212,7 @@ export function startManager(opts: ManagerOptions): Manager {
         "serving InternalRequests needs the private cluster's kubeconfig and the controller namespace",
       );
     }
-    const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, {
+    const side = privateSide(opts.privateKubeConfig, opts.controllerNamespace, log, queue, runQueue, {
       onPolicyChange: enqueueUnfinished,
       onRunFinished: () => {
         for (const key of reconciler.takeWaitingForSlot()) queue.add(key);
@@ -207,13 +227,25 @@ export function startManager(opts: ManagerOptions): Manager {
       afterCreate: opts.afterCreate,
       queuedRecheckMs: opts.queuedRecheckMs,
     });
-    controllers.push({ name: "internalrequest", queue, reconcile: reconciler.reconcile });
+    controllers.push({
+      name: "internalrequest",
+      queue,
+      reconcile: reconciler.reconcile,
+      keyFields: byRequestKey,
+    });
+    controllers.push({
+      name: "pipelinerun",
+      queue: runQueue,
+      reconcile: reconciler.reconcileRun,
+      keyFields: (pipelineRun) => ({ pipelineRun }),
+    });
   }
   if (serveCustomTasks) {
     controllers.push({
       name: "customrun",
       queue: customRunQueue,
       reconcile: new CustomRunReconciler(customTaskAccess).reconcile,
+      keyFields: byRequestKey,
     });
   }
 
@@ -231,7 +263,6 @@ export function startManager(opts: ManagerOptions): Manager {
           log,
           metrics,
           signal: abort.signal,
-          keyFields: (key) => ({ ...parseKey(key) }),
         }),
       ),
     );
@@ -252,6 +283,7 @@ export function startManager(opts: ManagerOptions): Manager {
       abort.abort();
       queue.shutDown();
       customRunQueue.shutDown();
+      runQueue.shutDown();
       await workersDone;
       await Promise.all(recorders.map((r) => r.flush()));
     },
@@ -264,6 +296,7 @@ function privateSide(
   ns: string,
   log: Logger,
   queue: WorkQueue,
+  runQueue: WorkQueue,
   on: { onPolicyChange: () => void; onRunFinished: () => void },
 ): { access: PrivateAccess; reflectors: Reflector<never>[] } {
   const slots = new RunSlots();
@@ -276,9 +309,10 @@ function privateSide(
     // A deletion hands on the last version seen, so a run deleted out of band still wakes its request.
     onChange: (_key, run, deleted) => {
       slots.observe(run, deleted);
-      const workspace = run.metadata?.annotations?.[`${labelPrefix}/workspace`];
-      const request = run.metadata?.annotations?.[`${labelPrefix}/request`];
+      const workspace = run.metadata?.annotations?.[workspaceAnnotation];
+      const request = run.metadata?.annotations?.[requestAnnotation];
       if (workspace && request) queue.add(`${workspace}/${request}`);
+      if (!deleted) runQueue.add(run.metadata?.name as string);
       // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
       if (deleted || runState(run).done) on.onRunFinished();
     },

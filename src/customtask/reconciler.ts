@@ -247,18 +247,20 @@ export class CustomRunReconciler {
     return undefined;
   }
 
-  /** The run whole when the cached copy lacks any of `parts`; undefined if it is gone. */
+  /** The run whole when the cached copy lacks any of `parts`; undefined if it is gone (or replaced). */
   async #complete(ws: CustomTaskWorkspace, run: V1beta1CustomRun, ...parts: string[]) {
     if (!isTrimmed(run, ...parts)) return run;
-    return ignoreNotFound(ws.customRuns.get(run.metadata?.namespace as string, run.metadata?.name as string));
+    const { namespace, name, uid } = run.metadata as Record<string, string>;
+    const whole = await ignoreNotFound(ws.customRuns.get(namespace as string, name as string));
+    return whole?.metadata?.uid === uid ? whole : undefined;
   }
 
   /** The request with its conditions and results, which the CustomRun mirrors. */
   async #completeRequest(ws: CustomTaskWorkspace, request: InternalRequest) {
     if (!isTrimmed(request, RequestPart.conditions, RequestPart.results)) return request;
-    return ignoreNotFound(
-      ws.requests.get(request.metadata.namespace as string, request.metadata.name as string),
-    );
+    const { namespace, name, uid } = request.metadata as Record<string, string>;
+    const whole = await ignoreNotFound(ws.requests.get(namespace as string, name as string));
+    return whole?.metadata.uid === uid ? whole : undefined;
   }
 
   #terminal(

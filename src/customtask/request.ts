@@ -9,7 +9,7 @@ export const requestKind = "InternalRequest";
 export const customRunLabel = "tekton.dev/customRun";
 export const attemptLabel = `${labelPrefix}/customrun-attempt`;
 
-/** The Tekton labels a CustomRun carries that link the request to the pipeline (DESIGN-NOTES §2). */
+/** The labels Tekton puts on a CustomRun that link it to its PipelineRun and pipeline task. */
 const copiedTektonLabels = [
   "tekton.dev/pipelineRun",
   "tekton.dev/pipelineRunUID",

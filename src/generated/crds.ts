@@ -147,6 +147,10 @@ export interface InternalServiceSpec {
   pipeline: InternalServiceSpecPipeline;
   /** What happens to finished PipelineRuns. */
   retention?: InternalServiceSpecRetention;
+  /** Annotations set on every PipelineRun of this service; the controller's own win over them. */
+  runAnnotations?: Record<string, string>;
+  /** Labels set on every PipelineRun of this service (and by Tekton on its TaskRuns and Pods), e.g. a fixed internal-services.appstudio.openshift.io/rate-limiting-group for a private admission queue. They win over request labels; the controller's own labels win over them. */
+  runLabels?: Record<string, string>;
   /** Names of params whose values are secret: they are passed to the PipelineRun but never logged, nor written to Events or any status. */
   sensitiveParams?: string[];
   /** ServiceAccount (in this namespace) that runs the service's PipelineRuns when the request does not choose one. Without it Tekton's default ServiceAccount is used. */
@@ -242,6 +246,8 @@ export interface InternalServicesConfigSpec {
   allowedServiceAccounts?: string[];
   /** Debug mode: finished PipelineRuns and their PersistentVolumeClaims are never deleted (overrides every InternalService's retention), for inspection. */
   debug?: boolean;
+  /** Request labels copied onto the internal PipelineRun, besides the six Konflux callers set (internal-services.appstudio.openshift.io/pipelinerun-uid, group-id, pipeline-name, rate-limited, rate-limiting-group, intention). Tekton copies a run's labels to its TaskRuns and Pods, where quotas, NetworkPolicies, Service selectors and mesh injection read them, so every other request label is left out (the request's status names the keys left out). The controller's own labels can never be set by a request. */
+  propagateLabels?: InternalServicesConfigSpecPropagateLabels;
   /** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */
   rawPipelineRequests?: InternalServicesConfigSpecRawPipelineRequests;
   /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */
@@ -254,6 +260,14 @@ export interface InternalServicesConfigSpecAllowedPipelineSourcesItem {
   params?: Record<string, string>;
   /** Tekton resolver this rule applies to. */
   resolver: "git" | "bundles" | "cluster" | "http" | "hub";
+}
+
+/** Request labels copied onto the internal PipelineRun, besides the six Konflux callers set (internal-services.appstudio.openshift.io/pipelinerun-uid, group-id, pipeline-name, rate-limited, rate-limiting-group, intention). Tekton copies a run's labels to its TaskRuns and Pods, where quotas, NetworkPolicies, Service selectors and mesh injection read them, so every other request label is left out (the request's status names the keys left out). The controller's own labels can never be set by a request. */
+export interface InternalServicesConfigSpecPropagateLabels {
+  /** Label keys to copy as they are. */
+  keys?: string[];
+  /** Key prefixes to copy, e.g. "example.com/" for every label of that prefix. */
+  prefixes?: string[];
 }
 
 /** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */

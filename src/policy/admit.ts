@@ -8,6 +8,7 @@ import type {
 } from "../generated/crds.ts";
 import { isAllowed } from "./allowlist.ts";
 import { parseDuration } from "./duration.ts";
+import { droppedLabelsNote, propagatedLabels } from "./labels.ts";
 import { validateParams } from "./schema.ts";
 import { checkPipelineSource } from "./sources.ts";
 import { listCapped, quote } from "./text.ts";
@@ -24,6 +25,8 @@ export interface AdmitInput {
   config: InternalServicesConfigSpec | undefined;
   /** The InternalService named by request.service; undefined when not found (or not asked for). */
   service: InternalService | undefined;
+  /** The request's metadata.labels (some reach the run, see propagatedLabels). */
+  labels?: Record<string, string>;
 }
 
 export interface RunPlan {
@@ -41,6 +44,10 @@ export interface RunPlan {
   sensitiveParams: string[];
   /** What admission changed, for the user, e.g. "spec.timeouts.pipeline 3h0m0s capped at ...". */
   notes: string[];
+  /** Labels for the run besides the controller's own: the request's allowed ones, then the service's. */
+  labels?: Record<string, string>;
+  /** The service's annotations for its runs. */
+  annotations?: Record<string, string>;
 }
 
 export type Denied = { allowed: false; rule: string; message: string };
@@ -103,8 +110,31 @@ export function admit(input: AdmitInput): Admission {
       "spec must set exactly one of service (the name of a registered InternalService) or pipeline (a raw pipelineRef)",
     );
   }
-  if (request.pipeline !== undefined) return admitRaw(request, request.pipeline, config);
-  return admitService(input, request.service ?? "", input.service as InternalService);
+  const admitted =
+    request.pipeline !== undefined
+      ? admitRaw(request, request.pipeline, config)
+      : admitService(input, request.service ?? "", input.service as InternalService);
+  return admitted.allowed ? withLabels(admitted.run, input) : admitted;
+}
+
+/** The run's labels: the request's that the config allows (the rest named in a note), then the
+ *  service's, which win; and the service's annotations. */
+function withLabels(run: RunPlan, input: AdmitInput): Admission {
+  const { labels, dropped } = propagatedLabels(input.labels, input.config?.propagateLabels);
+  const own = input.request.pipeline === undefined ? input.service?.spec : undefined;
+  const all = { ...labels, ...own?.runLabels };
+  const note = droppedLabelsNote(dropped);
+  return {
+    allowed: true,
+    run: {
+      ...run,
+      ...(Object.keys(all).length > 0 ? { labels: all } : {}),
+      ...(own?.runAnnotations && Object.keys(own.runAnnotations).length > 0
+        ? { annotations: { ...own.runAnnotations } }
+        : {}),
+      notes: note ? [...run.notes, note] : run.notes,
+    },
+  };
 }
 
 function admitService(input: AdmitInput, name: string, service: InternalService): Admission {

@@ -100,17 +100,21 @@ function globRule(rule: InternalServicesConfigSpecAllowedPipelineSourcesItem, in
 }
 
 // Legacy entries keep the original contract: the url must be given and equal the entry; only revision
-// and pathInRepo may accompany it, with any value. Values pass unchanged (the url is the entry itself).
+// and pathInRepo may accompany it, with any value — any safe value: no dot segments, encoded
+// separators or controls (see unsafeValue), which no resolver should be handed. Values pass unchanged
+// (the url is the entry itself).
 function legacyGitRule(url: string, index: number): Rule {
   return {
     resolver: "git",
     label: `allowedGitResolverURLs[${index}] (url=${quote(url, 100)}, any revision and pathInRepo)`,
-    check(params) {
+    check(params, unsafe) {
       if (!params.some((p) => p.name === "url")) return no('param "url" is missing');
-      for (const { name, value } of params) {
+      for (const [i, { name, value }] of params.entries()) {
         if (name === "url" && value !== url) return no('param "url" is not this exact URL');
         if (name !== "url" && !LEGACY_OPTIONAL.has(name))
           return no(`param ${quote(name)} is not allowed (only url, revision, pathInRepo)`);
+        const problem = unsafe[i];
+        if (problem !== undefined) return no(`param ${quote(name)} ${problem}`);
       }
       return { ok: true, value: params.map(({ name, value }) => ({ name, value })) };
     },

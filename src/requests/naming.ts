@@ -11,7 +11,11 @@ export const requestUidLabel = `${labelPrefix}/request-uid`;
 export const serviceLabel = `${labelPrefix}/service`;
 /** The service's name in full (a label value holds at most 63 characters). */
 export const serviceAnnotation = `${labelPrefix}/service`;
+/** On the internal PipelineRun: the request's workspace and "namespace/name", in full. */
+export const workspaceAnnotation = `${labelPrefix}/workspace`;
+export const requestAnnotation = `${labelPrefix}/request`;
 export const managedByLabel = "app.kubernetes.io/managed-by";
+export const releaseTypeLabel = "pipelines.appstudio.openshift.io/type";
 export const managedByValue = "internal-service-controller";
 /** Every internal PipelineRun this controller created; the private-side watch selects on it. */
 export const managedSelector = `${managedByLabel}=${managedByValue}`;

@@ -9,14 +9,16 @@ import { formatDuration } from "../policy/duration.ts";
 import type { Reason } from "./conditions.ts";
 import {
   isValidLabelValue,
-  labelPrefix,
   managedByLabel,
   managedByValue,
+  releaseTypeLabel,
+  requestAnnotation,
   requestNameLabel,
   requestNamespaceLabel,
   requestUidLabel,
   serviceAnnotation,
   serviceLabel,
+  workspaceAnnotation,
   workspaceLabel,
 } from "./naming.ts";
 
@@ -33,7 +35,8 @@ export interface BuildInput {
 export function buildPipelineRun(input: BuildInput): V1PipelineRun {
   const { request, plan, workspace } = input;
   const meta = request.metadata;
-  const system: Record<string, string> = { [managedByLabel]: managedByValue };
+  // As the Go controller labels its runs; private-side tooling selects release runs by it.
+  const system: Record<string, string> = { [managedByLabel]: managedByValue, [releaseTypeLabel]: "release" };
   // Names can be longer than a label value allows; those stay in the annotations only.
   const labelIfValid = (key: string, value: string | undefined) => {
     if (value && isValidLabelValue(value)) system[key] = value;
@@ -43,8 +46,8 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
   labelIfValid(requestUidLabel, meta.uid);
   labelIfValid(workspaceLabel, workspace);
   labelIfValid(serviceLabel, plan.service);
-  // Request labels are copied for traceability, but can never override system labels.
-  const labels = { ...copyableLabels(meta.labels), ...system };
+  // The request's allowed labels and the service's (see policy/labels.ts); never over ours.
+  const labels = { ...plan.labels, ...system };
   const timeouts: Record<string, string> = { pipeline: formatDuration(plan.timeouts.pipelineMs) };
   if (plan.timeouts.tasksMs !== undefined) timeouts.tasks = formatDuration(plan.timeouts.tasksMs);
   if (plan.timeouts.finallyMs !== undefined) timeouts.finally = formatDuration(plan.timeouts.finallyMs);
@@ -81,8 +84,9 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
       namespace: input.namespace,
       labels,
       annotations: {
-        [`${labelPrefix}/workspace`]: workspace,
-        [`${labelPrefix}/request`]: `${meta.namespace}/${meta.name}`,
+        ...plan.annotations,
+        [workspaceAnnotation]: workspace,
+        [requestAnnotation]: `${meta.namespace}/${meta.name}`,
         // Service names can be longer than a label value: the concurrency limit reads this one.
         ...(plan.service ? { [serviceAnnotation]: plan.service } : {}),
       },
@@ -90,20 +94,6 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
     spec,
   } as V1PipelineRun;
 }
-
-function copyableLabels(labels: Record<string, string> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(labels ?? {})) {
-    if (k.startsWith(`${labelPrefix}/`) && !isCallerLabel(k)) continue;
-    if (k === managedByLabel || k.startsWith("tekton.dev/")) continue;
-    out[k] = v;
-  }
-  return out;
-}
-
-/** Labels existing callers set on requests and expect to find on the run (DESIGN-NOTES §1). */
-const isCallerLabel = (k: string) =>
-  [`${labelPrefix}/pipelinerun-uid`, `${labelPrefix}/group-id`, `${labelPrefix}/pipeline-name`].includes(k);
 
 /**
  * What the cache keeps of an internal PipelineRun: what reconciles read (labels, annotations,

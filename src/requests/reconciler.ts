@@ -2,7 +2,7 @@
 // PipelineRun, mirror progress, copy the outcome and results back, and clean up after it.
 // Level-triggered and idempotent: every step reads the current state and is safe to repeat.
 import type { Logger } from "pino";
-import { apiStatus, describeError, isConflict, isNotFound } from "../api/errors.ts";
+import { apiStatus, describeError, ignoreNotFound, isConflict, isNotFound } from "../api/errors.ts";
 import type { EventRecorder } from "../api/events.ts";
 import type { ResourceClient } from "../api/resources.ts";
 import type {
@@ -25,7 +25,14 @@ import {
   succeededCondition,
   withSucceeded,
 } from "./conditions.ts";
-import { finalizer, parseKey, pipelineRunName, requestUidLabel } from "./naming.ts";
+import {
+  finalizer,
+  parseKey,
+  pipelineRunName,
+  requestAnnotation,
+  requestUidLabel,
+  workspaceAnnotation,
+} from "./naming.ts";
 import { buildPipelineRun, copyResults, runState } from "./pipelinerun.ts";
 import { type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
 import { Part } from "./summary.ts";
@@ -98,14 +105,21 @@ export class RequestReconciler {
     const ws = this.#d.workspaces.get(wsName);
     if (!ws) return undefined;
     let request = ws.getRequest(`${namespace}/${name}`);
-    if (!request) return undefined; // deleted; the finalizer already did the cleanup
+    if (!request) {
+      // Deleted: the finalizer did the cleanup (or, if a tenant removed it, the run sweep does).
+      this.#d.private.slots.releaseFor(key);
+      return undefined;
+    }
     const ours = request.metadata.finalizers?.includes(finalizer) ?? false;
     const finished = isTerminal(request.status);
-    // Finished or going, with nothing of ours left: nothing to do (and nothing to read).
-    if ((finished || request.metadata.deletionTimestamp) && !ours) return undefined;
     // The private run is always the one derived from the request's uid, whatever its public status says.
     const runName = pipelineRunName(ws.name, name, request.metadata.uid as string);
-    request = await this.#complete(ws, request, Part.conditions, Part.finalizers);
+    // Finished or going, with nothing of ours left (our finalizer, which a tenant can remove, or a run
+    // in the private cache): nothing to do, and nothing to read.
+    const leftovers = ours || this.#d.private.getPipelineRun(runName) !== undefined;
+    if ((finished || request.metadata.deletionTimestamp) && !leftovers) return undefined;
+    // Status writes build on the conditions (finalizer writes read the list whole themselves).
+    request = await this.#complete(ws, request, Part.conditions);
     if (!request) return undefined;
 
     if (request.metadata.deletionTimestamp) return this.#finalize(ws, request, runName, log);
@@ -138,7 +152,7 @@ export class RequestReconciler {
     const whole = await this.#complete(ws, request, Part.spec, Part.labels);
     if (!whole) return undefined;
     request = whole;
-    const admission = admit({ ...caller, request: request.spec });
+    const admission = admit({ ...caller, request: request.spec, labels: request.metadata.labels });
     if (!admission.allowed) return this.#reject(ws, request, admission, log);
     const plan = admission.run;
 
@@ -159,7 +173,7 @@ export class RequestReconciler {
     if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
     const group = plan.service ?? rawPipelineGroup;
     // Taken with no await before the create starts: no other worker can take the same slot.
-    const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns);
+    const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns, key);
     if (!slot.taken) {
       const who = plan.service ? `service "${plan.service}"` : "raw pipeline requests";
       const message = `queued: ${who} ${plan.service ? "is" : "are"} running ${slot.inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
@@ -287,7 +301,7 @@ export class RequestReconciler {
       const finished = await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
       log.info({ reason }, "request finished");
       // Clean up in the same pass: no second trip through the queue for the same request.
-      return this.#cleanUpFinished(ws, finished, runName, log);
+      return this.#cleanUpFinished(ws, finished, runName, log, run);
     }
     // Timed from the run's own creation (private), not from the request's status (public).
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
@@ -302,7 +316,7 @@ export class RequestReconciler {
         `request timed out after ${run.spec?.timeouts?.pipeline}; internal PipelineRun cancelled`,
         copyResults(run.status?.results),
       );
-      return this.#cleanUpFinished(ws, finished, runName, log);
+      return this.#cleanUpFinished(ws, finished, runName, log, run);
     }
     // Until Tekton picks the run up it has no condition: keep "accepted; started" (and its notes).
     const pickedUp = run.status?.conditions?.some((c) => c.type === "Succeeded");
@@ -331,7 +345,7 @@ export class RequestReconciler {
       message,
       run ? copyResults(run.status?.results) : {},
     );
-    return this.#cleanUpFinished(ws, finished, runName, log);
+    return this.#cleanUpFinished(ws, finished, runName, log, run);
   }
 
   /** The failing TaskRun's own reason and message, not only Tekton's pipeline summary. */
@@ -390,23 +404,39 @@ export class RequestReconciler {
     return name !== undefined && this.#d.private.getService(name) ? name : "(none)";
   }
 
-  /** After the outcome is recorded: delete the run per retention (kept with debug), then drop the finalizer. */
-  async #cleanUpFinished(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    if (!request.metadata.finalizers?.includes(finalizer)) return undefined; // nothing left to do: no writes
+  /**
+   * After the outcome is recorded: delete the run per retention (kept with debug), then drop the
+   * finalizer. The run is the one just followed, else the cached one: a finished request's run was
+   * created long before, and any later event of it wakes the request again (no live reads here, which
+   * a tenant rewriting its request could otherwise drive).
+   */
+  async #cleanUpFinished(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    log: Logger,
+    followed?: V1PipelineRun,
+  ) {
     this.#d.private.slots.release(runName);
+    // Retention holds whether or not our finalizer is still there (a tenant may have removed it).
+    const ours = request.metadata.finalizers?.includes(finalizer) ?? false;
+    const run = followed ?? (await this.#ownRun(request, runName, false));
+    if (!ours && !run) return undefined; // nothing left: no writes
     if (!this.#d.private.getConfig()?.spec?.debug) {
-      // Cache first, then a live read: a cache that lags must never let a finished run leak.
-      const run = await this.#ownRun(request, runName, true);
       if (run && run !== "foreign") {
         const keepMs = this.#keepFinishedMs(run);
-        const finishedAt = Date.parse(request.status?.completionTime ?? "") || this.#now();
+        // When the run finished (private), not what the request's status says (public).
+        const finishedAt =
+          Date.parse(String(run.status?.completionTime ?? "")) ||
+          Date.parse(request.status?.completionTime ?? "") ||
+          this.#now();
         const wait = finishedAt + keepMs - this.#now();
         if (wait > 0) return requeueAfter(wait);
         await this.#deleteRun(run);
         log.info({ pipelineRun: runName }, "finished internal PipelineRun deleted");
       }
     }
-    await this.#removeFinalizer(ws, request);
+    if (ours) await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
@@ -431,25 +461,55 @@ export class RequestReconciler {
       }
       if (!this.#d.private.getConfig()?.spec?.debug) await this.#deleteRun(run);
     }
-    await this.#removeFinalizer(ws, request);
+    if (request.metadata.finalizers?.includes(finalizer)) await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
+  // --- private runs whose request is gone -------------------------------------------------------
+
+  /**
+   * Reconciles one internal PipelineRun (key: its name): a run whose request no longer exists — deleted
+   * without our finalizer (a tenant can remove it), or while the controller was down — is cancelled
+   * and deleted (kept with debug). Every other run is its request's to look after.
+   */
+  reconcileRun = async (runName: string, log: Logger): Promise<ReconcileResult | undefined> => {
+    const run = this.#d.private.getPipelineRun(runName);
+    const ws = this.#d.workspaces.get(run?.metadata?.annotations?.[workspaceAnnotation] ?? "");
+    const [namespace, name] = (run?.metadata?.annotations?.[requestAnnotation] ?? "").split("/");
+    const uid = run?.metadata?.labels?.[requestUidLabel];
+    // Another workspace's (not served here), or not one of ours: not ours to judge.
+    if (!run || !ws || !namespace || !name || !uid) return undefined;
+    if (ws.getRequest(`${namespace}/${name}`)?.metadata.uid === uid) return undefined;
+    // Not in the cache (or replaced there): make sure with a live read before acting.
+    const live = await ignoreNotFound(ws.requests.get(namespace, name));
+    if (live?.metadata.uid === uid) return undefined;
+    if (!runState(run).done) {
+      await this.#cancelRun(run);
+      log.info(
+        { pipelineRun: runName, request: `${namespace}/${name}` },
+        "request gone; internal PipelineRun cancelled",
+      );
+    }
+    if (!this.#d.private.getConfig()?.spec?.debug) {
+      await this.#deleteRun(run);
+      log.info({ pipelineRun: runName }, "internal PipelineRun of a request that is gone deleted");
+    }
+    return undefined;
+  };
+
   // --- reads and writes -----------------------------------------------------------------------
 
-  /** The request whole when the cached copy lacks any of `parts`; undefined if it is gone. */
+  /** The request whole when the cached copy lacks any of `parts`; undefined if it is gone (or was
+   *  replaced by a new object of the same name, which gets a reconcile of its own). */
   async #complete(
     ws: WorkspaceAccess,
     request: InternalRequest,
     ...parts: string[]
   ): Promise<InternalRequest | undefined> {
     if (!isTrimmed(request, ...parts)) return request;
-    try {
-      return await ws.requests.get(request.metadata.namespace as string, request.metadata.name as string);
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    const { namespace, name, uid } = request.metadata as Record<string, string>;
+    const whole = await ignoreNotFound(ws.requests.get(namespace as string, name as string));
+    return whole?.metadata.uid === uid ? whole : undefined;
   }
 
   /**
@@ -497,7 +557,9 @@ export class RequestReconciler {
     return updated;
   }
 
-  async #addFinalizer(ws: WorkspaceAccess, request: InternalRequest): Promise<InternalRequest> {
+  async #addFinalizer(ws: WorkspaceAccess, cached: InternalRequest): Promise<InternalRequest> {
+    const request = await this.#complete(ws, cached, Part.finalizers);
+    if (!request) throw new Error("the request was deleted or replaced while it was being started");
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
     const finalizers = [...(request.metadata.finalizers ?? []), finalizer];
     // resourceVersion makes the merge patch conditional: a concurrent change gets a 409 and a retry.
@@ -508,7 +570,9 @@ export class RequestReconciler {
     return updated;
   }
 
-  async #removeFinalizer(ws: WorkspaceAccess, request: InternalRequest) {
+  async #removeFinalizer(ws: WorkspaceAccess, cached: InternalRequest) {
+    const request = await this.#complete(ws, cached, Part.finalizers);
+    if (!request) return;
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
     const finalizers = (request.metadata.finalizers ?? []).filter((f) => f !== finalizer);
     try {

@@ -19,8 +19,8 @@ export function slotGroup(run: V1PipelineRun): string {
 export class RunSlots {
   /** Unfinished runs as the private cache shows them, by group. */
   readonly #live = new Map<string, Set<string>>();
-  /** Runs this process is creating or has created that the cache does not show yet: name -> group. */
-  readonly #pending = new Map<string, string>();
+  /** Runs this process is creating or has created that the cache does not show yet, by name. */
+  readonly #pending = new Map<string, { group: string; request: string }>();
 
   /** Follows the private cache: call for every change of one of our runs (deleted: gone). */
   observe(run: V1PipelineRun, deleted: boolean): void {
@@ -37,36 +37,42 @@ export class RunSlots {
   /** Runs holding a slot of `group`. */
   inUse(group: string): number {
     let n = this.#live.get(group)?.size ?? 0;
-    for (const g of this.#pending.values()) if (g === group) n++;
+    for (const p of this.#pending.values()) if (p.group === group) n++;
     return n;
   }
 
   /**
-   * Takes a slot of `group` for run `name` when fewer than `max` are in use (or it holds one already).
-   * Returns how many were in use when none is free.
+   * Takes a slot of `group` for run `name` of `request` (its key) when fewer than `max` are in use (or
+   * it holds one already). Returns how many were in use when none is free.
    */
   take(
     group: string,
     name: string,
     max: number | undefined,
+    request: string,
   ): { taken: true } | { taken: false; inUse: number } {
     if (this.#pending.has(name) || this.#live.get(group)?.has(name)) return { taken: true };
     const inUse = this.inUse(group);
     if (max !== undefined && inUse >= max) return { taken: false, inUse };
-    this.#pending.set(name, group);
+    this.#pending.set(name, { group, request });
     return { taken: true };
   }
 
-  /** Gives back the slot of a run whose create failed. */
+  /** Gives back the slot of a run that will not be created (its create failed, or its request ended). */
   release(name: string): void {
     this.#pending.delete(name);
+  }
+
+  /** Gives back the slots a request (by key) holds for runs not created yet: the request is gone. */
+  releaseFor(request: string): void {
+    for (const [name, p] of this.#pending) if (p.request === request) this.#pending.delete(name);
   }
 
   /** Runs holding slots, by group (for the active-runs metric). */
   byGroup(): Map<string, number> {
     const counts = new Map<string, number>();
     for (const [group, names] of this.#live) counts.set(group, names.size);
-    for (const group of this.#pending.values()) counts.set(group, (counts.get(group) ?? 0) + 1);
+    for (const { group } of this.#pending.values()) counts.set(group, (counts.get(group) ?? 0) + 1);
     return counts;
   }
 }

@@ -7,7 +7,9 @@ import type { V1ObjectMeta, V1OwnerReference } from "@kubernetes/client-node";
 import type { InternalRequest, InternalRequestSpec, InternalRequestStatus } from "../generated/crds.ts";
 import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
 import { isTerminal } from "./conditions.ts";
-import { labelPrefix } from "./naming.ts";
+import { finalizer } from "./naming.ts";
+
+const ownFinalizers = [finalizer];
 
 /** Parts of a request the cache may leave out (see isTrimmed). */
 export const Part = {
@@ -24,7 +26,8 @@ type WithDigest = { [digestOf]?: string };
 export function summarizeRequest(request: InternalRequest): InternalRequest {
   const m = request.metadata;
   const owner = controllerOwner(m.ownerReferences);
-  const ours = (m.finalizers ?? []).filter((f) => f.startsWith(`${labelPrefix}/`));
+  // Which of the controller's finalizers it carries: never more than these few, however long the list.
+  const ours = ownFinalizers.filter((f) => m.finalizers?.includes(f));
   // Finished, nothing of ours on it, no CustomRun to mirror it to: no reconcile reads more than that
   // it is finished (most cached requests, and every rejected hostile one).
   const idle = isTerminal(request.status) && ours.length === 0 && !owner;
@@ -130,12 +133,13 @@ function pick<T extends object>(obj: T, keys: (keyof T)[]): Partial<T> {
   return Object.fromEntries(keys.filter((k) => obj[k] !== undefined).map((k) => [k, obj[k]])) as Partial<T>;
 }
 
-/** JSON with object keys sorted and undefined members left out (the spec is at most four levels deep). */
+/** JSON with object keys sorted and undefined or null members left out (the API server prunes nulls),
+ *  so a spec as sent and as stored compare equal. The spec is at most a few levels deep. */
 function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
   if (v !== null && typeof v === "object") {
     const entries = Object.entries(v)
-      .filter(([, x]) => x !== undefined)
+      .filter(([, x]) => x !== undefined && x !== null)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, x]) => `${JSON.stringify(k)}:${canonicalJson(x)}`).join(",")}}`;
   }

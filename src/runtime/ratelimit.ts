@@ -46,7 +46,10 @@ export class ExponentialBackoff implements RateLimiter {
 /**
  * Global token bucket (like golang.org/x/time/rate's Reserve): starts full with `burst` tokens, refills
  * at `qps` per second; each reservation takes a token, going into debt when none is left, and the delay
- * is the time until the debt is repaid. Keys are ignored: the bucket is shared.
+ * is the time until the debt is repaid. Keys are ignored: the bucket is shared. Unlike Reserve, the
+ * debt is capped at one burst: a storm of failures (say, a tenant rewriting its own objects so that
+ * every write conflicts) would otherwise delay every other key's retry without end; now by at most
+ * burst ÷ qps.
  */
 export class TokenBucket implements RateLimiter {
   readonly #perMs: number;
@@ -67,7 +70,7 @@ export class TokenBucket implements RateLimiter {
     const t = this.#now();
     this.#tokens = Math.min(this.#burst, this.#tokens + Math.max(0, t - this.#last) * this.#perMs);
     this.#last = t;
-    this.#tokens -= 1;
+    this.#tokens = Math.max(-this.#burst, this.#tokens - 1);
     return this.#tokens >= 0 ? 0 : -this.#tokens / this.#perMs;
   }
 

@@ -939,6 +939,7 @@ describe("bad input corpus", () => {
         ],
         // No maximum for raw requests' timeouts here: acc-huge-timeout checks the longest one.
         rawPipelineRequests: { timeouts: { maximum: "0s" } },
+        propagateLabels: { keys: ["team.example.com/owner"] },
         allowedServiceAccounts: ["raw-runner"],
       }),
       services,
@@ -1070,7 +1071,7 @@ describe("bad input corpus", () => {
       return r;
     };
 
-    // Label override attempts: the system labels win, others are copied.
+    // Label override attempts: the system labels win; a key the config allows is copied.
     const labelled = run("acc-labels");
     const req = await f.requests.get(ns, "acc-labels");
     const labels = labelled.metadata?.labels ?? {};

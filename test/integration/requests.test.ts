@@ -144,6 +144,57 @@ describe("InternalRequest controller", () => {
     await f.waitForRequest("sign-1", (r) => !r.metadata.finalizers?.includes(finalizer), "finalizer removed");
   });
 
+  it("copies only the labels the policy allows onto the run; the service's own win; the status names the rest", async () => {
+    const caller = "internal-services.appstudio.openshift.io";
+    const f = await fixture({
+      config: (ns) => ({ allowList: ns, propagateLabels: { prefixes: ["release.example.com/"] } }),
+      services: {
+        limited: {
+          pipeline: { pipelineName: "limited" },
+          runLabels: { [`${caller}/rate-limiting-group`]: "signing-server" },
+          runAnnotations: { "queue.example.com/name": "signing" },
+        },
+      },
+    });
+    const callers = {
+      [`${caller}/pipelinerun-uid`]: "pr-uid",
+      [`${caller}/group-id`]: "g-1",
+      [`${caller}/pipeline-name`]: "release",
+      [`${caller}/rate-limited`]: "true",
+      [`${caller}/rate-limiting-group`]: "tenant-choice",
+      [`${caller}/intention`]: "production",
+    };
+    await f.createRequest(
+      "labelled",
+      { service: "limited" },
+      {
+        labels: {
+          ...callers,
+          "release.example.com/application": "app-1",
+          "kueue.x-k8s.io/priority-class": "top",
+          "sidecar.istio.io/inject": "false",
+          app: "signing-server",
+        },
+      },
+    );
+    const [run] = await f.tekton.waitForRuns(1);
+    const labels = run?.metadata?.labels ?? {};
+    for (const [k, v] of Object.entries(callers)) {
+      assert.equal(labels[k], k.endsWith("/rate-limiting-group") ? "signing-server" : v, k);
+    }
+    assert.equal(labels["release.example.com/application"], "app-1", "allowed by the config's prefix");
+    assert.equal(labels["pipelines.appstudio.openshift.io/type"], "release");
+    for (const k of ["kueue.x-k8s.io/priority-class", "sidecar.istio.io/inject", "app"]) {
+      assert.equal(k in labels, false, `${k} not copied`);
+    }
+    assert.equal(run?.metadata?.annotations?.["queue.example.com/name"], "signing");
+    const started = await f.waitForRequest("labelled", (r) => r.status?.pipelineRun !== undefined, "started");
+    assert.equal(
+      started.status?.conditions?.[0]?.message,
+      `accepted; internal PipelineRun started (labels not copied to the internal PipelineRun: "app", "kueue.x-k8s.io/priority-class", "sidecar.istio.io/inject" (the InternalServicesConfig's propagateLabels allows keys))`,
+    );
+  });
+
   it("keeps finished PipelineRuns for the service's retention, then deletes them", async () => {
     const f = await fixture({
       config: allowAll,

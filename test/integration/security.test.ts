@@ -522,11 +522,13 @@ describe("hostile tenants", () => {
     );
     const annotations = { "tenant.example.com/blob": "b".repeat(250_000) };
     const params = { a: "x".repeat(65_536), b: "y".repeat(65_536) };
+    // Finalizers too, named like the controller's own (it must keep only whether its one is there).
+    const finalizers = Array.from({ length: 3000 }, (_, i) => `${labelPrefix}/f${i}-${"x".repeat(50)}`);
     const stuffed = (name: string, ns: string) =>
       f.requests.create(ns, {
         apiVersion: "appstudio.redhat.com/v1alpha1",
         kind: "InternalRequest",
-        metadata: { name, labels, annotations },
+        metadata: { name, labels, annotations, finalizers },
         spec: { service: "open", params },
       });
     const crParams = Array.from({ length: 14 }, (_, i) => ({ name: `p${i}`, value: "z".repeat(65_000) }));
@@ -861,6 +863,67 @@ describe("hostile tenants", () => {
       /^the internal PipelineRun would be \d+ characters, over the limit of 262144: send less data in spec.params/,
     );
     assert.equal(proxy.writesTo("pipelineruns") - writesBefore, 0, "nothing written privately");
+    await stillUp();
+  });
+
+  it("removing the controller's finalizer does not stop cancel-on-delete or retention", async () => {
+    const drop = (name: string) => f.requests.mergePatch(allowed, name, { metadata: { finalizers: null } });
+    // Deleted while running, the finalizer removed first: the run is cancelled and deleted anyway.
+    await f.createRequest("unhooked-running", { service: "vault", params: { digest } });
+    const running = await runOfRequest(f, "unhooked-running");
+    await drop("unhooked-running");
+    await f.requests.delete(allowed, "unhooked-running");
+    await eventually(
+      async () => !(await f.tekton.list()).some((r) => r.metadata?.name === running),
+      "the run of a request deleted without our finalizer is deleted",
+    );
+    // Finished after the finalizer was removed: retention (0s) still deletes the run.
+    await f.createRequest("unhooked-finished", { service: "vault", params: { digest } });
+    const finished = await runOfRequest(f, "unhooked-finished");
+    await drop("unhooked-finished");
+    await f.tekton.succeed(finished);
+    await f.waitForReason("unhooked-finished", "Succeeded");
+    await eventually(
+      async () => !(await f.tekton.list()).some((r) => r.metadata?.name === finished),
+      "the finished run is deleted per retention",
+    );
+    await stillUp();
+  });
+
+  it("a concurrency slot held by a failed create is given back when its request goes", async () => {
+    const one = "one-at-a-time";
+    await f.addService(one, { pipeline: { pipelineName: one }, maxConcurrentRuns: 1 });
+    const writesBefore = proxy.writesTo("pipelineruns");
+    proxy.faults.failWritesTo = "pipelineruns";
+    try {
+      await f.createRequest("slot-a", { service: one });
+      await eventually(
+        () => proxy.writesTo("pipelineruns") > writesBefore,
+        "a create of slot-a's run failed",
+      );
+      await f.requests.mergePatch(allowed, "slot-a", { metadata: { finalizers: null } });
+      await f.requests.delete(allowed, "slot-a");
+    } finally {
+      proxy.faults.failWritesTo = undefined;
+    }
+    await f.createRequest("slot-b", { service: one });
+    await f.tekton.succeed(await runOfRequest(f, "slot-b"));
+    await f.waitForReason("slot-b", "Succeeded");
+    await stillUp();
+  });
+
+  it("an embedded spec with null fields is still adopted (the API server prunes nulls)", async () => {
+    await createCustomRun("with-nulls", {
+      customSpec: {
+        apiVersion: "appstudio.redhat.com/v1alpha1",
+        kind: "InternalRequest",
+        spec: { service: "vault", serviceAccount: null, timeouts: null },
+      },
+      params: [{ name: "digest", value: digest }],
+    });
+    await f.tekton.succeed(await runOfRequest(f, "with-nulls-0"), [{ name: "signature", value: "s" }]);
+    const done = await waitCustomRun("with-nulls");
+    assert.equal(done.status?.conditions?.[0]?.reason, "Succeeded", JSON.stringify(done.status?.conditions));
     await stillUp();
   });
 

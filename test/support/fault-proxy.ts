@@ -20,10 +20,19 @@ export interface Faults {
   down: boolean;
   /** Refuse watch-lists (sendInitialEvents) with the 422 an API server without the feature gives. */
   refuseWatchList: boolean;
+  /** Answer every write to this resource (e.g. "pipelineruns") 503, without passing it on. */
+  failWritesTo: string | undefined;
 }
 
 export class FaultProxy {
-  readonly faults: Faults = { latencyMs: 0, dropRate: 0, errorRate: 0, down: false, refuseWatchList: false };
+  readonly faults: Faults = {
+    latencyMs: 0,
+    dropRate: 0,
+    errorRate: 0,
+    down: false,
+    refuseWatchList: false,
+    failWritesTo: undefined,
+  };
   /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
   readonly stats = { requests: 0, writes: 0, dropped: 0, errors: 0 };
   /** Writes per resource (the plural in the request path, e.g. "pipelineruns", "leases"). */
@@ -76,7 +85,9 @@ export class FaultProxy {
           );
           return;
         }
-        if (Math.random() < this.faults.errorRate) {
+        const write = !["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET");
+        const failed = write && this.faults.failWritesTo === resourceOf(req.url ?? "");
+        if (failed || Math.random() < this.faults.errorRate) {
           this.stats.errors++;
           res.writeHead(503, { "content-type": "application/json" }).end(
             JSON.stringify({

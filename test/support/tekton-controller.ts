@@ -1,4 +1,4 @@
-// Tekton's real pipelines controller, run out of cluster against the public plane (DESIGN-NOTES §2):
+// Tekton's real pipelines controller, run out of cluster against the public plane:
 // its ConfigMaps in a system namespace, the image flags (any strings: no pod ever runs), explicit
 // ports. No kubelet exists, so TaskRuns get Pods that stay Pending; tests complete TaskRuns by hand.
 import { type ChildProcess, spawn } from "node:child_process";

@@ -213,15 +213,15 @@ describe("RunSlots", () => {
 
   test("a slot is taken before the create and held until the run is seen finished", () => {
     const slots = new RunSlots();
-    assert.deepEqual(slots.take("sign", "a", 2), { taken: true });
-    assert.deepEqual(slots.take("sign", "b", 2), { taken: true });
+    assert.deepEqual(slots.take("sign", "a", 2, "r/a"), { taken: true });
+    assert.deepEqual(slots.take("sign", "b", 2, "r/b"), { taken: true });
     // Neither is in the cache yet: both still count.
-    assert.deepEqual(slots.take("sign", "c", 2), { taken: false, inUse: 2 });
-    assert.deepEqual(slots.take("sign", "a", 2), { taken: true }, "the same run holds its slot");
+    assert.deepEqual(slots.take("sign", "c", 2, "r/c"), { taken: false, inUse: 2 });
+    assert.deepEqual(slots.take("sign", "a", 2, "r/a"), { taken: true }, "the same run holds its slot");
     slots.observe(pr("a", "sign"), false);
     assert.equal(slots.inUse("sign"), 2, "seen in the cache: counted once");
     slots.observe(pr("a", "sign", true), false);
-    assert.deepEqual(slots.take("sign", "c", 2), { taken: true });
+    assert.deepEqual(slots.take("sign", "c", 2, "r/c"), { taken: true });
     slots.release("b");
     slots.observe(pr("c", "sign"), true);
     assert.equal(slots.inUse("sign"), 0);
@@ -231,9 +231,9 @@ describe("RunSlots", () => {
     const slots = new RunSlots();
     slots.observe(pr("old", "sign"), false);
     slots.observe(pr("raw", undefined), false);
-    assert.deepEqual(slots.take("sign", "new", 1), { taken: false, inUse: 1 });
-    assert.deepEqual(slots.take(rawPipelineGroup, "raw2", 2), { taken: true });
+    assert.deepEqual(slots.take("sign", "new", 1, "r/new"), { taken: false, inUse: 1 });
+    assert.deepEqual(slots.take(rawPipelineGroup, "raw2", 2, "r/raw2"), { taken: true });
     assert.deepEqual(Object.fromEntries(slots.byGroup()), { sign: 1, [rawPipelineGroup]: 2 });
-    assert.deepEqual(slots.take("other", "x", undefined), { taken: true }, "no limit");
+    assert.deepEqual(slots.take("other", "x", undefined, "r/x"), { taken: true }, "no limit");
   });
 });

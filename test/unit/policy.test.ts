@@ -15,6 +15,12 @@ import {
 } from "../../src/policy/admit.ts";
 import { isAllowed } from "../../src/policy/allowlist.ts";
 import { formatDuration, parseDuration } from "../../src/policy/duration.ts";
+import {
+  defaultPropagatedLabels,
+  droppedLabelsNote,
+  maxPropagatedChars,
+  propagatedLabels,
+} from "../../src/policy/labels.ts";
 import { schemaCacheStats, validateParams } from "../../src/policy/schema.ts";
 
 const H = 3_600_000;
@@ -692,4 +698,87 @@ test("redactParams hides only sensitive values", () => {
   const params = { token: "s3cret", env: "prod" };
   assert.deepEqual(redactParams(params, ["token", "absent"]), { token: "<redacted>", env: "prod" });
   assert.deepEqual(params, { token: "s3cret", env: "prod" });
+});
+
+describe("label propagation", () => {
+  const callers = Object.fromEntries(defaultPropagatedLabels.map((k, i) => [k, `v${i}`]));
+
+  test("the six Konflux caller labels pass by default; everything else is left out and named", () => {
+    const r = propagatedLabels(
+      {
+        ...callers,
+        "kueue.x-k8s.io/priority-class": "high",
+        "sidecar.istio.io/inject": "false",
+        app: "signing-server",
+        "tekton.dev/pipelineRun": "outer",
+        "internal-services.appstudio.openshift.io/customrun-attempt": "0",
+      },
+      undefined,
+    );
+    assert.deepEqual(r.labels, callers);
+    // Tekton's and the bridge's own labels are left out without a note.
+    assert.deepEqual(r.dropped, ["app", "kueue.x-k8s.io/priority-class", "sidecar.istio.io/inject"]);
+    assert.equal(
+      droppedLabelsNote(r.dropped),
+      'labels not copied to the internal PipelineRun: "app", "kueue.x-k8s.io/priority-class", "sidecar.istio.io/inject" (the InternalServicesConfig\'s propagateLabels allows keys)',
+    );
+    assert.equal(droppedLabelsNote([]), undefined);
+  });
+
+  test("the config adds keys and prefixes; the total is capped", () => {
+    const r = propagatedLabels(
+      {
+        "team.example.com/owner": "x",
+        "release.example.com/a": "1",
+        "release.example.com/b": "2",
+        other: "y",
+      },
+      { keys: ["team.example.com/owner"], prefixes: ["release.example.com/"] },
+    );
+    assert.deepEqual(r.labels, {
+      "release.example.com/a": "1",
+      "release.example.com/b": "2",
+      "team.example.com/owner": "x",
+    });
+    assert.deepEqual(r.dropped, ["other"]);
+    const many = Object.fromEntries(
+      Array.from({ length: 200 }, (_, i) => [`p.example.com/k${i}`, "v".repeat(40)]),
+    );
+    const capped = propagatedLabels(many, { prefixes: ["p.example.com/"] });
+    const chars = Object.entries(capped.labels).reduce((n, [k, v]) => n + k.length + v.length, 0);
+    assert.ok(chars <= maxPropagatedChars && capped.dropped.length > 0);
+  });
+
+  test("admit: the service's runLabels win over request labels; dropped keys become a note", () => {
+    const svc: InternalService = {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalService",
+      metadata: { name: "sign" },
+      spec: {
+        pipeline: { pipelineName: "sign" },
+        runLabels: { [`${defaultPropagatedLabels[4]}`]: "signing-server" },
+        runAnnotations: { "kueue.example.com/queue": "sign" },
+      },
+    };
+    const admission = admit({
+      workspace: "public",
+      namespace: "team-a",
+      request: { service: "sign" },
+      config: { allowList: ["team-a"] },
+      service: svc,
+      labels: {
+        [`${defaultPropagatedLabels[4]}`]: "tenant-choice",
+        [`${defaultPropagatedLabels[0]}`]: "pr",
+        app: "x",
+      },
+    });
+    assert.ok(admission.allowed, JSON.stringify(admission));
+    const plan = admission.run;
+    assert.deepEqual(plan.labels, {
+      [`${defaultPropagatedLabels[0]}`]: "pr",
+      [`${defaultPropagatedLabels[4]}`]: "signing-server",
+    });
+    assert.deepEqual(plan.annotations, { "kueue.example.com/queue": "sign" });
+    assert.match(plan.notes.at(-1) ?? "", /labels not copied to the internal PipelineRun: "app"/);
+  });
 });

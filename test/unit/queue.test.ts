@@ -280,6 +280,21 @@ describe("rate limiters", () => {
     assert.ok(Math.abs(tb.when() - 100) < 1e-6);
   });
 
+  test("token bucket debt is capped at one burst: a failure storm delays others by at most burst/qps", () => {
+    let now = 0;
+    const tb = new TokenBucket(10, 100, () => now);
+    // 30 failures a second for ten minutes, from one source (client-go's bucket would owe ~20 minutes).
+    let last = 0;
+    for (let s = 0; s < 600; s++) {
+      for (let i = 0; i < 30; i++) last = tb.when();
+      now += 1_000;
+    }
+    assert.ok(last <= 10_000, `${last} ms`);
+    // And it recovers: after 20 quiet seconds the bucket has tokens again.
+    now += 20_000;
+    assert.equal(tb.when(), 0);
+  });
+
   test("controller rate limiter takes the larger of backoff and bucket delays", () => {
     const now = 0;
     const rl = controllerRateLimiter({ baseDelayMs: 5, qps: 10, burst: 2, now: () => now });

@@ -231,6 +231,7 @@ describe("buildPipelineRun", () => {
     assert.equal(run.metadata?.namespace, "isc-private");
     assert.deepEqual(run.metadata?.labels, {
       [managedByLabel]: managedByValue,
+      "pipelines.appstudio.openshift.io/type": "release",
       [requestNameLabel]: "req-1",
       [requestNamespaceLabel]: "tenant-a",
       [requestUidLabel]: "uid-123",
@@ -244,14 +245,17 @@ describe("buildPipelineRun", () => {
     });
   });
 
-  test("system labels win over request labels", () => {
+  test("the plan's labels and annotations go on the run, never over the controller's own", () => {
     const run = build({
-      request: request({
-        [managedByLabel]: "someone-else",
-        [requestNameLabel]: "spoofed",
-        [requestUidLabel]: "spoofed",
-        [serviceLabel]: "spoofed",
-        "app.example.com/team": "blue",
+      plan: plan({
+        labels: {
+          [managedByLabel]: "someone-else",
+          [requestNameLabel]: "spoofed",
+          [requestUidLabel]: "spoofed",
+          [serviceLabel]: "spoofed",
+          [`${labelPrefix}/rate-limiting-group`]: "signing-server",
+        },
+        annotations: { [`${labelPrefix}/request`]: "spoofed/x", "kueue.example.com/queue": "sign" },
       }),
     });
     const labels = run.metadata?.labels ?? {};
@@ -259,36 +263,17 @@ describe("buildPipelineRun", () => {
     assert.equal(labels[requestNameLabel], "req-1");
     assert.equal(labels[requestUidLabel], "uid-123");
     assert.equal(labels[serviceLabel], "signer");
-    assert.equal(labels["app.example.com/team"], "blue");
+    assert.equal(labels[`${labelPrefix}/rate-limiting-group`], "signing-server");
+    assert.equal(run.metadata?.annotations?.[`${labelPrefix}/request`], "tenant-a/req-1");
+    assert.equal(run.metadata?.annotations?.["kueue.example.com/queue"], "sign");
   });
 
-  test("copies the caller labels existing pipelines rely on, but not tekton.dev/* or other own-prefix labels", () => {
+  test("request labels are not copied by themselves (the plan says which)", () => {
     const run = build({
-      plan: plan({ service: undefined }),
-      request: request({
-        [`${labelPrefix}/pipelinerun-uid`]: "pr-uid",
-        [`${labelPrefix}/group-id`]: "g-1",
-        [`${labelPrefix}/pipeline-name`]: "release",
-        [`${labelPrefix}/service`]: "not-the-service",
-        [`${labelPrefix}/something-else`]: "x",
-        "tekton.dev/pipelineRun": "outer-run",
-        "tekton.dev/task": "outer-task",
-      }),
+      request: request({ "app.example.com/team": "blue", "sidecar.istio.io/inject": "false" }),
     });
-    const labels = run.metadata?.labels ?? {};
-    assert.equal(labels[`${labelPrefix}/pipelinerun-uid`], "pr-uid");
-    assert.equal(labels[`${labelPrefix}/group-id`], "g-1");
-    assert.equal(labels[`${labelPrefix}/pipeline-name`], "release");
-    assert.equal(
-      serviceLabel in labels,
-      false,
-      "no service: no service label, and the caller's is not copied",
-    );
-    assert.equal(`${labelPrefix}/something-else` in labels, false);
-    assert.deepEqual(
-      Object.keys(labels).filter((k) => k.startsWith("tekton.dev/")),
-      [],
-    );
+    assert.equal("app.example.com/team" in (run.metadata?.labels ?? {}), false);
+    assert.equal("sidecar.istio.io/inject" in (run.metadata?.labels ?? {}), false);
   });
 
   test("a workspace name that is not a valid label value is left out of labels but kept in the annotation", () => {

@@ -122,8 +122,8 @@ describe("pipeline sources", () => {
   test("legacy allowedGitResolverURLs: exact url, any revision/pathInRepo, nothing else", () => {
     const legacy: InternalServicesConfigSpec = { allowedGitResolverURLs: ["https://github.com/org/*"] };
     const exact = "https://github.com/org/*"; // "*" is literal in legacy entries
-    // The legacy contract: revision and pathInRepo pass with any value, unchanged.
-    const ok = ref("git", { url: exact, revision: "any/thing", pathInRepo: "../../x.yaml" });
+    // The legacy contract: revision and pathInRepo pass with any safe value, unchanged.
+    const ok = ref("git", { url: exact, revision: "any/thing", pathInRepo: "x/y.yaml" });
     assert.deepEqual(checkPipelineSource(ok, legacy), { ok: true, params: ok.params });
     assert.deepEqual(checkPipelineSource(ref("git", { url: exact }), legacy), {
       ok: true,
@@ -134,6 +134,10 @@ describe("pipeline sources", () => {
       [{ url: "HTTPS://github.com/org/*" }, /param "url" is not this exact URL/],
       [{ url: exact, token: "x" }, /param "token" is not allowed \(only url, revision, pathInRepo\)/],
       [{ revision: "main" }, /param "url" is missing/],
+      // Any value, but never one that leaves the repository or hides a separator.
+      [{ url: exact, pathInRepo: "../../x.yaml" }, /param "pathInRepo" contains a "\.\." path segment/],
+      [{ url: exact, pathInRepo: "a/%2e%2e/x.yaml" }, /param "pathInRepo"/],
+      [{ url: exact, revision: "main\n--upload-pack=x" }, /param "revision"/],
     ];
     for (const [params, why] of cases) {
       const msg = pipelineSourceRejection(ref("git", params), legacy) ?? "";
