@@ -26,7 +26,7 @@ export interface InternalRequestSpec {
   serviceAccount?: string;
   /** Set to "Cancelled" to cancel the request: the controller cancels its internal PipelineRun (or never starts one) and ends the request with reason Cancelled. Once set it cannot be changed. The Tekton custom task sets it when its CustomRun is cancelled or times out; `isc request cancel` sets it too. */
   status?: "Cancelled";
-  /** Tekton timeouts for the internal PipelineRun, as Go durations (e.g. 1h, 45m, 1h30m0s). With spec.service, a missing pipeline timeout takes the service's timeouts.default and every timeout is capped at its timeouts.maximum. The controller also enforces the pipeline timeout itself and fails the request when it is exceeded. */
+  /** Tekton timeouts for the internal PipelineRun, as Go durations (e.g. 1h, 45m, 1h30m0s). With spec.service, a missing pipeline timeout takes the service's timeouts.default and every timeout is capped at its timeouts.maximum. The controller also enforces the pipeline timeout itself and fails the request when it is exceeded. The pipeline timeout counts from when the run starts running: time spent waiting (spec.timeouts.queue) never counts against it. */
   timeouts?: InternalRequestSpecTimeouts;
 }
 
@@ -76,21 +76,23 @@ export interface InternalRequestSpecPipelineTimeouts {
   tasks?: string;
 }
 
-/** Tekton timeouts for the internal PipelineRun, as Go durations (e.g. 1h, 45m, 1h30m0s). With spec.service, a missing pipeline timeout takes the service's timeouts.default and every timeout is capped at its timeouts.maximum. The controller also enforces the pipeline timeout itself and fails the request when it is exceeded. */
+/** Tekton timeouts for the internal PipelineRun, as Go durations (e.g. 1h, 45m, 1h30m0s). With spec.service, a missing pipeline timeout takes the service's timeouts.default and every timeout is capped at its timeouts.maximum. The controller also enforces the pipeline timeout itself and fails the request when it is exceeded. The pipeline timeout counts from when the run starts running: time spent waiting (spec.timeouts.queue) never counts against it. */
 export interface InternalRequestSpecTimeouts {
   /** Maximum duration of the Pipeline's finally tasks. */
   finally?: string;
   /** Maximum duration of the whole PipelineRun; the sum of tasks and finally must not exceed it. "0" or "0s" means no Tekton timeout (a service's timeouts.maximum still applies). */
   pipeline?: string;
+  /** Longest the request may wait for its internal PipelineRun to start running: for a concurrency slot, and held pending by an admission queue in the private cluster (tekton-kueue). Counts from the request's creation; past it the request ends TimedOut (and a held run is cancelled). Default and upper bound: the service's timeouts.queue (for raw requests, the InternalServicesConfig's rawPipelineRequests.timeouts.queue); without either, 24h. */
+  queue?: string;
   /** Maximum duration of the Pipeline's tasks (not its finally tasks). */
   tasks?: string;
 }
 
 /** InternalRequestStatus is the observed state, written only by the controller. */
 export interface InternalRequestStatus {
-  /** Time the request finished (succeeded, failed or was rejected). */
+  /** Time the request finished (with any terminal reason). */
   completionTime?: string;
-  /** Observations of the request. The Succeeded condition is always first (callers read .status.conditions[0].reason): Unknown with reason Running while queued or running, True with reason Succeeded, False with reason Failed (the Pipeline failed or timed out) or Rejected (the request was not allowed or not valid). True and False are final. */
+  /** Observations of the request. The Succeeded condition is always first (callers read .status.conditions[0].reason): Unknown with reason Running while queued or running; True with reason Succeeded; False with reason Failed (the Pipeline failed), Rejected (the request was not allowed or not valid), Cancelled (spec.status Cancelled, or the run was cancelled) or TimedOut (a timeout of spec.timeouts passed). True and False are final (the original controller's False with reason Running, which it wrote while a run was going, is not). */
   conditions?: InternalRequestStatusConditionsItem[];
   /** Names of PipelineRun results that were not copied into results because they were too large. */
   droppedResults?: string[];
@@ -195,6 +197,8 @@ export interface InternalServiceSpecTimeouts {
   default?: string;
   /** Upper bound for every timeout a request gives (pipeline, tasks, finally); larger values, and "no timeout" ("0"), are capped to it. The controller fails a run that exceeds it. */
   maximum?: string;
+  /** Longest a request may wait for its PipelineRun to start running (for a concurrency slot, or held pending by an admission queue in the private cluster), counted from the request's creation: the default of a request's spec.timeouts.queue and its upper bound. Absent: a request's own, else 24h. Waiting never counts against the pipeline timeout. */
+  queue?: string;
 }
 
 /** InternalServiceStatus is the observed state, written only by the controller. */
@@ -286,6 +290,8 @@ export interface InternalServicesConfigSpecRawPipelineRequestsTimeouts {
   default?: string;
   /** Upper bound for every timeout a raw request gives (pipeline, tasks, finally); a longer one, or "0" (no timeout), is capped at it with a note in the request's status. Default 24h; "0s" means no maximum. */
   maximum?: string;
+  /** Longest a raw request may wait for its PipelineRun to start running (see InternalService timeouts.queue). Absent: a request's own, else 24h. */
+  queue?: string;
 }
 
 /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */

@@ -14,7 +14,7 @@ import { checkPipelineSource } from "./sources.ts";
 import { listCapped, quote } from "./text.ts";
 import { resolveTimeouts, type Timeouts, type TimeoutsResult } from "./timeouts.ts";
 
-export { DEFAULT_PIPELINE_TIMEOUT_MS } from "./timeouts.ts";
+export { DEFAULT_PIPELINE_TIMEOUT_MS, DEFAULT_QUEUE_TIMEOUT_MS } from "./timeouts.ts";
 
 export interface AdmitInput {
   /** Name of the remote workspace (cluster) the request lives in. */
@@ -172,11 +172,12 @@ function admitService(input: AdmitInput, name: string, service: InternalService)
     );
   }
 
-  let limits: { defaultMs?: number; maximumMs?: number; keepMs: number };
+  let limits: { defaultMs?: number; maximumMs?: number; queueMs?: number; keepMs: number };
   try {
     limits = {
       defaultMs: optionalDuration(spec.timeouts?.default),
       maximumMs: optionalDuration(spec.timeouts?.maximum),
+      queueMs: optionalDuration(spec.timeouts?.queue),
       keepMs: parseDuration(spec.retention?.keepFinishedPipelineRuns ?? "0s"),
     };
   } catch (err) {
@@ -223,11 +224,12 @@ function admitRaw(
       `spec.params hold ${size} characters (names and values), over the ${maxSize} allowed for raw pipeline requests (rawPipelineRequests.maxParamsSize of the InternalServicesConfig): pass large data by reference, or use an InternalService`,
     );
   }
-  let limits: { defaultMs: number; maximumMs: number; owner: string };
+  let limits: { defaultMs: number; maximumMs: number; queueMs?: number; owner: string };
   try {
     limits = {
       defaultMs: optionalDuration(raw.timeouts?.default) ?? rawDefaults.timeoutDefaultMs,
       maximumMs: optionalDuration(raw.timeouts?.maximum) ?? rawDefaults.timeoutMaximumMs,
+      queueMs: optionalDuration(raw.timeouts?.queue),
       owner: "the InternalServicesConfig's rawPipelineRequests",
     };
   } catch (err) {

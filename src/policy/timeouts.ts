@@ -5,18 +5,25 @@ import { formatDuration, parseDuration } from "./duration.ts";
  *  (config-defaults default-timeout-minutes: 60), stated explicitly so our watchdog agrees with Tekton. */
 export const DEFAULT_PIPELINE_TIMEOUT_MS = 60 * 60 * 1000;
 
+/** Longest wait for a run to start when neither the request nor the service says: nothing waits
+ *  without end (a Tekton that never starts the run, a queue that never admits it). */
+export const DEFAULT_QUEUE_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+
 export interface Timeouts {
   /** 0 means no timeout (only possible without a service maximum). */
   pipelineMs: number;
   tasksMs?: number;
   finallyMs?: number;
+  /** Longest wait for the run to start (a concurrency slot, a private admission queue), from the
+   *  request's creation. Never part of the run's own timeouts. */
+  queueMs: number;
 }
 
 export type TimeoutsResult =
   | { ok: true; timeouts: Timeouts; notes: string[] }
   | { ok: false; message: string };
 
-type Asked = { pipeline?: string; tasks?: string; finally?: string };
+type Asked = { pipeline?: string; tasks?: string; finally?: string; queue?: string };
 type Field = keyof Asked;
 
 export interface TimeoutLimits {
@@ -26,6 +33,8 @@ export interface TimeoutLimits {
   /** Where the limits are set, for messages, e.g. "the InternalServicesConfig's rawPipelineRequests";
    *  default: the service. */
   owner?: string;
+  /** The longest wait to start: the default of a request's queue timeout and its cap. */
+  queueMs?: number;
 }
 
 /** `field` names are prefixed with `prefix` in messages (e.g. "spec.timeouts"). */
@@ -37,7 +46,7 @@ export function resolveTimeouts(
   const maximum = limits.owner ? `${limits.owner}.timeouts.maximum` : "the service maximum";
   const defaultFrom = limits.owner ? `${limits.owner}.timeouts.default` : "the service's timeouts.default";
   const parsed: Partial<Record<Field, number>> = {};
-  for (const field of ["pipeline", "tasks", "finally"] as const) {
+  for (const field of ["pipeline", "tasks", "finally", "queue"] as const) {
     const text = asked?.[field];
     if (text === undefined) continue;
     try {
@@ -66,7 +75,7 @@ export function resolveTimeouts(
         : "the default pipeline timeout";
   const pipelineAsked = parsed.pipeline ?? limits.defaultMs ?? DEFAULT_PIPELINE_TIMEOUT_MS;
   const pipelineMs = cap(pipelineFrom, pipelineAsked);
-  const timeouts: Timeouts = { pipelineMs };
+  const timeouts: Timeouts = { pipelineMs, queueMs: queueTimeout(parsed.queue, limits, prefix, notes) };
   if (parsed.tasks !== undefined) timeouts.tasksMs = cap(`${prefix}.tasks`, parsed.tasks);
   if (parsed.finally !== undefined) timeouts.finallyMs = cap(`${prefix}.finally`, parsed.finally);
 
@@ -80,6 +89,24 @@ export function resolveTimeouts(
     };
   }
   return { ok: true, timeouts, notes };
+}
+
+/** The request's queue timeout, capped at the limit (with a note); without one asked, the limit. */
+function queueTimeout(
+  asked: number | undefined,
+  limits: TimeoutLimits,
+  prefix: string,
+  notes: string[],
+): number {
+  if (!limits.queueMs) return asked || DEFAULT_QUEUE_TIMEOUT_MS;
+  const max = limits.queueMs;
+  if (asked !== undefined && asked !== 0 && asked <= max) return asked;
+  if (asked !== undefined) {
+    const what = asked === 0 ? '"0" (no limit)' : formatDuration(asked);
+    const where = limits.owner ? `${limits.owner}.timeouts.queue` : "the service's timeouts.queue";
+    notes.push(`${prefix}.queue ${what} capped at ${where} ${formatDuration(max)}`);
+  }
+  return max;
 }
 
 // Tekton's PipelineRun validation: with a finite pipeline timeout, tasks and finally must be finite and

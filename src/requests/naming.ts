@@ -14,6 +14,8 @@ export const serviceAnnotation = `${labelPrefix}/service`;
 /** On the internal PipelineRun: the request's workspace and "namespace/name", in full. */
 export const workspaceAnnotation = `${labelPrefix}/workspace`;
 export const requestAnnotation = `${labelPrefix}/request`;
+/** On the internal PipelineRun: when waiting to start (held pending by an admission queue) ends. */
+export const queueDeadlineAnnotation = `${labelPrefix}/queue-deadline`;
 export const managedByLabel = "app.kubernetes.io/managed-by";
 export const releaseTypeLabel = "pipelines.appstudio.openshift.io/type";
 export const managedByValue = "internal-service-controller";

@@ -11,6 +11,7 @@ import {
   isValidLabelValue,
   managedByLabel,
   managedByValue,
+  queueDeadlineAnnotation,
   releaseTypeLabel,
   requestAnnotation,
   requestNameLabel,
@@ -89,10 +90,30 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
         [requestAnnotation]: `${meta.namespace}/${meta.name}`,
         // Service names can be longer than a label value: the concurrency limit reads this one.
         ...(plan.service ? { [serviceAnnotation]: plan.service } : {}),
+        ...queueDeadline(request, plan.timeouts.queueMs),
       },
     },
     spec,
   } as V1PipelineRun;
+}
+
+/** The queue timeout as a deadline from the request's creation (on the run, which is private). */
+function queueDeadline(request: InternalRequest, queueMs: number): Record<string, string> {
+  const created = Date.parse(String(request.metadata.creationTimestamp ?? ""));
+  if (!created) return {};
+  return { [queueDeadlineAnnotation]: new Date(created + queueMs).toISOString().replace(/\.\d+Z$/, "Z") };
+}
+
+/** Tekton's spec.status while an admission queue (tekton-kueue) holds the run; Tekton leaves it alone. */
+export const pendingStatus = "PipelineRunPending";
+
+/**
+ * When the run started running (ms), for its own timeout: Tekton's startTime. Undefined while it has
+ * not: held pending by an admission queue, or not picked up by Tekton yet. That is waiting, which
+ * counts against the queue timeout (from the request's creation), never against the run's own.
+ */
+export function runStartedAt(run: V1PipelineRun): number | undefined {
+  return Date.parse(String(run.status?.startTime ?? "")) || undefined;
 }
 
 /**
@@ -121,6 +142,9 @@ export interface RunState {
   message: string;
 }
 
+/** The label tekton-kueue (Kueue) puts on the runs it queues: which queue holds it. */
+const kueueQueueLabel = "kueue.x-k8s.io/queue-name";
+
 const cancelledReasons = new Set([
   "Cancelled",
   "CancelledRunningFinally",
@@ -147,6 +171,10 @@ export function runState(run: V1PipelineRun): RunState {
 /** "2/5 tasks completed", from Tekton's running message and the resolved pipeline spec. */
 export function progressMessage(run: V1PipelineRun): string {
   const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  if (run.spec?.status === pendingStatus && !c) {
+    const queue = run.metadata?.labels?.[kueueQueueLabel];
+    return `queued in the private cluster: the internal PipelineRun is held pending admission${queue ? ` (queue ${queue})` : ""}`;
+  }
   const total =
     (run.status?.pipelineSpec?.tasks?.length ?? 0) + (run.status?.pipelineSpec?.finally?.length ?? 0);
   const completed = /Tasks Completed: (\d+)/.exec(c?.message ?? "")?.[1];

@@ -13,7 +13,7 @@ import type {
 } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
 import { admit, callerRejection } from "../policy/admit.ts";
-import { parseDuration } from "../policy/duration.ts";
+import { formatDuration, parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
@@ -29,11 +29,12 @@ import {
   finalizer,
   parseKey,
   pipelineRunName,
+  queueDeadlineAnnotation,
   requestAnnotation,
   requestUidLabel,
   workspaceAnnotation,
 } from "./naming.ts";
-import { buildPipelineRun, copyResults, runState } from "./pipelinerun.ts";
+import { buildPipelineRun, copyResults, pendingStatus, runStartedAt, runState } from "./pipelinerun.ts";
 import { type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
 import { Part } from "./summary.ts";
 
@@ -177,13 +178,28 @@ export class RequestReconciler {
     if (!slot.taken) {
       const who = plan.service ? `service "${plan.service}"` : "raw pipeline requests";
       const message = `queued: ${who} ${plan.service ? "is" : "are"} running ${slot.inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
+      // The queue timeout counts from the request's creation (set by the API server).
+      const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+      const queueLeft = created + plan.timeouts.queueMs - this.#now();
+      if (queueLeft <= 0) {
+        const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for a concurrency slot`;
+        const finished = await this.#finish(
+          ws,
+          request,
+          "TimedOut",
+          `${waited}: ${message.slice("queued: ".length)}`,
+          {},
+        );
+        return this.#cleanUpFinished(ws, finished, runName, log);
+      }
       this.#waitingForSlot.add(key);
       if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
         await this.#writeStatus(ws, request, {
           ...this.#running(request, message),
           ...(plan.service ? { service: plan.service } : {}),
         });
-      return { requeueAfterMs: this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs };
+      const recheck = this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs;
+      return requeueAfter(Math.min(recheck, queueLeft));
     }
 
     let created: V1PipelineRun;
@@ -303,9 +319,11 @@ export class RequestReconciler {
       // Clean up in the same pass: no second trip through the queue for the same request.
       return this.#cleanUpFinished(ws, finished, runName, log, run);
     }
-    // Timed from the run's own creation (private), not from the request's status (public).
+    // Not running yet (held pending, or not picked up): waiting, which counts against the queue timeout only.
+    const started = runStartedAt(run);
+    if (started === undefined) return this.#waiting(ws, request, runName, run, state.message, log);
+    // Timed from when the run started (private), not from the request's status (public).
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
-    const started = Date.parse(String(run.metadata?.creationTimestamp ?? "")) || this.#now();
     const remaining = started + timeoutMs - this.#now();
     if (timeoutMs > 0 && remaining <= 0) {
       await this.#cancelRun(run);
@@ -324,6 +342,34 @@ export class RequestReconciler {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
     return timeoutMs > 0 ? requeueAfter(remaining) : undefined;
+  }
+
+  /**
+   * A run that has not started: held pending by an admission queue in the private cluster (say so),
+   * or not picked up by Tekton yet. Ended at its queue deadline.
+   */
+  async #waiting(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    run: V1PipelineRun,
+    message: string,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    const held = run.spec?.status === pendingStatus;
+    const deadline = Date.parse(run.metadata?.annotations?.[queueDeadlineAnnotation] ?? "");
+    if (deadline && this.#now() >= deadline) {
+      await this.#cancelRun(run);
+      const what = held ? "held pending admission in the private cluster" : "not started by Tekton";
+      const why = `${what} past its queue timeout (until ${rfc3339(new Date(deadline))}); internal PipelineRun cancelled`;
+      const finished = await this.#finish(ws, request, "TimedOut", why, {});
+      return this.#cleanUpFinished(ws, finished, runName, log, run);
+    }
+    // Never touches the run's spec.status: the queue releases it, not us. Until Tekton picks a run up
+    // there is nothing to say beyond "accepted; started" (and its notes).
+    if (held && succeededCondition(request.status)?.message !== message)
+      await this.#writeStatus(ws, request, this.#running(request, message));
+    return deadline ? requeueAfter(deadline - this.#now()) : undefined;
   }
 
   /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */

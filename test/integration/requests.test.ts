@@ -195,6 +195,74 @@ describe("InternalRequest controller", () => {
     );
   });
 
+  it("private admission queues: a held run is reported queued, never released by us, and its wait is not run time", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: { held: { pipeline: { pipelineName: "held" }, timeouts: { default: "3s" } } },
+    });
+    const created = await f.createRequest("held-1", { service: "held" });
+    const [run] = await f.tekton.waitForRuns(1);
+    const name = run?.metadata?.name as string;
+    await f.tekton.hold(name, "signing");
+    const queued =
+      "queued in the private cluster: the internal PipelineRun is held pending admission (queue signing)";
+    await f.waitForRequest("held-1", (r) => r.status?.conditions?.[0]?.message === queued, "reported held");
+    // Held longer than its 3 s pipeline timeout: still running, and still held (we never clear it).
+    const since = Date.parse(String(created.metadata.creationTimestamp));
+    await eventually(async () => {
+      const r = await f.requests.get(f.namespaces[0] as string, "held-1");
+      assert.equal(r.status?.conditions?.[0]?.reason, "Running", "the wait does not count as run time");
+      return Date.now() - since > 5_000 || undefined;
+    }, "held for more than the pipeline timeout");
+    assert.equal((await f.tekton.runs.get(f.privateNs, name)).spec?.status, "PipelineRunPending");
+    await f.tekton.admit(name);
+    await f.tekton.succeed(name);
+    await f.waitForReason("held-1", "Succeeded");
+  });
+
+  it("a queue timeout ends a request held too long, or waiting too long for a concurrency slot", async () => {
+    const f = await fixture({
+      config: allowAll,
+      services: {
+        single: {
+          pipeline: { pipelineName: "single" },
+          maxConcurrentRuns: 1,
+          timeouts: { queue: "1h" },
+          retention: { keepFinishedPipelineRuns: "1h" }, // keeps the cancelled run to look at
+        },
+      },
+    });
+    await f.createRequest("held-2", { service: "single", timeouts: { queue: "2s" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    const name = run?.metadata?.name as string;
+    await f.tekton.hold(name, "signing");
+    // The slot is taken by the held run: the next request waits for it, with its own 1 s.
+    await f.createRequest("waiting", { service: "single", timeouts: { queue: "1s" } });
+    const waited = await f.waitForReason("waiting", "TimedOut");
+    assert.equal(
+      waited.status?.conditions?.[0]?.message,
+      'waited longer than its queue timeout (1s) for a concurrency slot: service "single" is running 1 of at most 1 concurrent runs',
+    );
+    const held = await f.waitForReason("held-2", "TimedOut");
+    assert.match(
+      held.status?.conditions?.[0]?.message ?? "",
+      /^held pending admission in the private cluster past its queue timeout \(until .+Z\); internal PipelineRun cancelled$/,
+    );
+    assert.equal((await f.tekton.runs.get(f.privateNs, name)).spec?.status, "Cancelled");
+    await f.tekton.markCancelled(name); // Tekton's part: the slot is free once the run is done
+    // Beyond the service's own limit a request's is capped, with a note.
+    await f.createRequest("capped-queue", { service: "single", timeouts: { queue: "5h" } });
+    const capped = await f.waitForRequest(
+      "capped-queue",
+      (r) => r.status?.pipelineRun !== undefined,
+      "started",
+    );
+    assert.match(
+      capped.status?.conditions?.[0]?.message ?? "",
+      /spec.timeouts.queue 5h0m0s capped at the service's timeouts.queue 1h0m0s/,
+    );
+  });
+
   it("keeps finished PipelineRuns for the service's retention, then deletes them", async () => {
     const f = await fixture({
       config: allowAll,
@@ -381,7 +449,7 @@ describe("InternalRequest controller", () => {
     await assert.rejects(f.requests.mergePatch(ns, "cancel-me", { spec: { status: null } }), { code: 422 });
   });
 
-  it("times a request out itself and cancels the PipelineRun", async () => {
+  it("times a request out itself, from when its run started, and cancels the PipelineRun", async () => {
     const f = await fixture({
       config: allowAll,
       services: { sign: { ...signService, timeouts: { default: "2s", maximum: "1h" } } },
@@ -389,6 +457,7 @@ describe("InternalRequest controller", () => {
     await f.createRequest("slow", { service: "sign", params: { digest: "sha256:abcdef12" } });
     const [run] = await f.tekton.waitForRuns(1);
     assert.equal(run?.spec?.timeouts?.pipeline, "2s");
+    await f.tekton.progress(run?.metadata?.name as string, 0, 1); // Tekton starts it: the clock runs
     const r = await f.waitForReason("slow", "TimedOut");
     assert.equal(r.status?.conditions?.[0]?.status, "False");
     const cancelled = await f.tekton.runs

@@ -16,7 +16,7 @@ import type {
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
 import { type Manager, startManager, type WorkspaceConfig } from "../../src/manager.ts";
-import { silentLogger } from "../../src/runtime/log.ts";
+import { newLogger, silentLogger } from "../../src/runtime/log.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { type TestPlanes, testPlanes } from "./planes.ts";
@@ -105,7 +105,7 @@ export class Fixture {
       ],
       privateKubeConfig: extra.privateKubeConfig ?? this.privateKc,
       controllerNamespace: this.privateNs,
-      log: silentLogger,
+      log: process.env.FIXTURE_LOG ? newLogger("debug") : silentLogger,
       metrics: new Metrics({ processMetrics: false }),
       afterCreate: extra.afterCreate,
       queuedRecheckMs: extra.queuedRecheckMs,

@@ -136,6 +136,20 @@ export class FakeTekton {
     };
   }
 
+  /** What an admission queue (tekton-kueue's webhook) does to a new run: holds it pending, in a queue. */
+  async hold(name: string, queue: string): Promise<void> {
+    await this.runs.mergePatch(this.namespace, name, {
+      metadata: { labels: { "kueue.x-k8s.io/queue-name": queue } },
+      spec: { status: "PipelineRunPending" },
+    });
+  }
+
+  /** The queue admits the run: the pending status goes, and Tekton starts it. */
+  async admit(name: string): Promise<void> {
+    await this.runs.mergePatch(this.namespace, name, { spec: { status: null } });
+    await this.progress(name, 0, 1);
+  }
+
   /** Tekton's reaction to spec.status "Cancelled". */
   async markCancelled(name: string): Promise<void> {
     await this.runs.patchStatus(this.namespace, name, {

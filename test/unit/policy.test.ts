@@ -10,6 +10,7 @@ import {
   type Admission,
   admit,
   DEFAULT_PIPELINE_TIMEOUT_MS,
+  DEFAULT_QUEUE_TIMEOUT_MS as Q,
   rawDefaults,
   redactParams,
 } from "../../src/policy/admit.ts";
@@ -22,6 +23,7 @@ import {
   propagatedLabels,
 } from "../../src/policy/labels.ts";
 import { schemaCacheStats, validateParams } from "../../src/policy/schema.ts";
+import { resolveTimeouts } from "../../src/policy/timeouts.ts";
 
 const H = 3_600_000;
 const M = 60_000;
@@ -433,16 +435,18 @@ describe("admit", () => {
   test("timeouts: request, service default, 1h default, capped at the maximum with a note", () => {
     const svc = service({ timeouts: { default: "30m", maximum: "2h" } });
     const timeouts = (request: InternalRequestSpec, s = svc) => allowed(run(request, { svc: s }));
-    assert.deepEqual(timeouts({ service: "sign" }).timeouts, { pipelineMs: 30 * M });
+    assert.deepEqual(timeouts({ service: "sign" }).timeouts, { pipelineMs: 30 * M, queueMs: Q });
     assert.deepEqual(timeouts({ service: "sign" }, service()).timeouts, {
       pipelineMs: DEFAULT_PIPELINE_TIMEOUT_MS,
+      queueMs: Q,
     });
     assert.equal(DEFAULT_PIPELINE_TIMEOUT_MS, H);
     assert.deepEqual(timeouts({ service: "sign", timeouts: { pipeline: "1h30m" } }).timeouts, {
       pipelineMs: 90 * M,
+      queueMs: Q,
     });
     const capped = timeouts({ service: "sign", timeouts: { pipeline: "5h", tasks: "4h" } });
-    assert.deepEqual(capped.timeouts, { pipelineMs: 2 * H, tasksMs: 2 * H });
+    assert.deepEqual(capped.timeouts, { pipelineMs: 2 * H, tasksMs: 2 * H, queueMs: Q });
     assert.deepEqual(capped.notes, [
       "spec.timeouts.pipeline 5h0m0s capped at the service maximum 2h0m0s",
       "spec.timeouts.tasks 4h0m0s capped at the service maximum 2h0m0s",
@@ -451,10 +455,10 @@ describe("admit", () => {
 
   test('timeouts: "0" means none, unless a maximum caps it', () => {
     const none = allowed(run({ service: "sign", timeouts: { pipeline: "0" } }, { svc: service() }));
-    assert.deepEqual(none.timeouts, { pipelineMs: 0 });
+    assert.deepEqual(none.timeouts, { pipelineMs: 0, queueMs: Q });
     const svc = service({ timeouts: { maximum: "1h" } });
     const capped = allowed(run({ service: "sign", timeouts: { pipeline: "0s" } }, { svc }));
-    assert.deepEqual(capped.timeouts, { pipelineMs: H });
+    assert.deepEqual(capped.timeouts, { pipelineMs: H, queueMs: Q });
     assert.deepEqual(capped.notes, [
       'spec.timeouts.pipeline "0" (no timeout) capped at the service maximum 1h0m0s',
     ]);
@@ -529,7 +533,7 @@ describe("admit", () => {
         maxConcurrentRuns: 2,
         keepFinishedMs: 10 * M,
         sensitiveParams: ["token"],
-        timeouts: { pipelineMs: H },
+        timeouts: { pipelineMs: H, queueMs: Q },
         notes: [],
       },
     });
@@ -567,7 +571,7 @@ describe("admit", () => {
       maxConcurrentRuns: rawDefaults.maxConcurrentRuns,
       keepFinishedMs: 0,
       sensitiveParams: [],
-      timeouts: { pipelineMs: 2 * H, tasksMs: H },
+      timeouts: { pipelineMs: 2 * H, tasksMs: H, queueMs: Q },
       notes: [],
     });
     const newer = allowed(
@@ -594,8 +598,8 @@ describe("admit", () => {
       "none is allowed",
     );
     assert.equal(allowed(run({ pipeline: { pipelineRef } })).serviceAccount, undefined);
-    assert.deepEqual(newer.timeouts, { pipelineMs: 20 * M });
-    assert.deepEqual(allowed(run({ pipeline: { pipelineRef } })).timeouts, { pipelineMs: H });
+    assert.deepEqual(newer.timeouts, { pipelineMs: 20 * M, queueMs: Q });
+    assert.deepEqual(allowed(run({ pipeline: { pipelineRef } })).timeouts, { pipelineMs: H, queueMs: Q });
     denied(
       run({ pipeline: { pipelineRef, timeouts: { pipeline: "2 days" } } }),
       "InvalidTimeout",
@@ -629,7 +633,7 @@ describe("admit", () => {
     };
     // Defaults: 1h default, 24h maximum (a "0" is capped, with a note), 100 runs, 64 KiB of params.
     const forever = allowed(run({ pipeline: { pipelineRef }, timeouts: { pipeline: "0" } }));
-    assert.deepEqual(forever.timeouts, { pipelineMs: 24 * H });
+    assert.deepEqual(forever.timeouts, { pipelineMs: 24 * H, queueMs: Q });
     assert.deepEqual(forever.notes, [
       `spec.timeouts.pipeline "0" (no timeout) capped at the InternalServicesConfig's rawPipelineRequests.timeouts.maximum 24h0m0s`,
     ]);
@@ -648,7 +652,7 @@ describe("admit", () => {
       },
     };
     const limited = allowed(run({ pipeline: { pipelineRef } }, { cfg }));
-    assert.deepEqual(limited.timeouts, { pipelineMs: 10 * M });
+    assert.deepEqual(limited.timeouts, { pipelineMs: 10 * M, queueMs: Q });
     assert.equal(limited.maxConcurrentRuns, 3);
     assert.deepEqual(
       allowed(run({ pipeline: { pipelineRef }, timeouts: { pipeline: "3h" } }, { cfg })).notes,
@@ -780,5 +784,34 @@ describe("label propagation", () => {
     });
     assert.deepEqual(plan.annotations, { "kueue.example.com/queue": "sign" });
     assert.match(plan.notes.at(-1) ?? "", /labels not copied to the internal PipelineRun: "app"/);
+  });
+});
+
+describe("queue timeout", () => {
+  const H = 3_600_000;
+  test("default 24h; the request's own, capped at the service's with a note; never part of Tekton's", () => {
+    const none = resolveTimeouts(undefined, {});
+    assert.ok(none.ok);
+    assert.equal(none.timeouts.queueMs, 24 * H);
+    const own = resolveTimeouts({ queue: "30m" }, { queueMs: H });
+    assert.ok(own.ok);
+    assert.equal(own.timeouts.queueMs, H / 2);
+    assert.deepEqual(own.notes, []);
+    const over = resolveTimeouts({ queue: "5h" }, { queueMs: H });
+    assert.ok(over.ok);
+    assert.equal(over.timeouts.queueMs, H);
+    assert.deepEqual(over.notes, [
+      "spec.timeouts.queue 5h0m0s capped at the service's timeouts.queue 1h0m0s",
+    ]);
+    const zero = resolveTimeouts(
+      { queue: "0" },
+      { queueMs: H, owner: "the InternalServicesConfig's rawPipelineRequests" },
+    );
+    assert.ok(zero.ok);
+    assert.deepEqual(zero.notes, [
+      `spec.timeouts.queue "0" (no limit) capped at the InternalServicesConfig's rawPipelineRequests.timeouts.queue 1h0m0s`,
+    ]);
+    const bad = resolveTimeouts({ queue: "soon" }, {});
+    assert.equal(bad.ok, false);
   });
 });

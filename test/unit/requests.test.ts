@@ -203,7 +203,7 @@ function plan(overrides: Partial<RunPlan> = {}): RunPlan {
     service: "signer",
     pipelineName: "sign-pipeline",
     params: {},
-    timeouts: { pipelineMs: 3_600_000 },
+    timeouts: { pipelineMs: 3_600_000, queueMs: 86_400_000 },
     keepFinishedMs: 0,
     sensitiveParams: [],
     notes: [],
@@ -295,7 +295,7 @@ describe("buildPipelineRun", () => {
   test("formats timeouts as Go durations, only those set", () => {
     assert.deepEqual(build().spec?.timeouts, { pipeline: "1h0m0s" });
     const run = build({
-      plan: plan({ timeouts: { pipelineMs: 5_400_000, tasksMs: 3_600_000, finallyMs: 90_500 } }),
+      plan: plan({ timeouts: { pipelineMs: 5_400_000, tasksMs: 3_600_000, finallyMs: 90_500, queueMs: 1 } }),
     });
     assert.deepEqual(run.spec?.timeouts, { pipeline: "1h30m0s", tasks: "1h0m0s", finally: "1m30.5s" });
   });
