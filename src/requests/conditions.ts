@@ -18,9 +18,17 @@ export function succeededCondition(status: { conditions?: Condition[] } | undefi
   return status?.conditions?.find((c) => c.type === "Succeeded");
 }
 
+/** Finished: True, or False with a final reason. The original Go controller wrote False with reason
+ *  Running while its run was going: that is still in flight (see isLegacyRunning). */
 export function isTerminal(status: InternalRequestStatus | undefined): boolean {
   const c = succeededCondition(status);
-  return c !== undefined && c.status !== "Unknown";
+  return c !== undefined && c.status !== "Unknown" && !isLegacyRunning(status);
+}
+
+/** The Go controller's "running" shape: Succeeded False, reason Running. */
+export function isLegacyRunning(status: InternalRequestStatus | undefined): boolean {
+  const c = succeededCondition(status);
+  return c?.status === "False" && c.reason === "Running";
 }
 
 /** The conditions list with Succeeded set (first) and every other condition kept after it. */

@@ -23,6 +23,8 @@ export const managedByValue = "internal-service-controller";
 export const managedSelector = `${managedByLabel}=${managedByValue}`;
 
 export const finalizer = "internal-services.appstudio.openshift.io/finalizer";
+/** The original Go controller's finalizer: treated as ours when a request it served is deleted. */
+export const legacyFinalizer = "internal-services.appstudio.openshift.io/pipelinerun-cleanup";
 
 export interface RequestKey {
   workspace: string;

@@ -18,6 +18,7 @@ import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
 import {
+  isLegacyRunning,
   isTerminal,
   type Reason,
   requeueAfter,
@@ -27,10 +28,16 @@ import {
 } from "./conditions.ts";
 import {
   finalizer,
+  isValidLabelValue,
+  legacyFinalizer,
+  managedByLabel,
+  managedByValue,
   parseKey,
   pipelineRunName,
   queueDeadlineAnnotation,
   requestAnnotation,
+  requestNameLabel,
+  requestNamespaceLabel,
   requestUidLabel,
   workspaceAnnotation,
 } from "./naming.ts";
@@ -76,6 +83,24 @@ export interface RequestReconcilerDeps {
 }
 
 const defaultQueuedRecheckMs = 2_000;
+/** How often a run the Go controller started is looked at (no watch of ours sees it). */
+const legacyPollMs = 10_000;
+
+const hasOurFinalizer = (r: InternalRequest) =>
+  r.metadata.finalizers?.some((f) => f === finalizer || f === legacyFinalizer) ?? false;
+
+/** A run the Go controller made for `request`: its labels name the request, and it is not older. */
+function isLegacyRunOf(run: V1PipelineRun, request: InternalRequest): boolean {
+  const labels = run.metadata?.labels ?? {};
+  const created = (x: { creationTimestamp?: unknown } | undefined) =>
+    Date.parse(String(x?.creationTimestamp ?? "")) || 0;
+  return (
+    labels[managedByLabel] !== managedByValue &&
+    labels[requestNameLabel] === request.metadata.name &&
+    labels[requestNamespaceLabel] === request.metadata.namespace &&
+    created(run.metadata) >= created(request.metadata)
+  );
+}
 
 /** A request larger than this (labels, annotations and spec; characters) is Rejected unread. Every
  *  spec the CRD allows fits; only metadata stuffed by a tenant can pass it. */
@@ -111,25 +136,34 @@ export class RequestReconciler {
       this.#d.private.slots.releaseFor(key);
       return undefined;
     }
-    const ours = request.metadata.finalizers?.includes(finalizer) ?? false;
+    const finalizers = request.metadata.finalizers ?? [];
+    const ours = finalizers.includes(finalizer);
     const finished = isTerminal(request.status);
-    // The private run is always the one derived from the request's uid, whatever its public status says.
+    const deleting = request.metadata.deletionTimestamp !== undefined;
+    // The private run is always the one derived from the request's uid, whatever its public status says
+    // (or, for a request the Go controller started, the one it names, checked: see #legacyRun).
     const runName = pipelineRunName(ws.name, name, request.metadata.uid as string);
-    // Finished or going, with nothing of ours left (our finalizer, which a tenant can remove, or a run
-    // in the private cache): nothing to do, and nothing to read.
-    const leftovers = ours || this.#d.private.getPipelineRun(runName) !== undefined;
-    if ((finished || request.metadata.deletionTimestamp) && !leftovers) return undefined;
+    // Finished or going, with nothing of ours left (our finalizer, which a tenant can remove, the Go
+    // controller's when going, or a run in the private cache): nothing to do, and nothing to read.
+    const leftovers =
+      ours ||
+      (deleting && finalizers.includes(legacyFinalizer)) ||
+      this.#d.private.getPipelineRun(runName) !== undefined;
+    if ((finished || deleting) && !leftovers) return undefined;
     // Status writes build on the conditions (finalizer writes read the list whole themselves).
     request = await this.#complete(ws, request, Part.conditions);
     if (!request) return undefined;
 
-    if (request.metadata.deletionTimestamp) return this.#finalize(ws, request, runName, log);
+    if (deleting) return this.#finalize(ws, request, runName, log);
     if (finished) return this.#cleanUpFinished(ws, request, runName, log);
     if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
     // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live.
     const live = ours || request.status?.pipelineRun !== undefined;
-    const run = await this.#ownRun(request, runName, live);
-    if (run === "foreign") return this.#foreignRun(ws, request, runName, log);
+    const run = await this.#requestRun(request, runName, live);
+    if (run === "foreign") {
+      const named = request.status?.pipelineRun?.split("/")[1] ?? runName;
+      return this.#foreignRun(ws, request, runName, named, log);
+    }
     if (run || request.status?.pipelineRun) return this.#followRun(ws, request, runName, run, log);
     return this.#start(key, ws, request, runName, log);
   };
@@ -222,7 +256,7 @@ export class RequestReconciler {
       // Created by an earlier attempt that crashed before recording it: adopt it, never create twice.
       created = await this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName);
       if (created.metadata?.labels?.[requestUidLabel] !== request.metadata.uid)
-        return this.#foreignRun(ws, request, runName, log);
+        return this.#foreignRun(ws, request, runName, runName, log);
       log.info({ pipelineRun: runName }, "adopted existing internal PipelineRun");
     }
     this.#d.afterCreate?.();
@@ -266,14 +300,21 @@ export class RequestReconciler {
     return this.#cleanUpFinished(ws, finished, runName, log);
   }
 
-  /** A PipelineRun with this request's derived name that was not created for it: never act on it. */
-  async #foreignRun(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    log.warn({ pipelineRun: runName }, "a PipelineRun with this request's name belongs to another request");
+  /** A PipelineRun named for this request (by its uid, or in its status) that was not created for it:
+   *  never acted on. */
+  async #foreignRun(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    named: string,
+    log: Logger,
+  ) {
+    log.warn({ pipelineRun: named }, "a PipelineRun named for this request belongs to another request");
     const finished = await this.#finish(
       ws,
       request,
       "Failed",
-      `a PipelineRun named ${runName} exists in the private cluster but was not created for this request, so nothing was run; ask the service owners to remove it`,
+      `a PipelineRun named ${named} exists in the private cluster but was not created for this request, so nothing was run; ask the service owners to remove it`,
       {},
     );
     return this.#cleanUpFinished(ws, finished, runName, log);
@@ -284,10 +325,13 @@ export class RequestReconciler {
   async #followRun(
     ws: WorkspaceAccess,
     request: InternalRequest,
-    runName: string,
+    derivedName: string,
     run: V1PipelineRun | undefined,
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
+    // Ours, or one the Go controller started (it has another name, and no watch of ours sees it).
+    const runName = run?.metadata?.name ?? request.status?.pipelineRun?.split("/")[1] ?? derivedName;
+    const legacy = run !== undefined && run.metadata?.labels?.[managedByLabel] !== managedByValue;
     if (!run) {
       const finished = await this.#finish(
         ws,
@@ -325,6 +369,7 @@ export class RequestReconciler {
     // Timed from when the run started (private), not from the request's status (public).
     const timeoutMs = parseDuration(String(run.spec?.timeouts?.pipeline ?? "0"));
     const remaining = started + timeoutMs - this.#now();
+
     if (timeoutMs > 0 && remaining <= 0) {
       await this.#cancelRun(run);
       const finished = await this.#finish(
@@ -341,7 +386,9 @@ export class RequestReconciler {
     if (pickedUp && succeededCondition(request.status)?.message !== state.message) {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
-    return timeoutMs > 0 ? requeueAfter(remaining) : undefined;
+    // Look again at the timeout; a run the Go controller started also on a timer (no watch sees it).
+    const wait = Math.min(timeoutMs > 0 ? remaining : Infinity, legacy ? legacyPollMs : Infinity);
+    return Number.isFinite(wait) ? requeueAfter(wait) : undefined;
   }
 
   /**
@@ -374,7 +421,7 @@ export class RequestReconciler {
 
   /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */
   async #cancel(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    const found = await this.#ownRun(request, runName, true);
+    const found = await this.#requestRun(request, runName, true);
     const run = found === "foreign" ? undefined : found;
     this.#d.private.slots.release(runName);
     if (run && !runState(run).done) {
@@ -465,12 +512,14 @@ export class RequestReconciler {
   ) {
     this.#d.private.slots.release(runName);
     // Retention holds whether or not our finalizer is still there (a tenant may have removed it).
-    const ours = request.metadata.finalizers?.includes(finalizer) ?? false;
+    const ours = hasOurFinalizer(request);
     const run = followed ?? (await this.#ownRun(request, runName, false));
     if (!ours && !run) return undefined; // nothing left: no writes
     if (!this.#d.private.getConfig()?.spec?.debug) {
       if (run && run !== "foreign") {
-        const keepMs = this.#keepFinishedMs(run);
+        // A run the Go controller started goes when its request finishes (nothing of ours watches it).
+        const legacy = run.metadata?.labels?.[managedByLabel] !== managedByValue;
+        const keepMs = legacy ? 0 : this.#keepFinishedMs(run);
         // When the run finished (private), not what the request's status says (public).
         const finishedAt =
           Date.parse(String(run.status?.completionTime ?? "")) ||
@@ -499,7 +548,7 @@ export class RequestReconciler {
   /** Deleting a request cancels its running PipelineRun (and deletes it unless debug), then lets it go. */
   async #finalize(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     this.#d.private.slots.release(runName);
-    const run = await this.#ownRun(request, runName, true);
+    const run = await this.#requestRun(request, runName, true);
     if (run && run !== "foreign") {
       if (!runState(run).done) {
         await this.#cancelRun(run);
@@ -507,7 +556,7 @@ export class RequestReconciler {
       }
       if (!this.#d.private.getConfig()?.spec?.debug) await this.#deleteRun(run);
     }
-    if (request.metadata.finalizers?.includes(finalizer)) await this.#removeFinalizer(ws, request);
+    if (hasOurFinalizer(request)) await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
@@ -556,6 +605,55 @@ export class RequestReconciler {
     const { namespace, name, uid } = request.metadata as Record<string, string>;
     const whole = await ignoreNotFound(ws.requests.get(namespace as string, name as string));
     return whole?.metadata.uid === uid ? whole : undefined;
+  }
+
+  /**
+   * The run of a request: its own (see #ownRun), or, for one the Go controller started before this
+   * controller took over, the run its status names or that carries its name and namespace labels.
+   */
+  async #requestRun(
+    request: InternalRequest,
+    runName: string,
+    live: boolean,
+  ): Promise<V1PipelineRun | "foreign" | undefined> {
+    const recorded = request.status?.pipelineRun;
+    if (recorded && recorded !== `${this.#d.private.namespace}/${runName}`)
+      return this.#legacyRun(request, recorded);
+    if (!recorded && isLegacyRunning(request.status)) {
+      const found = await this.#findLegacyRun(request);
+      if (found) return found;
+    }
+    return this.#ownRun(request, runName, live);
+  }
+
+  /**
+   * A run the Go controller started, named in the request's status ("namespace/name"). Public status
+   * names it, so it is checked against private facts: in the controller's namespace, not one of ours,
+   * labelled with this request's name and namespace (as the Go controller labels its runs), and
+   * created after the request. Anything else is "foreign".
+   */
+  async #legacyRun(
+    request: InternalRequest,
+    recorded: string,
+  ): Promise<V1PipelineRun | "foreign" | undefined> {
+    const [namespace, name] = recorded.split("/");
+    if (namespace !== this.#d.private.namespace || !name) return "foreign";
+    const run = await ignoreNotFound(this.#d.private.pipelineRuns.get(namespace, name));
+    if (!run) return undefined;
+    return isLegacyRunOf(run, request) ? run : "foreign";
+  }
+
+  /** The Go controller's run of a request in its "running" shape that names none (created, not yet recorded). */
+  async #findLegacyRun(request: InternalRequest): Promise<V1PipelineRun | undefined> {
+    const { name, namespace } = request.metadata as Record<string, string>;
+    if (!isValidLabelValue(name as string) || !isValidLabelValue(namespace as string)) return undefined;
+    const labelSelector = `${requestNameLabel}=${name},${requestNamespaceLabel}=${namespace}`;
+    const found = await this.#d.private.pipelineRuns.list(this.#d.private.namespace, { labelSelector });
+    return found.items
+      .filter((r) => isLegacyRunOf(r, request))
+      .sort((a, b) =>
+        String(b.metadata?.creationTimestamp).localeCompare(String(a.metadata?.creationTimestamp)),
+      )[0];
   }
 
   /**
@@ -616,11 +714,14 @@ export class RequestReconciler {
     return updated;
   }
 
+  /** Removes our finalizer, and the Go controller's (this controller has taken its requests over). */
   async #removeFinalizer(ws: WorkspaceAccess, cached: InternalRequest) {
     const request = await this.#complete(ws, cached, Part.finalizers);
     if (!request) return;
     const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
-    const finalizers = (request.metadata.finalizers ?? []).filter((f) => f !== finalizer);
+    const finalizers = (request.metadata.finalizers ?? []).filter(
+      (f) => f !== finalizer && f !== legacyFinalizer,
+    );
     try {
       ws.observe(
         await ws.requests.mergePatch(namespace as string, name as string, {

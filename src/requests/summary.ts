@@ -7,9 +7,9 @@ import type { V1ObjectMeta, V1OwnerReference } from "@kubernetes/client-node";
 import type { InternalRequest, InternalRequestSpec, InternalRequestStatus } from "../generated/crds.ts";
 import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
 import { isTerminal } from "./conditions.ts";
-import { finalizer } from "./naming.ts";
+import { finalizer, legacyFinalizer } from "./naming.ts";
 
-const ownFinalizers = [finalizer];
+const ownFinalizers = [finalizer, legacyFinalizer];
 
 /** Parts of a request the cache may leave out (see isTrimmed). */
 export const Part = {

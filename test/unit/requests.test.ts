@@ -185,7 +185,13 @@ describe("conditions", () => {
     assert.equal(isTerminal(status(undefined)), false);
     assert.equal(isTerminal(status("Unknown")), false);
     assert.equal(isTerminal(status("True")), true);
-    assert.equal(isTerminal(status("False")), true);
+    const failed = (reason: string): InternalRequestStatus => ({
+      conditions: [{ ...running, status: "False", reason }, other],
+    });
+    assert.equal(isTerminal(failed("Failed")), true);
+    assert.equal(isTerminal(failed("Rejected")), true);
+    // The Go controller's "running": False with reason Running is still in flight.
+    assert.equal(isTerminal(failed("Running")), false);
   });
 });
 
