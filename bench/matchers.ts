@@ -4,23 +4,13 @@
 import type { InternalServicesConfigSpec } from "../src/generated/crds.ts";
 import { globMatch } from "../src/policy/glob.ts";
 import { checkPipelineSource } from "../src/policy/sources.ts";
+import { regexpGlobMatch } from "../test/support/regexp-glob.ts";
 
 const SIZES = [4096, 65536];
 const STARS = [1, 2, 4, 8, 16];
 const OLD_BUDGET_MS = 400; // predicted time of one old match above which its input is not grown
 /** Value sizes the old matcher is tried at, growing by ~1.25 so that the prediction stays close. */
 const OLD_SIZES = [...Array.from({ length: 28 }, (_, i) => Math.round(8 * 1.25 ** i)), 4096];
-
-/** The previous implementation: `*` -> [^/]*, `**` -> [\s\S]*, anchored. */
-function oldGlobMatch(pattern: string, value: string): boolean {
-  const source = pattern
-    .split(/(\*\*|\*)/)
-    .map((part) =>
-      part === "**" ? "[\\s\\S]*" : part === "*" ? "[^/]*" : part.replace(/[\\^$.*+?()[\]{}|/]/g, "\\$&"),
-    )
-    .join("");
-  return new RegExp(`^${source}$`, "u").test(value);
-}
 
 /** Max ms of one call over `reps` calls, after a few unmeasured ones (so the JIT has compiled it). */
 function maxMs(reps: number, run: () => unknown): number {
@@ -77,7 +67,7 @@ function oldTime(family: Family, stars: number): { ms: number; size: number } {
     if (value.length <= result.size) continue;
     const predicted = Math.max(result.ms, 0.01) * (value.length / Math.max(result.size, 1)) ** (stars + 1);
     if (result.size > 0 && predicted > OLD_BUDGET_MS) break;
-    result = { ms: maxMs(1, () => oldGlobMatch(glob, value)), size: value.length };
+    result = { ms: maxMs(1, () => regexpGlobMatch(glob, value)), size: value.length };
   }
   return result;
 }

@@ -6,7 +6,7 @@
 // restart with everything still there. Peak RSS is compared with the Deployment's memory limit.
 import { join } from "node:path";
 import { Executor } from "./executor.ts";
-import { paths, type RawClient } from "./http.ts";
+import { paths } from "./http.ts";
 import {
   type BenchContext,
   createNamespaces,
@@ -15,7 +15,7 @@ import {
   type LoadResult,
   newTag,
   runLabel,
-  serviceName,
+  setupPrivate,
   startController,
 } from "./scenarios.ts";
 import { pool, round, waitFor } from "./stats.ts";
@@ -59,7 +59,10 @@ export async function hostile(
   const half = Math.max(1, Math.floor(namespaceCount / 2));
   const allowed = await createNamespaces(bench.raw.public, `${tag}-a`, half);
   const outside = await createNamespaces(bench.raw.public, `${tag}-x`, half);
-  const privateNs = await setupPrivate(bench.raw.private, tag, allowed);
+  // The config allows `allowed` only; the "strict" service's schema refuses large params.
+  const privateNs = await setupPrivate(bench.raw.private, tag, allowed, {
+    [strictService]: { type: "object", additionalProperties: { type: "string", maxLength: 64 } },
+  });
 
   // 40% outside the allowList, 20% refused by the schema, 20% other custom tasks, 20% our CustomRuns.
   const params = { a: "a".repeat(maxParamsChars / 2), b: "b".repeat(maxParamsChars / 2) };
@@ -194,35 +197,4 @@ async function phase(
     `  ready in ${(figures.readyMs / 1000).toFixed(1)}s, settled ${figures.settleS}s later; peak RSS ${figures.peakRssMb} MB (limit ${deploymentMemoryLimitMb}), heap ${figures.heapUsedMbSettled} MB; ${figures.writes} writes`,
   );
   return { started, figures };
-}
-
-/** A config allowing `allowed` only, the ordinary service, and one whose schema refuses large params. */
-async function setupPrivate(raw: RawClient, prefix: string, allowed: string[]): Promise<string> {
-  const ns = `${prefix}-private`;
-  await raw.retrying("POST", paths.namespaces(), { metadata: { name: ns } });
-  await raw.retrying("POST", paths.configs(ns), {
-    apiVersion: "appstudio.redhat.com/v1alpha1",
-    kind: "InternalServicesConfig",
-    metadata: { name: "config" },
-    spec: { allowList: allowed },
-  });
-  for (const [name, paramsSchema] of [
-    [
-      serviceName,
-      {
-        type: "object",
-        required: ["digest"],
-        properties: { digest: { type: "string", pattern: "^sha256:" } },
-      },
-    ],
-    [strictService, { type: "object", additionalProperties: { type: "string", maxLength: 64 } }],
-  ] as const) {
-    await raw.retrying("POST", paths.services(ns), {
-      apiVersion: "appstudio.redhat.com/v1alpha1",
-      kind: "InternalService",
-      metadata: { name },
-      spec: { pipeline: { pipelineName: name }, paramsSchema },
-    });
-  }
-  return ns;
 }

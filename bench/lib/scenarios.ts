@@ -102,8 +102,16 @@ export async function createNamespaces(raw: RawClient, prefix: string, count: nu
   return names;
 }
 
-/** The controller's private namespace: a config allowing `namespaces` and the service "bench". */
-async function setupPrivate(raw: RawClient, prefix: string, namespaces: string[]): Promise<string> {
+/**
+ * The controller's private namespace: a config allowing `namespaces`, the service "bench", and
+ * `more` services (name -> paramsSchema).
+ */
+export async function setupPrivate(
+  raw: RawClient,
+  prefix: string,
+  namespaces: string[],
+  more: Record<string, object> = {},
+): Promise<string> {
   const ns = `${prefix}-private`;
   await raw.retrying("POST", paths.namespaces(), { metadata: { name: ns } });
   await raw.retrying("POST", paths.configs(ns), {
@@ -112,19 +120,19 @@ async function setupPrivate(raw: RawClient, prefix: string, namespaces: string[]
     metadata: { name: "config" },
     spec: { allowList: namespaces },
   });
-  await raw.retrying("POST", paths.services(ns), {
-    apiVersion: "appstudio.redhat.com/v1alpha1",
-    kind: "InternalService",
-    metadata: { name: serviceName },
-    spec: {
-      pipeline: { pipelineName: "bench" },
-      paramsSchema: {
-        type: "object",
-        required: ["digest"],
-        properties: { digest: { type: "string", pattern: "^sha256:" } },
-      },
-    },
-  });
+  const bench = {
+    type: "object",
+    required: ["digest"],
+    properties: { digest: { type: "string", pattern: "^sha256:" } },
+  };
+  for (const [name, paramsSchema] of Object.entries({ [serviceName]: bench, ...more })) {
+    await raw.retrying("POST", paths.services(ns), {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalService",
+      metadata: { name },
+      spec: { pipeline: { pipelineName: name }, paramsSchema },
+    });
+  }
   return ns;
 }
 

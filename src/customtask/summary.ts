@@ -2,9 +2,8 @@
 // those of other custom tasks are not kept at all, ours are kept bounded like requests (see
 // requests/summary.ts): identity and the small fields read on every pass, the spec and the status
 // only while they fit a small budget. A reconcile that plans or writes reads the whole run first.
-import type { V1ObjectMeta } from "@kubernetes/client-node";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1beta1CustomRunStatus } from "../generated/tekton.ts";
-import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
+import { Budget, cacheBudgetChars, identityOf } from "../runtime/trim.ts";
 import { isInternalRequestRun } from "./request.ts";
 
 export const Part = { spec: "spec", status: "status" } as const;
@@ -21,15 +20,7 @@ export function summarizeCustomRun(run: V1beta1CustomRun): V1beta1CustomRun | un
   // A finished CustomRun is never read again beyond that it is finished.
   const done = run.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
   const budget = new Budget(done ? 0 : cacheBudgetChars);
-  const metadata: V1ObjectMeta = {
-    name: m.name,
-    namespace: m.namespace,
-    uid: m.uid,
-    resourceVersion: m.resourceVersion,
-    generation: m.generation,
-    creationTimestamp: m.creationTimestamp,
-    deletionTimestamp: m.deletionTimestamp,
-  };
+  const metadata = identityOf(m);
   const s = run.spec ?? {};
   const ref = (r: { apiVersion?: string; kind?: string; name?: string }) => ({
     apiVersion: clip(r.apiVersion),

@@ -3,9 +3,9 @@
 // (labels, finalizers, the rest of the spec, conditions, results) only while they fit a small budget.
 // A reconcile that needs a part left out reads the whole request first (see isTrimmed).
 import { createHash } from "node:crypto";
-import type { V1ObjectMeta, V1OwnerReference } from "@kubernetes/client-node";
+import type { V1OwnerReference } from "@kubernetes/client-node";
 import type { InternalRequest, InternalRequestSpec, InternalRequestStatus } from "../generated/crds.ts";
-import { Budget, cacheBudgetChars } from "../runtime/trim.ts";
+import { Budget, cacheBudgetChars, identityOf } from "../runtime/trim.ts";
 import { isTerminal } from "./conditions.ts";
 import { finalizer, legacyFinalizer } from "./naming.ts";
 
@@ -32,15 +32,7 @@ export function summarizeRequest(request: InternalRequest): InternalRequest {
   // it is finished (most cached requests, and every rejected hostile one).
   const idle = isTerminal(request.status) && ours.length === 0 && !owner;
   const budget = new Budget(idle ? 0 : cacheBudgetChars);
-  const metadata: V1ObjectMeta = {
-    name: m.name,
-    namespace: m.namespace,
-    uid: m.uid,
-    resourceVersion: m.resourceVersion,
-    generation: m.generation,
-    creationTimestamp: m.creationTimestamp,
-    deletionTimestamp: m.deletionTimestamp,
-  };
+  const metadata = identityOf(m);
   if (owner) metadata.ownerReferences = [owner];
   else if (m.ownerReferences?.length) budget.leaveOut("ownerReferences");
   const finalizers = budget.take(Part.finalizers, m.finalizers);

@@ -2,7 +2,7 @@
 // of an object and the variable-size parts that fit a small budget; the parts it leaves out are
 // recorded, so a reconcile that needs one reads the whole object from the API server first. The
 // cache then costs a bounded amount per object however large tenants make them.
-import type { KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject, V1ObjectMeta } from "@kubernetes/client-node";
 import { type Measured, measure } from "./size.ts";
 
 const info = Symbol("cache-trim");
@@ -63,4 +63,17 @@ export function isTrimmed(obj: KubernetesObject, ...parts: string[]): boolean {
 /** Size and depth of the whole object the cached copy was made from; undefined if no Budget made it. */
 export function wholeMeasure(obj: KubernetesObject): Measured | undefined {
   return (obj as Marked)[info]?.whole;
+}
+
+/** The fixed-size identity of an object every cached copy keeps (the API server bounds each field). */
+export function identityOf(m: V1ObjectMeta): V1ObjectMeta {
+  return {
+    name: m.name,
+    namespace: m.namespace,
+    uid: m.uid,
+    resourceVersion: m.resourceVersion,
+    generation: m.generation,
+    creationTimestamp: m.creationTimestamp,
+    deletionTimestamp: m.deletionTimestamp,
+  };
 }

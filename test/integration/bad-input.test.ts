@@ -1111,14 +1111,15 @@ describe("bad input corpus", () => {
       { name: "small", value: "ok" },
       { name: "huge", value: "x".repeat(100 * 1024) },
     ]);
-    for (const name of [
+    const plainOnes = [
       "acc-capped",
       "acc-huge-timeout",
       "acc-unicode",
       "acc-int-canonical",
       "acc-url-canonical",
       longName,
-    ])
+    ];
+    for (const name of plainOnes)
       await f.tekton.succeed(run(name).metadata?.name as string, [{ name: "r", value: "\u202e🚀" }]);
     await f.tekton.fail(run("acc-long-failure").metadata?.name as string, {
       name: "sign",
@@ -1130,14 +1131,7 @@ describe("bad input corpus", () => {
     assert.deepEqual(big.status?.results, { small: "ok" });
     assert.deepEqual(big.status?.droppedResults, ["huge"]);
     assert.match(big.status?.conditions?.[0]?.message ?? "", /results dropped, over the size limit: huge/);
-    for (const name of [
-      "acc-capped",
-      "acc-huge-timeout",
-      "acc-unicode",
-      "acc-int-canonical",
-      "acc-url-canonical",
-      longName,
-    ]) {
+    for (const name of plainOnes) {
       const done = await f.waitForReason(name, "Succeeded");
       assert.deepEqual(done.status?.results, { r: "\u202e🚀" });
     }

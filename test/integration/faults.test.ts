@@ -70,6 +70,18 @@ describe("faults", { timeout: 600_000 }, () => {
     fixtures.push(f);
     return f;
   };
+  /** A cluster-admin identity's kubeconfig that reaches the public plane through a fault proxy. */
+  const viaProxy = async (namespace: string, name: string) => {
+    const identity = await mintIdentity(cp.public, planes.publicAdmin, {
+      namespace,
+      name,
+      clusterRoleName: "cluster-admin",
+    });
+    const proxy = track(await FaultProxy.start(cp.public));
+    const token = identity.kubeConfig.getCurrentUser()?.token as string;
+    const kubeConfig = loadKubeConfig(await proxy.writeKubeconfig(cp.dir, name, token), "test");
+    return { proxy, kubeConfig };
+  };
   const processOptions = (
     f: Fixture,
     remote = cp.public.kubeconfigPath,
@@ -280,17 +292,8 @@ describe("faults", { timeout: 600_000 }, () => {
   it("lists in small pages where the server has no watch-list, and then watches as usual", async () => {
     const f = await setup(1);
     const ns = f.namespaces[0] as string;
-    const identity = await mintIdentity(cp.public, planes.publicAdmin, {
-      namespace: ns,
-      name: "reflector-no-watch-list",
-      clusterRoleName: "cluster-admin",
-    });
-    const proxy = track(await FaultProxy.start(cp.public));
+    const { proxy, kubeConfig } = await viaProxy(ns, "reflector-no-watch-list");
     proxy.faults.refuseWatchList = true;
-    const kubeConfig = loadKubeConfig(
-      await proxy.writeKubeconfig(cp.dir, "paged", identity.kubeConfig.getCurrentUser()?.token as string),
-      "test",
-    );
     // More than two pages of the fallback's size.
     await Promise.all(
       Array.from({ length: 25 }, (_, i) => f.createRequest(`old-${i}`, { service: "publish" })),
@@ -319,16 +322,7 @@ describe("faults", { timeout: 600_000 }, () => {
     // the relist must still hand the key on, or a reconcile that relied on it never happens.
     const f = await setup(1);
     const ns = f.namespaces[0] as string;
-    const identity = await mintIdentity(cp.public, planes.publicAdmin, {
-      namespace: ns,
-      name: "reflector-via-proxy",
-      clusterRoleName: "cluster-admin",
-    });
-    const proxy = track(await FaultProxy.start(cp.public));
-    const kubeConfig = loadKubeConfig(
-      await proxy.writeKubeconfig(cp.dir, "reflector", identity.kubeConfig.getCurrentUser()?.token as string),
-      "test",
-    );
+    const { proxy, kubeConfig } = await viaProxy(ns, "reflector-via-proxy");
     const seen: string[] = [];
     const reflector = new Reflector<InternalRequest>({
       kubeConfig,

@@ -617,22 +617,7 @@ describe("hostile tenants", () => {
         Array.from({ length: burst }, (_, i) => f.createRequest(`burst-${i}`, { service: "capped" })),
       );
       const raws = 4;
-      await Promise.all(
-        Array.from({ length: raws }, (_, i) =>
-          f.createRequest(`raw-${i}`, {
-            pipeline: {
-              pipelineRef: {
-                resolver: "git",
-                params: [
-                  { name: "url", value: "https://git.example.com/releng/tasks.git" },
-                  { name: "revision", value: "v1" },
-                  { name: "pathInRepo", value: "p.yaml" },
-                ],
-              },
-            },
-          }),
-        ),
-      );
+      await Promise.all(Array.from({ length: raws }, (_, i) => f.createRequest(`raw-${i}`, gitRequest())));
       // Complete runs one at a time as they appear; kill the controller once, midway.
       const done = new Set<string>();
       let killed = false;
@@ -819,20 +804,7 @@ describe("hostile tenants", () => {
   });
 
   it("raw pipeline requests have a capped timeout and size, and a too-large PipelineRun is never written", async () => {
-    const git = (extra: Partial<InternalRequest["spec"]> = {}) => ({
-      pipeline: {
-        pipelineRef: {
-          resolver: "git",
-          params: [
-            { name: "url", value: "https://git.example.com/releng/tasks.git" },
-            { name: "revision", value: "v2" },
-            { name: "pathInRepo", value: "p.yaml" },
-          ],
-        },
-      },
-      ...extra,
-    });
-    await f.createRequest("raw-forever", git({ timeouts: { pipeline: "0" } }));
+    await f.createRequest("raw-forever", gitRequest({ timeouts: { pipeline: "0" } }));
     const forever = await f.waitForRequest(
       "raw-forever",
       (r) => r.status?.pipelineRun !== undefined,
@@ -848,7 +820,10 @@ describe("hostile tenants", () => {
     await f.waitForRequest("raw-forever", (r) => !r.metadata.finalizers, "finished and cleaned up");
 
     const writesBefore = proxy.writesTo("pipelineruns");
-    await f.createRequest("raw-too-many", git({ params: { a: "x".repeat(65_536), b: "y".repeat(65_536) } }));
+    await f.createRequest(
+      "raw-too-many",
+      gitRequest({ params: { a: "x".repeat(65_536), b: "y".repeat(65_536) } }),
+    );
     assert.match(
       message(await f.waitForReason("raw-too-many", "Rejected")),
       /^spec.params hold 131074 characters \(names and values\), over the 131072 allowed for raw pipeline requests/,
@@ -948,6 +923,21 @@ describe("hostile tenants", () => {
     // The lease was kept throughout: still the same leader process.
     await stillUp();
   });
+});
+
+/** A raw request from the git source the hostile block's config allows. */
+const gitRequest = (extra: Partial<InternalRequest["spec"]> = {}): InternalRequest["spec"] => ({
+  pipeline: {
+    pipelineRef: {
+      resolver: "git",
+      params: [
+        { name: "url", value: "https://git.example.com/releng/tasks.git" },
+        { name: "revision", value: "v1" },
+        { name: "pathInRepo", value: "p.yaml" },
+      ],
+    },
+  },
+  ...extra,
 });
 
 /** The request's internal PipelineRun name, once the controller recorded it. */
