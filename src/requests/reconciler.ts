@@ -12,7 +12,7 @@ import type {
   InternalServicesConfig,
 } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
-import { admit, callerRejection } from "../policy/admit.ts";
+import { admit, callerRejection, type RunPlan } from "../policy/admit.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
@@ -209,32 +209,7 @@ export class RequestReconciler {
     const group = plan.service ?? rawPipelineGroup;
     // Taken with no await before the create starts: no other worker can take the same slot.
     const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns, key);
-    if (!slot.taken) {
-      const who = plan.service ? `service "${plan.service}"` : "raw pipeline requests";
-      const message = `queued: ${who} ${plan.service ? "is" : "are"} running ${slot.inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
-      // The queue timeout counts from the request's creation (set by the API server).
-      const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
-      const queueLeft = created + plan.timeouts.queueMs - this.#now();
-      if (queueLeft <= 0) {
-        const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for a concurrency slot`;
-        const finished = await this.#finish(
-          ws,
-          request,
-          "TimedOut",
-          `${waited}: ${message.slice("queued: ".length)}`,
-          {},
-        );
-        return this.#cleanUpFinished(ws, finished, runName, log);
-      }
-      this.#waitingForSlot.add(key);
-      if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
-        await this.#writeStatus(ws, request, {
-          ...this.#running(request, message),
-          ...(plan.service ? { service: plan.service } : {}),
-        });
-      const recheck = this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs;
-      return requeueAfter(Math.min(recheck, queueLeft));
-    }
+    if (!slot.taken) return this.#waitForSlot(key, ws, request, runName, plan, slot.inUse, log);
 
     let created: V1PipelineRun;
     try {
@@ -274,6 +249,37 @@ export class RequestReconciler {
       `internal PipelineRun ${this.#d.private.namespace}/${runName} started${notes}`,
     );
     return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
+  }
+
+  /** No concurrency slot free: say so, and wait (woken when a run finishes) until the queue timeout. */
+  async #waitForSlot(
+    key: string,
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    plan: RunPlan,
+    inUse: number,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    const who = plan.service ? `service "${plan.service}" is` : "raw pipeline requests are";
+    const busy = `${who} running ${inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
+    // The queue timeout counts from the request's creation (set by the API server).
+    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    const queueLeft = created + plan.timeouts.queueMs - this.#now();
+    if (queueLeft <= 0) {
+      const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for a concurrency slot: ${busy}`;
+      const finished = await this.#finish(ws, request, "TimedOut", waited, {});
+      return this.#cleanUpFinished(ws, finished, runName, log);
+    }
+    this.#waitingForSlot.add(key);
+    const message = `queued: ${busy}`;
+    if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
+      await this.#writeStatus(ws, request, {
+        ...this.#running(request, message),
+        ...(plan.service ? { service: plan.service } : {}),
+      });
+    const recheck = this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs;
+    return requeueAfter(Math.min(recheck, queueLeft));
   }
 
   /** The controller's own size limit, judged from the cached copy (which records the whole size). */
