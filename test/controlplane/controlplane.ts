@@ -55,7 +55,11 @@ export async function startControlPlanes(options: StartOptions = {}): Promise<Co
   const dir = await mkdtemp(join(tmpdir(), "isc-controlplanes-"));
   const children: ChildProcess[] = [];
   const stop = async () => {
-    await Promise.all(children.map(terminate));
+    // children[0] is etcd. The kube-apiservers go first: with etcd stopped under them, each takes
+    // about 10 s to shut down instead of about 1.5 s.
+    const [etcd, ...apiservers] = children;
+    await Promise.all(apiservers.map(terminate));
+    if (etcd) await terminate(etcd);
     await rm(dir, { recursive: true, force: true });
   };
   try {

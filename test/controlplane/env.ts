@@ -1,46 +1,84 @@
 // `npm run env:up` / `npm run env:down`: the two test control planes for interactive use.
-import { readFile, rm, writeFile } from "node:fs/promises";
+// `up` leaves nothing running when it fails or is interrupted (Ctrl-C) after the planes started: it
+// stops them before it exits, so a failed start never needs an `env:down`.
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { PlanesState } from "../support/planes.ts";
 import { startControlPlanes } from "./controlplane.ts";
-import { installCrds, stopProcesses } from "./lifecycle.ts";
+import { installCrds, stopPlanes } from "./lifecycle.ts";
 
 const stateFile = join(
-  process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"),
+  process.env.XDG_CACHE_HOME || join(homedir(), ".cache"),
   "internal-service-controller",
   "env-state.json",
 );
 
-async function up(): Promise<void> {
+async function up(): Promise<number> {
   const existing = await readState();
   if (existing) {
     console.log(`already up (run \`npm run env:down\` first):\n${describe(existing)}`);
-    return;
+    return 0;
   }
-  const started = Date.now();
-  const planes = await startControlPlanes({ detached: true });
-  const state: PlanesState = {
-    dir: planes.dir,
-    public: planes.public,
-    private: planes.private,
-    pids: planes.pids,
+  // Before anything starts: a cache folder that cannot be created fails here, with nothing to stop.
+  await mkdir(dirname(stateFile), { recursive: true });
+
+  // The planes run detached (their own process group), so Ctrl-C would not reach them: this process
+  // catches it, lets the start finish or fail, and stops whatever did start.
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (!interrupted) console.error(`env:up: ${sig}, stopping the control planes it started`);
+    interrupted = sig;
   };
-  await writeFile(stateFile, JSON.stringify(state, null, 2));
-  await installCrds(state);
-  console.log(`control planes up in ${((Date.now() - started) / 1000).toFixed(1)}s\n${describe(state)}`);
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  const checkInterrupted = () => {
+    if (interrupted) throw new Error(`interrupted by ${interrupted}`);
+  };
+  try {
+    const started = Date.now();
+    const planes = await startControlPlanes({ detached: true }); // stops its own processes if it fails
+    let wroteState = false;
+    try {
+      checkInterrupted();
+      const state: PlanesState = {
+        dir: planes.dir,
+        public: planes.public,
+        private: planes.private,
+        pids: planes.pids,
+      };
+      // Written as soon as the planes run, so `env:down` can stop them even if this process is killed.
+      await writeFile(stateFile, JSON.stringify(state, null, 2));
+      wroteState = true;
+      await installCrds(state);
+      checkInterrupted();
+      console.log(`control planes up in ${((Date.now() - started) / 1000).toFixed(1)}s\n${describe(state)}`);
+      return 0;
+    } catch (err) {
+      await planes.stop();
+      if (wroteState) await rm(stateFile, { force: true });
+      throw err;
+    }
+  } catch (err) {
+    console.error(`env:up failed, nothing left running: ${err instanceof Error ? err.message : String(err)}`);
+    return interrupted === "SIGINT" ? 130 : interrupted === "SIGTERM" ? 143 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
 }
 
-async function down(): Promise<void> {
+async function down(): Promise<number> {
   const state = await readState();
   if (!state) {
     console.log("nothing to stop");
-    return;
+    return 0;
   }
-  await stopProcesses(state.pids);
+  await stopPlanes(state.pids, state.dir);
   await rm(state.dir, { recursive: true, force: true });
   await rm(stateFile, { force: true });
   console.log("control planes stopped");
+  return 0;
 }
 
 function describe(state: PlanesState): string {
@@ -56,8 +94,8 @@ async function readState(): Promise<PlanesState | undefined> {
 }
 
 const command = process.argv[2];
-if (command === "up") await up();
-else if (command === "down") await down();
+if (command === "up") process.exitCode = await up();
+else if (command === "down") process.exitCode = await down();
 else {
   console.error("usage: node test/controlplane/env.ts up|down");
   process.exitCode = 2;
