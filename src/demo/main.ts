@@ -5,10 +5,14 @@
 // exists here: a local executor plays the private cluster's Tekton (it signs with an Ed25519 key that
 // exists only on the private side) and completes the downstream TaskRun by verifying the signature.
 // The development harness under test/ provides the control planes and Tekton's controller.
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { parse } from "yaml";
+import { ensureTools } from "../../test/controlplane/binaries.ts";
 import {
   adminKubeConfig,
   applyObjects,
@@ -85,8 +89,12 @@ async function demo(cleanup: (() => Promise<void> | void)[]): Promise<void> {
   );
   say();
 
-  step(1, "starting the public and private control planes (first run builds kube-apiserver and etcd)");
+  step(
+    1,
+    "starting the public and private control planes (first run builds kube-apiserver, etcd, kubectl and tkn)",
+  );
   let started = Date.now();
+  const tools = await ensureTools();
   const planes = await startControlPlanes();
   cleanup.push(() => planes.stop());
   await installCrds(planes);
@@ -215,15 +223,16 @@ async function demo(cleanup: (() => Promise<void> | void)[]): Promise<void> {
   say(
     `  pipeline result: ${(pr.status?.results ?? []).map((r) => `${r.name}=${short(String(r.value))}`).join(", ")}`,
   );
+  // The real CLIs, against the public plane, as a tenant would look at the release. Their discovery
+  // cache goes into the planes' folder, which the demo removes, not into ~/.kube.
+  const publicCli = {
+    KUBECONFIG: planes.public.kubeconfigPath,
+    KUBECACHEDIR: join(planes.dir, "kube-cache"),
+  };
   say();
-  say(bold(`$ kubectl get internalrequests -n ${tenantNs}`));
-  printRequests(await requests.list(tenantNs));
-  const cr = await crs.get(tenantNs, crName);
-  say();
-  say(bold(`$ tkn customrun describe ${crName} -n ${tenantNs}   (the fields it reads)`));
-  say(`  STATUS   ${cr.status?.conditions?.[0]?.reason}`);
-  say(`  Params   ${(cr.spec?.params ?? []).map((p) => `${p.name}=${short(String(p.value))}`).join(", ")}`);
-  say(`  Results  ${(cr.status?.results ?? []).map((r) => `${r.name}=${short(r.value)}`).join(", ")}`);
+  say(`The tenant's view, with the real kubectl and tkn (KUBECONFIG=${planes.public.kubeconfigPath}):`);
+  await show(tools, "kubectl", ["get", "internalrequests", "-n", tenantNs], publicCli);
+  await show(tools, "tkn", ["customrun", "describe", crName, "-n", tenantNs], publicCli);
 
   step(5, `a request for "sign-artifact" from namespace "${intruderNs}", which the config does not allow`);
   await requests.create(intruderNs, {
@@ -254,15 +263,17 @@ async function applyInNamespace(kc: KubeConfig, namespace: string, objects: Kube
   );
 }
 
-function printRequests(list: { items: InternalRequest[] }) {
-  const rows = list.items.map((r) => {
-    const c = r.status?.conditions?.[0];
-    return [r.metadata.name ?? "", c?.status ?? "", c?.reason ?? "", r.spec.service ?? ""];
+/** Runs one of the harness's CLIs (kubectl, tkn) and prints the command and its output as is. */
+async function show(toolsDir: string, cli: string, args: string[], env: Record<string, string>) {
+  say();
+  say(bold(`$ ${cli} ${args.join(" ")}`));
+  const { stdout, stderr } = await promisify(execFile)(join(toolsDir, cli), args, {
+    env: { ...process.env, ...env },
+    timeout: 30_000,
+  }).catch((err: Error & { stderr?: string }) => {
+    throw new Error(`${cli} ${args.join(" ")} failed: ${err.stderr?.trim() || err.message}`);
   });
-  const header = ["NAME", "SUCCEEDED", "REASON", "SERVICE"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? "").length)));
-  for (const row of [header, ...rows])
-    say(`  ${row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join("   ")}`);
+  for (const line of `${stdout}${stderr}`.trimEnd().split("\n")) say(`  ${line}`);
 }
 
 function step(n: number, text: string) {

@@ -26,6 +26,19 @@ describe("isc demo", { timeout: 300_000 }, () => {
     assert.match(out, /verified with the public key: true/);
     assert.match(out, /verifies with the private side's public key: true/);
     assert.match(out, /PipelineRun Succeeded/);
+    // The real kubectl, with the CRD's printer columns, and the real tkn.
+    assert.match(
+      out,
+      /\$ kubectl get internalrequests -n releng-tenant\n\s+NAME\s+SUCCEEDED\s+REASON\s+SERVICE\s+AGE\n/,
+    );
+    assert.match(out, /\n\s+release-\S+-sign-0\s+True\s+Succeeded\s+sign-artifact\s+\S+\n/);
+    assert.match(
+      out,
+      /\$ tkn customrun describe release-\S+-sign -n releng-tenant\n\s+Name:\s+release-\S+-sign\n/,
+    );
+    assert.match(out, /Custom Ref:\s+sign-artifact/);
+    assert.match(out, /STARTED\s+DURATION\s+STATUS\n.*\s+Succeeded\n/);
+    assert.match(out, /\n\s+signature\s+[A-Za-z0-9+/]{86}==\n/);
     assert.match(
       out,
       /Rejected: namespace "intruder" in workspace "public" is not in the InternalServicesConfig allowList/,
