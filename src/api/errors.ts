@@ -54,7 +54,6 @@ export async function ignoreNotFound<T>(call: Promise<T>): Promise<T | undefined
     throw err;
   }
 }
-export const isGone = (err: unknown) => apiStatus(err)?.code === 410;
 
 /** A one-line description for logs and messages, without headers or bodies. */
 export function describeError(err: unknown): string {

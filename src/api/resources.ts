@@ -65,14 +65,18 @@ export function collectionPath(type: ResourceType, namespace?: string): string {
 }
 
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-const jsonPatch = setHeaderOptions("Content-Type", PatchStrategy.JsonPatch);
 
 export interface ListPage<T> {
   items: T[];
   metadata: { resourceVersion: string; continue?: string };
 }
 
-export type JsonPatchOp = { op: "add" | "remove" | "replace" | "test"; path: string; value?: unknown };
+/** What reconcilers call on one resource type: the API server's (ResourceClient), or a unit test's
+ *  objects in memory. */
+export type Resources<T> = Pick<
+  ResourceClient<T>,
+  "get" | "listAll" | "create" | "mergePatch" | "patchStatus" | "delete"
+>;
 
 /** Namespaced custom-object operations for one resource type on one cluster. */
 export class ResourceClient<T> {
@@ -126,6 +130,18 @@ export class ResourceClient<T> {
     return page as ListPage<T>;
   }
 
+  /** Every object (namespace undefined: in all namespaces), read in pages of 500. */
+  async listAll(namespace: string | undefined, labelSelector?: string): Promise<T[]> {
+    const items: T[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.list(namespace, { labelSelector, limit: 500, continue: token });
+      items.push(...page.items);
+      token = page.metadata.continue || undefined;
+    } while (token);
+    return items;
+  }
+
   async create(namespace: string, body: T): Promise<T> {
     return (await this.#api.createNamespacedCustomObject({
       ...this.#base(),
@@ -139,13 +155,6 @@ export class ResourceClient<T> {
     return (await this.#api.patchNamespacedCustomObject(
       { ...this.#base(), namespace, name, body, fieldManager: this.fieldManager },
       mergePatch,
-    )) as T;
-  }
-
-  async jsonPatch(namespace: string, name: string, ops: JsonPatchOp[]): Promise<T> {
-    return (await this.#api.patchNamespacedCustomObject(
-      { ...this.#base(), namespace, name, body: ops, fieldManager: this.fieldManager },
-      jsonPatch,
     )) as T;
   }
 

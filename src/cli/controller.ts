@@ -5,11 +5,11 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
 import { startManager } from "../manager.ts";
-import { parseDuration } from "../policy/duration.ts";
 import { LeaderElector } from "../runtime/leader.ts";
 import { newLogger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
 import { startProbeServer } from "../runtime/server.ts";
+import { durationFlag } from "./request-flags.ts";
 
 export const controllerHelp = `Usage: isc controller [flags]
 
@@ -197,14 +197,6 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   health.close();
   metricsServer.close();
   return 0;
-}
-
-function durationFlag(v: string, flag: string): number {
-  try {
-    return parseDuration(v);
-  } catch (err) {
-    throw new ConfigError(`${flag}: ${(err as Error).message}`);
-  }
 }
 
 function parseBool(v: string, flag: string): boolean {

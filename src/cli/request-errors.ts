@@ -3,8 +3,8 @@
 import { type ApiStatus, apiStatus } from "../api/errors.ts";
 import { ConfigError } from "../config/kubeconfig.ts";
 
-/** A wrong flag or argument: exit 2. */
-export class UsageError extends Error {}
+/** A wrong flag or argument: exit 2, like any configuration error (every command reports it so). */
+export class UsageError extends ConfigError {}
 
 /** An error already explained in user terms (exit 1). */
 export class CommandError extends Error {}

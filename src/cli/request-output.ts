@@ -1,20 +1,17 @@
 // How `isc request …` prints requests: tables, JSON/YAML, results (stdout or one file per result), ages.
+
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { stringify } from "yaml";
+import { succeeded } from "../api/conditions.ts";
 import type { InternalRequest } from "../generated/crds.ts";
+import { isTerminal } from "../requests/conditions.ts";
 import { UsageError } from "./request-errors.ts";
 
-export const terminalReasons = new Set(["Succeeded", "Failed", "Rejected", "Cancelled", "TimedOut"]);
+export const succeededCondition = (r: InternalRequest) => succeeded(r.status);
 
-export const succeededCondition = (r: InternalRequest) =>
-  r.status?.conditions?.find((c) => c.type === "Succeeded");
-
-/** True once the Succeeded condition is final (True or False). */
-export const isFinished = (r: InternalRequest) => {
-  const status = succeededCondition(r)?.status;
-  return status === "True" || status === "False";
-};
+/** Finished for good (a request the original Go controller still runs is not: see isTerminal). */
+export const isFinished = (r: InternalRequest) => isTerminal(r.status);
 
 /** The reason shown for a request: its condition's reason, or Pending before the controller saw it. */
 export const reasonOf = (r: InternalRequest) => succeededCondition(r)?.reason ?? "Pending";

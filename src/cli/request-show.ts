@@ -90,17 +90,10 @@ export const listCommand: Subcommand = {
     if (!["json", "yaml", "name", "table", "wide"].includes(output))
       throw new UsageError(`-o must be table, wide, json, yaml or name, got "${output}"`);
     const allNamespaces = bool(values, "all-namespaces");
-    const items: InternalRequest[] = [];
-    let token: string | undefined;
-    do {
-      const page = await session.client.list(allNamespaces ? undefined : session.namespace, {
-        labelSelector: str(values, "selector"),
-        limit: 500,
-        continue: token,
-      });
-      items.push(...page.items);
-      token = page.metadata.continue || undefined;
-    } while (token);
+    const items = await session.client.listAll(
+      allNamespaces ? undefined : session.namespace,
+      str(values, "selector"),
+    );
     items.sort(
       (a, b) =>
         (a.metadata.namespace ?? "").localeCompare(b.metadata.namespace ?? "") ||

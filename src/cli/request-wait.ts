@@ -83,17 +83,7 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
       for (const r of got) byName.set(r.metadata.name as string, r);
       return;
     }
-    const items: InternalRequest[] = [];
-    let token: string | undefined;
-    do {
-      const page = await opts.client.list(opts.namespace, {
-        labelSelector: opts.selector,
-        limit: 500,
-        continue: token,
-      });
-      items.push(...page.items);
-      token = page.metadata.continue || undefined;
-    } while (token);
+    const items = await opts.client.listAll(opts.namespace, opts.selector);
     byName.clear();
     for (const r of items) byName.set(r.metadata.name as string, r);
   };

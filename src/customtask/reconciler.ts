@@ -3,13 +3,14 @@
 // InternalRequest per attempt and mirroring it onto the CustomRun's status. Like Tekton's own
 // ReconcileKind: early exits for objects that are not ours or already done.
 import type { Logger } from "pino";
-import { apiStatus, ignoreNotFound, isConflict, isNotFound } from "../api/errors.ts";
-import type { ResourceClient } from "../api/resources.ts";
+import { type Clock, isDone, requeueAfter, rfc3339, setSucceeded, succeeded } from "../api/conditions.ts";
+import { apiStatus, ignoreNotFound, isConflict } from "../api/errors.ts";
+import type { Resources } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { KnativeCondition, V1beta1CustomRun, V1beta1CustomRunStatus } from "../generated/tekton.ts";
 import { parseDuration } from "../policy/duration.ts";
-import { isTerminal, requeueAfter, rfc3339, succeededCondition } from "../requests/conditions.ts";
-import { parseKey } from "../requests/naming.ts";
+import { isTerminal } from "../requests/conditions.ts";
+import type { RequestKey } from "../requests/naming.ts";
 import { cachedSpecDigest, Part as RequestPart, specDigest } from "../requests/summary.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import { type Measured, measure } from "../runtime/size.ts";
@@ -22,8 +23,8 @@ export const defaultTimeoutMs = 60 * 60 * 1000;
 
 export interface CustomTaskWorkspace {
   name: string;
-  customRuns: ResourceClient<V1beta1CustomRun>;
-  requests: ResourceClient<InternalRequest>;
+  customRuns: Resources<V1beta1CustomRun>;
+  requests: Resources<InternalRequest>;
   getCustomRun(key: string): V1beta1CustomRun | undefined;
   getRequest(key: string): InternalRequest | undefined;
   /** Our own status write's result into the cache ahead of its watch event (see Reflector.observe). */
@@ -73,178 +74,179 @@ interface Extra {
   attemptStartTime?: string;
 }
 
+/** What one pass decides: the status to write (once, at the end), when to look again, what to log. */
+interface Next {
+  status?: V1beta1CustomRunStatus;
+  result?: ReconcileResult;
+  outcome?: { msg: string; fields?: Record<string, unknown> };
+}
+
 export class CustomRunReconciler {
   readonly #workspaces: Map<string, CustomTaskWorkspace>;
-  readonly #now: () => number;
+  readonly #now: Clock;
 
-  constructor(workspaces: Map<string, CustomTaskWorkspace>, now: () => number = Date.now) {
+  constructor(workspaces: Map<string, CustomTaskWorkspace>, now: Clock = Date.now) {
     this.#workspaces = workspaces;
     this.#now = now;
   }
 
-  reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
-    const { workspace, namespace, name } = parseKey(key);
+  reconcile = async (
+    { workspace, namespace, name }: RequestKey,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> => {
     const ws = this.#workspaces.get(workspace);
     const cached = ws?.getCustomRun(`${namespace}/${name}`);
-    if (!ws || !cached || !isInternalRequestRun(cached)) return undefined;
-    if (isDone(cached)) return undefined;
-    // Every write below builds on the status: read the run whole if the cache left it out.
-    let run = await this.#complete(ws, cached, Part.status);
+    if (!ws || !cached || !isInternalRequestRun(cached) || isDone(cached.status)) return undefined;
+    // Judged on the cached copy's record of the whole run: an oversized one's spec is never read.
+    const tooBig = oversize(wholeMeasure(cached) ?? measure(cached, unlimited));
+    // Every write builds on the status, and planning reads the spec: read the run whole if the cache
+    // left either out.
+    const run = await this.#complete(ws, cached, ...(tooBig ? [Part.status] : [Part.status, Part.spec]));
     if (!run) return undefined;
+    const next = tooBig ? this.#failed(run.status, "InvalidCustomRun", tooBig) : await this.#next(ws, run);
+    if (next.status) await this.#write(ws, run, next.status);
+    if (next.outcome) log.info(next.outcome.fields ?? {}, next.outcome.msg);
+    return next.result;
+  };
 
-    // Judged on the cached copy's record of the whole run: an oversized one is never read whole.
-    const tooBig = oversize(wholeMeasure(cached) ?? measure(run, unlimited));
-    if (tooBig) return this.#fail(ws, run, "InvalidCustomRun", tooBig, log);
-
+  /** The pass over a CustomRun that is ours, not done, and read whole. Side effects go to its
+   *  InternalRequest only; the CustomRun's new status is returned. */
+  async #next(ws: CustomTaskWorkspace, run: V1beta1CustomRun): Promise<Next> {
+    const { namespace, name } = run.metadata as Record<string, string>;
     const attempt = attemptsSoFar(run);
-    const requestKey = `${namespace}/${requestName(name, attempt)}`;
+    const requestKey = `${namespace}/${requestName(name as string, attempt)}`;
     // A request under the attempt's name that another CustomRun (or a tenant) made is never used.
     let request = ws.getRequest(requestKey);
-    const ownRequest = request && ownedBy(request, run) ? request : undefined;
 
     if (run.spec?.status === "RunCancelled") {
-      if (ownRequest && !isTerminal(ownRequest.status)) await this.#cancelRequest(ws, ownRequest);
+      const own = request && ownedBy(request, run) ? request : undefined;
+      if (own && !isTerminal(own.status)) await this.#cancelRequest(ws, own);
+      const mirrored = own && (await this.#completeRequest(ws, own));
       const message = run.spec.statusMessage || "CustomRun cancelled";
-      const mirrored = ownRequest && (await this.#completeRequest(ws, ownRequest));
-      await this.#write(ws, run, this.#terminal(run, mirrored, "False", "CustomRunCancelled", message));
-      log.info("custom run cancelled");
-      return undefined;
+      return {
+        status: this.#terminal(run.status, mirrored, "False", "CustomRunCancelled", message),
+        outcome: { msg: "custom run cancelled" },
+      };
     }
-
-    const whole = await this.#complete(ws, run, Part.spec);
-    if (!whole) return undefined;
-    run = whole;
     const planned = plannedSpec(run);
-    if (!planned.ok) return this.#fail(ws, run, planned.reason, planned.message, log);
+    if (!planned.ok) return this.#failed(run.status, planned.reason, planned.message);
     if ((run.spec?.retries ?? 0) > maxRetries) {
       const message = `spec.retries ${run.spec?.retries} is over the limit of ${maxRetries} for InternalRequest tasks: each attempt runs internal work again; use at most ${maxRetries}`;
-      return this.#fail(ws, run, "InvalidRetries", message, log);
+      return this.#failed(run.status, "InvalidRetries", message);
     }
     if (request) {
       const why = notMadeFor(request, run, planned.spec);
       if (why) {
         const message = `InternalRequest ${requestKey} exists but was not created for this CustomRun (${why}); nothing was copied from it. Delete it and run the pipeline again`;
-        return this.#fail(ws, run, "RequestNotOwned", message, log);
+        return this.#failed(run.status, "RequestNotOwned", message);
       }
       request = await this.#completeRequest(ws, request);
     }
+    const timeout = timeoutOf(run);
+    if (typeof timeout === "string")
+      return this.#failed(run.status, "InvalidTimeout", `spec.timeout: ${timeout}`);
 
-    let timeoutMs: number;
-    try {
-      timeoutMs = run.spec?.timeout ? parseDuration(run.spec.timeout) : defaultTimeoutMs;
-      // Tekton refuses negative timeouts too; here one would silently mean "no timeout".
-      if (timeoutMs < 0) throw new Error(`${JSON.stringify(run.spec?.timeout)} must not be negative`);
-    } catch (err) {
-      await this.#write(
-        ws,
-        run,
-        this.#terminal(run, undefined, "False", "InvalidTimeout", `spec.timeout: ${(err as Error).message}`),
-      );
-      return undefined;
+    let status: V1beta1CustomRunStatus = run.status ?? {};
+    let extra = (status.extraFields ?? {}) as Extra;
+    const started = status.startTime !== undefined && extra.attempt === attempt;
+    if (!started) {
+      // A new attempt: recorded with its request, written once this pass is over.
+      const now = rfc3339(this.#now());
+      extra = { ...extra, attempt, attemptStartTime: now, workspace: ws.name, request: requestKey };
+      const message =
+        attempt > 0
+          ? `retrying: attempt ${attempt + 1} of ${(run.spec?.retries ?? 0) + 1}`
+          : "creating InternalRequest";
+      status = {
+        ...status,
+        startTime: status.startTime ?? now,
+        conditions: this.#succeeded(status, "Unknown", "Running", message),
+        extraFields: { ...extra },
+      };
     }
-
-    const extra = (run.status?.extraFields ?? {}) as Extra;
-    if (!run.status?.startTime || extra.attempt !== attempt) {
-      const now = rfc3339(new Date(this.#now()));
-      run = await this.#write(ws, run, {
-        ...run.status,
-        startTime: run.status?.startTime ?? now,
-        conditions: [
-          condition(
-            "Unknown",
-            "Running",
-            attempt > 0
-              ? `retrying: attempt ${attempt + 1} of ${(run.spec?.retries ?? 0) + 1}`
-              : "creating InternalRequest",
-          ),
-        ],
-        extraFields: { ...extra, attempt, attemptStartTime: now, workspace: ws.name, request: requestKey },
-      });
-      // The attempt is recorded: create its request in the same pass (the deterministic name makes a
-      // repeat a 409, never a second request).
-      if (!request) await this.#createRequest(ws, run, planned.spec, attempt);
-      return undefined;
-    }
-
     if (!request) {
-      await this.#createRequest(ws, run, planned.spec, attempt);
-      return undefined;
+      const refused = await this.#createRequest(ws, run, planned.spec, attempt);
+      if (refused) return this.#failed(status, "InvalidRequestSpec", refused);
+      // Its watch event wakes this run again.
+      return started ? {} : { status };
     }
-    const status = run.status as V1beta1CustomRunStatus;
 
     const elapsed = this.#now() - Date.parse(extra.attemptStartTime ?? (status.startTime as string));
-    if (timeoutMs > 0 && elapsed >= timeoutMs && !isTerminal(request.status)) {
+    if (timeout > 0 && elapsed >= timeout && !isTerminal(request.status)) {
       await this.#cancelRequest(ws, request);
-      return this.#attemptOver(
-        ws,
-        run,
-        request,
-        "CustomRunTimedOut",
-        `attempt ${attempt + 1} timed out after ${run.spec?.timeout ?? "60m"}`,
-        log,
-      );
+      const message = `attempt ${attempt + 1} timed out after ${run.spec?.timeout ?? "60m"}`;
+      return this.#attemptOver(run, status, request, "CustomRunTimedOut", message);
     }
-
-    const rc = succeededCondition(request.status);
+    const rc = succeeded(request.status);
     if (!isTerminal(request.status)) {
+      const result = timeout > 0 ? requeueAfter(Math.max(0, timeout - elapsed)) : undefined;
       // Mirror the request's progress once the controller has written some (nothing to say before).
+      const pipelineRun = request.status?.pipelineRun;
       const message = rc?.message;
-      const current = status.conditions?.[0];
-      const next = { ...status, extraFields: { ...extra, pipelineRun: request.status?.pipelineRun } };
-      if (message && (current?.message !== message || extra.pipelineRun !== request.status?.pipelineRun)) {
-        await this.#write(ws, run, {
-          ...next,
-          conditions: [condition("Unknown", "Running", message, current)],
-        });
-      }
-      return timeoutMs > 0 ? requeueAfter(Math.max(0, timeoutMs - elapsed)) : undefined;
+      if (!message || (succeeded(status)?.message === message && extra.pipelineRun === pipelineRun))
+        return started ? { result } : { status, result };
+      return {
+        status: {
+          ...status,
+          conditions: this.#succeeded(status, "Unknown", "Running", message),
+          extraFields: { ...extra, pipelineRun },
+        },
+        result,
+      };
     }
     if (rc?.status === "True") {
-      await this.#write(
-        ws,
-        run,
-        this.#terminal(run, request, "True", "Succeeded", rc.message || "InternalRequest succeeded"),
-      );
-      log.info("custom run succeeded");
-      return undefined;
+      return {
+        status: this.#terminal(
+          status,
+          request,
+          "True",
+          "Succeeded",
+          rc.message || "InternalRequest succeeded",
+        ),
+        outcome: { msg: "custom run succeeded" },
+      };
     }
-    return this.#attemptOver(ws, run, request, rc?.reason || "Failed", rc?.message ?? "", log);
-  };
+    return this.#attemptOver(run, status, request, rc?.reason || "Failed", rc?.message ?? "");
+  }
 
   /** A failed or timed-out attempt: retry while retries remain, else end the CustomRun False. */
-  async #attemptOver(
-    ws: CustomTaskWorkspace,
+  #attemptOver(
     run: V1beta1CustomRun,
+    status: V1beta1CustomRunStatus,
     request: InternalRequest,
     reason: string,
     message: string,
-    log: Logger,
-  ): Promise<ReconcileResult | undefined> {
+  ): Next {
     const attempt = attemptsSoFar(run);
-    const finished = this.#terminal(run, request, "False", reason, message);
-    if (attempt < (run.spec?.retries ?? 0) && !notRetried.has(reason)) {
-      // A failed attempt's results stay on its own InternalRequest; the snapshot stays small.
-      const { retriesStatus: _, results: _results, ...snapshot } = finished;
-      await this.#write(ws, run, {
-        ...run.status,
-        conditions: [condition("Unknown", "Running", `attempt ${attempt + 1} failed (${reason}); retrying`)],
+    const finished = this.#terminal(status, request, "False", reason, message);
+    if (attempt >= (run.spec?.retries ?? 0) || notRetried.has(reason))
+      return { status: finished, outcome: { msg: "custom run failed", fields: { reason } } };
+    // A failed attempt's results stay on its own InternalRequest; the snapshot stays small.
+    const { retriesStatus: _, results: _results, ...snapshot } = finished;
+    return {
+      status: {
+        ...status,
+        conditions: this.#succeeded(
+          status,
+          "Unknown",
+          "Running",
+          `attempt ${attempt + 1} failed (${reason}); retrying`,
+        ),
         results: [],
-        retriesStatus: [...(run.status?.retriesStatus ?? []), snapshot],
-      });
-      log.info({ attempt, reason }, "custom run attempt failed; retrying");
+        retriesStatus: [...(status.retriesStatus ?? []), snapshot],
+      },
       // Start the next attempt on a fresh pass at once: the event of our own write is no trigger
       // (the cache already holds it, and a watch that was down when it happened never delivers it).
-      return requeueAfter(0);
-    }
-    await this.#write(ws, run, finished);
-    log.info({ reason }, "custom run failed");
-    return undefined;
+      result: requeueAfter(0),
+      outcome: { msg: "custom run attempt failed; retrying", fields: { attempt, reason } },
+    };
   }
 
-  async #fail(ws: CustomTaskWorkspace, run: V1beta1CustomRun, reason: string, message: string, log: Logger) {
-    await this.#write(ws, run, this.#terminal(run, undefined, "False", reason, message));
-    log.info({ reason }, "custom run rejected");
-    return undefined;
+  #failed(status: V1beta1CustomRunStatus | undefined, reason: string, message: string): Next {
+    return {
+      status: this.#terminal(status, undefined, "False", reason, message),
+      outcome: { msg: "custom run rejected", fields: { reason } },
+    };
   }
 
   /** The run whole when the cached copy lacks any of `parts`; undefined if it is gone (or replaced). */
@@ -264,7 +266,7 @@ export class CustomRunReconciler {
   }
 
   #terminal(
-    run: V1beta1CustomRun,
+    base: V1beta1CustomRunStatus | undefined,
     request: InternalRequest | undefined,
     status: "True" | "False",
     reason: string,
@@ -273,13 +275,13 @@ export class CustomRunReconciler {
     const results = Object.entries(request?.status?.results ?? {})
       .sort(([a], [b]) => a.localeCompare(b))
       .map(([name, value]) => ({ name, value }));
-    const extra = (run.status?.extraFields ?? {}) as Extra;
-    const now = rfc3339(new Date(this.#now()));
+    const extra = (base?.extraFields ?? {}) as Extra;
+    const now = rfc3339(this.#now());
     return {
-      ...run.status,
-      startTime: run.status?.startTime ?? now,
+      ...base,
+      startTime: base?.startTime ?? now,
       completionTime: now,
-      conditions: [condition(status, reason, message)],
+      conditions: this.#succeeded(base, status, reason, message),
       results,
       extraFields: {
         ...extra,
@@ -288,40 +290,40 @@ export class CustomRunReconciler {
     };
   }
 
+  #succeeded(
+    base: V1beta1CustomRunStatus | undefined,
+    status: KnativeCondition["status"],
+    reason: string,
+    message: string,
+  ): KnativeCondition[] {
+    return setSucceeded(base?.conditions, { status, reason, message }, this.#now(), maxMessageChars);
+  }
+
+  /** Creates the attempt's request; the API server's refusal of its spec (permanent for this
+   *  CustomRun) is returned, anything else thrown. */
   async #createRequest(
     ws: CustomTaskWorkspace,
     run: V1beta1CustomRun,
     spec: InternalRequest["spec"],
     attempt: number,
-  ) {
-    const body = requestFor(run, spec, attempt);
+  ): Promise<string | undefined> {
     try {
-      await ws.requests.create(run.metadata?.namespace as string, body);
+      await ws.requests.create(run.metadata?.namespace as string, requestFor(run, spec, attempt));
+      return undefined;
     } catch (err) {
-      if (isConflict(err)) return; // created by an earlier pass; the watch brings it
+      if (isConflict(err)) return undefined; // created by an earlier pass; the watch brings it
       const status = apiStatus(err);
-      if (status?.code === 422 || status?.code === 400) {
-        // The API server's own validation of the request spec: permanent for this CustomRun.
-        await this.#write(
-          ws,
-          run,
-          this.#terminal(run, undefined, "False", "InvalidRequestSpec", status.message),
-        );
-        return;
-      }
+      if (status?.code === 422 || status?.code === 400) return status.message;
       throw err;
     }
   }
 
   async #cancelRequest(ws: CustomTaskWorkspace, request: InternalRequest) {
     if (request.spec.status === "Cancelled") return;
-    try {
-      await ws.requests.mergePatch(request.metadata.namespace as string, request.metadata.name as string, {
-        spec: { status: "Cancelled" },
-      });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const { namespace, name } = request.metadata as Record<string, string>;
+    await ignoreNotFound(
+      ws.requests.mergePatch(namespace as string, name as string, { spec: { status: "Cancelled" } }),
+    );
   }
 
   async #write(ws: CustomTaskWorkspace, run: V1beta1CustomRun, status: V1beta1CustomRunStatus) {
@@ -334,30 +336,19 @@ export class CustomRunReconciler {
       resourceVersion,
     );
     ws.observeCustomRun(updated);
-    return updated;
   }
 }
 
-function isDone(run: V1beta1CustomRun): boolean {
-  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
-  return c !== undefined && c.status !== "Unknown";
+/** The run's timeout in ms (0: none), or why its spec.timeout is refused. */
+function timeoutOf(run: V1beta1CustomRun): number | string {
+  try {
+    const ms = run.spec?.timeout ? parseDuration(run.spec.timeout) : defaultTimeoutMs;
+    // Tekton refuses negative timeouts too; here one would silently mean "no timeout".
+    return ms < 0 ? `${JSON.stringify(run.spec?.timeout)} must not be negative` : ms;
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
 
 /** Condition messages on a CustomRun are cut here (a request's may be far longer). */
 const maxMessageChars = 4096;
-
-function condition(
-  status: KnativeCondition["status"],
-  reason: string,
-  message: string,
-  previous?: KnativeCondition,
-): KnativeCondition {
-  const lastTransitionTime = previous && previous.status === status ? previous.lastTransitionTime : rfc3339();
-  return {
-    type: "Succeeded",
-    status,
-    reason,
-    message: message.length > maxMessageChars ? `${message.slice(0, maxMessageChars - 1)}…` : message,
-    ...(lastTransitionTime ? { lastTransitionTime } : {}),
-  };
-}

@@ -2,6 +2,7 @@
 // those of other custom tasks are not kept at all, ours are kept bounded like requests (see
 // requests/summary.ts): identity and the small fields read on every pass, the spec and the status
 // only while they fit a small budget. A reconcile that plans or writes reads the whole run first.
+import { isDone, succeeded } from "../api/conditions.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1beta1CustomRunStatus } from "../generated/tekton.ts";
 import { Budget, cacheBudgetChars, identityOf } from "../runtime/trim.ts";
 import { isInternalRequestRun } from "./request.ts";
@@ -18,7 +19,7 @@ export function summarizeCustomRun(run: V1beta1CustomRun): V1beta1CustomRun | un
   if (!isInternalRequestRun(run)) return undefined; // another custom task's: costs nothing
   const m = run.metadata ?? {};
   // A finished CustomRun is never read again beyond that it is finished.
-  const done = run.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
+  const done = isDone(run.status);
   const budget = new Budget(done ? 0 : cacheBudgetChars);
   const metadata = identityOf(m);
   const s = run.spec ?? {};
@@ -62,7 +63,7 @@ function summarizeStatus(status: V1beta1CustomRunStatus, budget: Budget): V1beta
   const whole = budget.take(Part.status, status);
   if (whole) return whole;
   // Whether it is done, when it started and what attempt it is on stay readable; writes read it whole.
-  const c = status.conditions?.find((x) => x.type === "Succeeded");
+  const c = succeeded(status);
   return {
     ...(c ? { conditions: [{ type: c.type, status: c.status, reason: clip(c.reason) }] } : {}),
     ...(typeof status.startTime === "string" ? { startTime: status.startTime.slice(0, 64) } : {}),

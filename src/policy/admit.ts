@@ -38,8 +38,6 @@ export interface RunPlan {
   serviceAccount?: string;
   timeouts: Timeouts;
   maxConcurrentRuns?: number;
-  /** How long to keep the finished PipelineRun; Infinity while the config has debug: true. */
-  keepFinishedMs: number;
   /** Param names whose values must never be logged or written to Events or status. */
   sensitiveParams: string[];
   /** What admission changed, for the user, e.g. "spec.timeouts.pipeline 3h0m0s capped at ...". */
@@ -138,7 +136,7 @@ function withLabels(run: RunPlan, input: AdmitInput): Admission {
 }
 
 function admitService(input: AdmitInput, name: string, service: InternalService): Admission {
-  const { request, config } = input;
+  const { request } = input;
   const svc = `InternalService ${quote(name)}`;
   const spec = service.spec;
   const { pipelineRef, pipelineName } = spec.pipeline ?? {};
@@ -172,14 +170,15 @@ function admitService(input: AdmitInput, name: string, service: InternalService)
     );
   }
 
-  let limits: { defaultMs?: number; maximumMs?: number; queueMs?: number; keepMs: number };
+  let limits: { defaultMs?: number; maximumMs?: number; queueMs?: number };
   try {
     limits = {
       defaultMs: optionalDuration(spec.timeouts?.default),
       maximumMs: optionalDuration(spec.timeouts?.maximum),
       queueMs: optionalDuration(spec.timeouts?.queue),
-      keepMs: parseDuration(spec.retention?.keepFinishedPipelineRuns ?? "0s"),
     };
+    // Read when the run is cleaned up; a service that cannot say how long is refused up front.
+    optionalDuration(spec.retention?.keepFinishedPipelineRuns);
   } catch (err) {
     return invalidService(svc, (err as Error).message);
   }
@@ -193,7 +192,6 @@ function admitService(input: AdmitInput, name: string, service: InternalService)
     params: checked.params,
     serviceAccount: request.serviceAccount ?? spec.serviceAccount,
     maxConcurrentRuns: spec.maxConcurrentRuns,
-    keepFinishedMs: config?.debug ? Number.POSITIVE_INFINITY : limits.keepMs,
     sensitiveParams: [...(spec.sensitiveParams ?? [])],
   });
 }
@@ -260,7 +258,6 @@ function admitRaw(
     params: { ...params },
     serviceAccount,
     maxConcurrentRuns: raw.maxConcurrentRuns ?? rawDefaults.maxConcurrentRuns,
-    keepFinishedMs: config.debug ? Number.POSITIVE_INFINITY : 0,
     sensitiveParams: [],
   });
 }

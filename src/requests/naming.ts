@@ -1,6 +1,7 @@
 // How an internal PipelineRun maps back to its request across clusters (owner references cannot
 // cross clusters): a deterministic name derived from (workspace, uid), plus labels and annotations.
 import { createHash } from "node:crypto";
+import type { KeyCodec } from "../runtime/controller.ts";
 
 export const labelPrefix = "internal-services.appstudio.openshift.io";
 /** Existing deployments' labels on the internal PipelineRun (kept for compatibility). */
@@ -38,6 +39,23 @@ export function parseKey(key: string): RequestKey {
   const [workspace = "", namespace = "", name = ""] = key.split("/");
   return { workspace, namespace, name };
 }
+
+/** Request keys through a controller's queue, and the log fields they add. */
+export const requestKeys: KeyCodec<RequestKey> = {
+  format: formatKey,
+  parse: parseKey,
+  fields: (k) => ({ ...k }),
+};
+
+/** The key of an object (a request, or a CustomRun) in workspace `workspace`. */
+export const keyOf = (
+  workspace: string,
+  obj: { metadata?: { namespace?: string; name?: string } },
+): RequestKey => ({
+  workspace,
+  namespace: obj.metadata?.namespace ?? "",
+  name: obj.metadata?.name ?? "",
+});
 
 /**
  * The internal PipelineRun's name: readable prefix + hash of (workspace, uid). Deterministic, so a crash

@@ -1,6 +1,7 @@
 // The internal PipelineRun: built from an accepted request's run plan, and read back into the
 // request's progress, outcome and results.
 
+import { succeeded } from "../api/conditions.ts";
 import { apiVersionOf, pipelineRuns } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { V1PipelineRun, V1PipelineRunResult } from "../generated/tekton.ts";
@@ -154,7 +155,7 @@ const cancelledReasons = new Set([
 
 /** Interprets Tekton's Succeeded condition on the PipelineRun. */
 export function runState(run: V1PipelineRun): RunState {
-  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  const c = succeeded(run.status);
   if (!c || c.status === "Unknown") {
     return { done: false, message: progressMessage(run) };
   }
@@ -170,7 +171,7 @@ export function runState(run: V1PipelineRun): RunState {
 
 /** "2/5 tasks completed", from Tekton's running message and the resolved pipeline spec. */
 export function progressMessage(run: V1PipelineRun): string {
-  const c = run.status?.conditions?.find((x) => x.type === "Succeeded");
+  const c = succeeded(run.status);
   if (run.spec?.status === pendingStatus && !c) {
     const queue = run.metadata?.labels?.[kueueQueueLabel];
     return `queued in the private cluster: the internal PipelineRun is held pending admission${queue ? ` (queue ${queue})` : ""}`;

@@ -2,9 +2,10 @@
 // PipelineRun, mirror progress, copy the outcome and results back, and clean up after it.
 // Level-triggered and idempotent: every step reads the current state and is safe to repeat.
 import type { Logger } from "pino";
-import { apiStatus, describeError, ignoreNotFound, isConflict, isNotFound } from "../api/errors.ts";
+import { type Clock, requeueAfter, rfc3339, succeeded } from "../api/conditions.ts";
+import { apiStatus, describeError, ignoreNotFound, isConflict } from "../api/errors.ts";
 import type { EventRecorder } from "../api/events.ts";
-import type { ResourceClient } from "../api/resources.ts";
+import type { Resources } from "../api/resources.ts";
 import type {
   InternalRequest,
   InternalRequestStatus,
@@ -17,17 +18,10 @@ import { formatDuration, parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
-import {
-  isLegacyRunning,
-  isTerminal,
-  type Reason,
-  requeueAfter,
-  rfc3339,
-  succeededCondition,
-  withSucceeded,
-} from "./conditions.ts";
+import { isLegacyRunning, isTerminal, type Reason, withSucceeded } from "./conditions.ts";
 import {
   finalizer,
+  formatKey,
   isValidLabelValue,
   legacyFinalizer,
   managedByLabel,
@@ -35,6 +29,7 @@ import {
   parseKey,
   pipelineRunName,
   queueDeadlineAnnotation,
+  type RequestKey,
   requestAnnotation,
   requestNameLabel,
   requestNamespaceLabel,
@@ -48,19 +43,19 @@ import { Part } from "./summary.ts";
 /** One remote workspace: where requests live. */
 export interface WorkspaceAccess {
   name: string;
-  requests: ResourceClient<InternalRequest>;
+  requests: Resources<InternalRequest>;
   /** Informer cache lookup by "namespace/name". */
   getRequest(key: string): InternalRequest | undefined;
   /** Our own write's result into the cache ahead of its watch event (see Reflector.observe). */
   observe(request: InternalRequest): void;
-  events: EventRecorder;
+  events: Pick<EventRecorder, "record">;
 }
 
 /** The private cluster: where services, the config and internal PipelineRuns live. */
 export interface PrivateAccess {
   namespace: string;
-  pipelineRuns: ResourceClient<V1PipelineRun>;
-  taskRuns: ResourceClient<V1TaskRun>;
+  pipelineRuns: Resources<V1PipelineRun>;
+  taskRuns: Resources<V1TaskRun>;
   getPipelineRun(name: string): V1PipelineRun | undefined;
   getService(name: string): InternalService | undefined;
   getConfig(): InternalServicesConfig | undefined;
@@ -72,7 +67,7 @@ export interface RequestReconcilerDeps {
   workspaces: Map<string, WorkspaceAccess>;
   private: PrivateAccess;
   metrics: Metrics;
-  now?: () => number;
+  now?: Clock;
   /** Test-only fault injection: called right after an internal PipelineRun is created. */
   afterCreate?: () => void;
   /**
@@ -110,7 +105,7 @@ export const maxPipelineRunChars = 256 * 1024;
 
 export class RequestReconciler {
   readonly #d: RequestReconcilerDeps;
-  readonly #now: () => number;
+  readonly #now: Clock;
   /** Keys of requests queued behind a service's concurrency limit, woken when a run finishes. */
   readonly #waitingForSlot = new Set<string>();
 
@@ -120,14 +115,15 @@ export class RequestReconciler {
   }
 
   /** The requests waiting for a concurrency slot; each reconcile that still finds none adds it back. */
-  takeWaitingForSlot(): string[] {
-    const keys = [...this.#waitingForSlot];
+  takeWaitingForSlot(): RequestKey[] {
+    const keys = [...this.#waitingForSlot].map(parseKey);
     this.#waitingForSlot.clear();
     return keys;
   }
 
-  reconcile = async (key: string, log: Logger): Promise<ReconcileResult | undefined> => {
-    const { workspace: wsName, namespace, name } = parseKey(key);
+  reconcile = async (requestKey: RequestKey, log: Logger): Promise<ReconcileResult | undefined> => {
+    const { workspace: wsName, namespace, name } = requestKey;
+    const key = formatKey(requestKey);
     const ws = this.#d.workspaces.get(wsName);
     if (!ws) return undefined;
     let request = ws.getRequest(`${namespace}/${name}`);
@@ -238,7 +234,7 @@ export class RequestReconciler {
     const notes = plan.notes.length > 0 ? ` (${plan.notes.join("; ")})` : "";
     await this.#writeStatus(ws, request, {
       ...this.#running(request, `accepted; internal PipelineRun started${notes}`),
-      startTime: rfc3339(new Date(this.#now())),
+      startTime: rfc3339(this.#now()),
       pipelineRun: `${this.#d.private.namespace}/${runName}`,
       ...(plan.service ? { service: plan.service } : {}),
     });
@@ -273,7 +269,7 @@ export class RequestReconciler {
     }
     this.#waitingForSlot.add(key);
     const message = `queued: ${busy}`;
-    if (succeededCondition(request.status)?.message !== message || request.status?.service !== plan.service)
+    if (succeeded(request.status)?.message !== message || request.status?.service !== plan.service)
       await this.#writeStatus(ws, request, {
         ...this.#running(request, message),
         ...(plan.service ? { service: plan.service } : {}),
@@ -356,7 +352,7 @@ export class RequestReconciler {
         ...this.#running(request, "accepted; internal PipelineRun started"),
         startTime: run.metadata?.creationTimestamp
           ? rfc3339(new Date(run.metadata.creationTimestamp))
-          : rfc3339(),
+          : rfc3339(this.#now()),
         pipelineRun: `${this.#d.private.namespace}/${runName}`,
       });
     }
@@ -388,8 +384,8 @@ export class RequestReconciler {
       return this.#cleanUpFinished(ws, finished, runName, log, run);
     }
     // Until Tekton picks the run up it has no condition: keep "accepted; started" (and its notes).
-    const pickedUp = run.status?.conditions?.some((c) => c.type === "Succeeded");
-    if (pickedUp && succeededCondition(request.status)?.message !== state.message) {
+    const pickedUp = succeeded(run.status) !== undefined;
+    if (pickedUp && succeeded(request.status)?.message !== state.message) {
       await this.#writeStatus(ws, request, this.#running(request, state.message));
     }
     // Look again at the timeout; a run the Go controller started also on a timer (no watch sees it).
@@ -414,13 +410,13 @@ export class RequestReconciler {
     if (deadline && this.#now() >= deadline) {
       await this.#cancelRun(run);
       const what = held ? "held pending admission in the private cluster" : "not started by Tekton";
-      const why = `${what} past its queue timeout (until ${rfc3339(new Date(deadline))}); internal PipelineRun cancelled`;
+      const why = `${what} past its queue timeout (until ${rfc3339(deadline)}); internal PipelineRun cancelled`;
       const finished = await this.#finish(ws, request, "TimedOut", why, {});
       return this.#cleanUpFinished(ws, finished, runName, log, run);
     }
     // Never touches the run's spec.status: the queue releases it, not us. Until Tekton picks a run up
     // there is nothing to say beyond "accepted; started" (and its notes).
-    if (held && succeededCondition(request.status)?.message !== message)
+    if (held && succeeded(request.status)?.message !== message)
       await this.#writeStatus(ws, request, this.#running(request, message));
     return deadline ? requeueAfter(deadline - this.#now()) : undefined;
   }
@@ -454,7 +450,7 @@ export class RequestReconciler {
       const taskRun = await this.#d.private.taskRuns
         .get(this.#d.private.namespace, child.name)
         .catch(() => undefined);
-      const c = taskRun?.status?.conditions?.find((x) => x.type === "Succeeded");
+      const c = succeeded(taskRun?.status);
       if (c?.status === "False") {
         return `task ${child.pipelineTaskName ?? child.name} failed: ${c.reason ?? "Failed"}: ${c.message ?? ""}`.trim();
       }
@@ -478,9 +474,9 @@ export class RequestReconciler {
         request.status?.conditions,
         { status: reason === "Succeeded" ? "True" : "False", reason, message: `${message}${note}` },
         request.metadata.generation,
-        new Date(this.#now()),
+        this.#now(),
       ),
-      completionTime: rfc3339(new Date(this.#now())),
+      completionTime: rfc3339(this.#now()),
       observedGeneration: request.metadata.generation,
       ...(copied.results ? { results: copied.results } : {}),
       ...(dropped.length > 0 ? { droppedResults: dropped } : {}),
@@ -654,8 +650,8 @@ export class RequestReconciler {
     const { name, namespace } = request.metadata as Record<string, string>;
     if (!isValidLabelValue(name as string) || !isValidLabelValue(namespace as string)) return undefined;
     const labelSelector = `${requestNameLabel}=${name},${requestNamespaceLabel}=${namespace}`;
-    const found = await this.#d.private.pipelineRuns.list(this.#d.private.namespace, { labelSelector });
-    return found.items
+    const found = await this.#d.private.pipelineRuns.listAll(this.#d.private.namespace, labelSelector);
+    return found
       .filter((r) => isLegacyRunOf(r, request))
       .sort((a, b) =>
         String(b.metadata?.creationTimestamp).localeCompare(String(a.metadata?.creationTimestamp)),
@@ -671,14 +667,11 @@ export class RequestReconciler {
     runName: string,
     live: boolean,
   ): Promise<V1PipelineRun | "foreign" | undefined> {
-    let run = this.#d.private.getPipelineRun(runName);
-    if (!run && live) {
-      try {
-        run = await this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName);
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-      }
-    }
+    const run =
+      this.#d.private.getPipelineRun(runName) ??
+      (live
+        ? await ignoreNotFound(this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName))
+        : undefined);
     if (!run) return undefined;
     return run.metadata?.labels?.[requestUidLabel] === request.metadata.uid ? run : "foreign";
   }
@@ -689,7 +682,7 @@ export class RequestReconciler {
         request.status?.conditions,
         { status: "Unknown", reason: "Running", message },
         request.metadata.generation,
-        new Date(this.#now()),
+        this.#now(),
       ),
       observedGeneration: request.metadata.generation,
     };
@@ -728,40 +721,35 @@ export class RequestReconciler {
     const finalizers = (request.metadata.finalizers ?? []).filter(
       (f) => f !== finalizer && f !== legacyFinalizer,
     );
-    try {
-      ws.observe(
-        await ws.requests.mergePatch(namespace as string, name as string, {
-          metadata: { finalizers, resourceVersion },
-        }),
-      );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+    const updated = await ignoreNotFound(
+      ws.requests.mergePatch(namespace as string, name as string, {
+        metadata: { finalizers, resourceVersion },
+      }),
+    );
+    if (updated) ws.observe(updated);
   }
 
   /** The uid in the patch is a precondition: a different object under the same name refuses it. */
   async #cancelRun(run: V1PipelineRun) {
     const name = run.metadata?.name as string;
-    try {
-      await this.#d.private.pipelineRuns.mergePatch(this.#d.private.namespace, name, {
+    await ignoreNotFound(
+      this.#d.private.pipelineRuns.mergePatch(this.#d.private.namespace, name, {
         metadata: { uid: run.metadata?.uid },
         spec: { status: "Cancelled" },
-      });
-    } catch (err) {
-      if (!isNotFound(err)) throw new Error(`cancelling PipelineRun ${name}: ${describeError(err)}`);
-    }
+      }),
+    ).catch((err: unknown) => {
+      throw new Error(`cancelling PipelineRun ${name}: ${describeError(err)}`);
+    });
   }
 
   async #deleteRun(run: V1PipelineRun) {
     const uid = run.metadata?.uid;
-    try {
-      await this.#d.private.pipelineRuns.delete(
+    await ignoreNotFound(
+      this.#d.private.pipelineRuns.delete(
         this.#d.private.namespace,
         run.metadata?.name as string,
         uid ? { uid } : undefined,
-      );
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
+      ),
+    );
   }
 }

@@ -2,8 +2,10 @@
 // bounded: identity, the fixed-size fields reconciles read on every pass, and the variable-size parts
 // (labels, finalizers, the rest of the spec, conditions, results) only while they fit a small budget.
 // A reconcile that needs a part left out reads the whole request first (see isTrimmed).
+
 import { createHash } from "node:crypto";
 import type { V1OwnerReference } from "@kubernetes/client-node";
+import { succeeded } from "../api/conditions.ts";
 import type { InternalRequest, InternalRequestSpec, InternalRequestStatus } from "../generated/crds.ts";
 import { Budget, cacheBudgetChars, identityOf } from "../runtime/trim.ts";
 import { isTerminal } from "./conditions.ts";
@@ -74,7 +76,7 @@ function summarizeStatus(status: InternalRequestStatus, budget: Budget): Interna
   if (kept) out.conditions = kept;
   else if (conditions) {
     // Succeeded's status and reason stay readable (is it finished, and how?); its message may not.
-    const c = conditions.find((x) => x.type === "Succeeded");
+    const c = succeeded({ conditions });
     if (c) out.conditions = [{ ...c, message: "" }];
   }
   const copied = budget.take(Part.results, results);

@@ -1,32 +1,55 @@
-// The controller loop: N workers take keys from the queue and call reconcile, one key at a time per
-// key. Error policy, as in controller-runtime: a thrown error requeues with backoff; a TerminalError
-// is logged and not retried; requeueAfterMs schedules the next look; success forgets the backoff.
+// A controller, declared as controller-runtime's builder does: what it reconciles, the caches whose
+// changes wake it (each event mapped to keys), and the reconcile. The loop: N workers take keys from
+// its queue and call reconcile, one key at a time per key. Error policy, as in controller-runtime: a
+// thrown error requeues with backoff; requeueAfterMs schedules the next look; success forgets the
+// backoff.
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { describeError, isConflict } from "../api/errors.ts";
 import type { Metrics } from "./metrics.ts";
 import type { WorkQueue } from "./queue.ts";
+import type { Source } from "./source.ts";
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-export type Reconcile = (key: string, log: Logger) => Promise<ReconcileResult | undefined>;
+/** How a controller's keys travel through its queue (as strings) and back. */
+export interface KeyCodec<K> {
+  format(key: K): string;
+  parse(text: string): K;
+  /** Log fields for a key (e.g. workspace, namespace, name). */
+  fields(key: K): Record<string, string>;
+}
 
-/** An error retrying cannot fix (the reconciler has already recorded it on the object). */
-export class TerminalError extends Error {}
+/** One cache whose changes wake the controller: each event mapped to the keys to reconcile. */
+export interface Watch<K> {
+  source: Source<never>;
+  keys(key: string, obj: never, deleted: boolean): Iterable<K>;
+}
+
+/** Declares a Watch (type-checked against the source's objects). */
+export const watch = <K, T>(
+  source: Source<T>,
+  keys: (key: string, obj: T, deleted: boolean) => Iterable<K>,
+): Watch<K> => ({ source, keys }) as unknown as Watch<K>;
+
+export interface ControllerSpec<K> {
+  name: string;
+  key: KeyCodec<K>;
+  /** What wakes it: its primary resource first, then what it owns and watches. */
+  watches: Watch<K>[];
+  reconcile(key: K, log: Logger): Promise<ReconcileResult | undefined>;
+}
 
 export interface ControllerOptions {
-  name: string;
+  spec: ControllerSpec<unknown>;
   queue: WorkQueue;
-  reconcile: Reconcile;
   workers: number;
   log: Logger;
   metrics: Metrics;
   /** Aborting stops the workers at once (keys in flight finish their current call). */
   signal: AbortSignal;
-  /** Adds log fields from the key (e.g. workspace, namespace, name). */
-  keyFields?: (key: string) => Record<string, string>;
 }
 
 export async function runController(opts: ControllerOptions): Promise<void> {
@@ -45,15 +68,13 @@ export async function runController(opts: ControllerOptions): Promise<void> {
 }
 
 async function processKey(opts: ControllerOptions, key: string): Promise<void> {
-  const { name: controller, queue, metrics } = opts;
-  const log = opts.log.child({
-    controller,
-    ...(opts.keyFields?.(key) ?? { key }),
-    reconcileID: randomUUID(),
-  });
+  const { spec, queue, metrics } = opts;
+  const controller = spec.name;
+  const parsed = spec.key.parse(key);
+  const log = opts.log.child({ controller, ...spec.key.fields(parsed), reconcileID: randomUUID() });
   const end = metrics.reconcileTime.startTimer({ controller });
   try {
-    const result = await opts.reconcile(key, log);
+    const result = await spec.reconcile(parsed, log);
     queue.forget(key);
     if (result?.requeueAfterMs !== undefined) {
       queue.addAfter(key, result.requeueAfterMs);
@@ -63,17 +84,11 @@ async function processKey(opts: ControllerOptions, key: string): Promise<void> {
     }
   } catch (err) {
     metrics.reconcileErrors.inc({ controller });
-    if (err instanceof TerminalError) {
-      queue.forget(key);
-      metrics.reconcileTotal.inc({ controller, result: "error" });
-      log.error({ err: describeError(err) }, "reconcile failed permanently");
-    } else {
-      queue.addRateLimited(key);
-      metrics.reconcileTotal.inc({ controller, result: "error" });
-      // Conflicts are optimistic concurrency doing its job: retry quietly with the fresh object.
-      const level = isConflict(err) ? "debug" : "warn";
-      log[level]({ err: describeError(err), retries: queue.retries(key) }, "reconcile failed; will retry");
-    }
+    queue.addRateLimited(key);
+    metrics.reconcileTotal.inc({ controller, result: "error" });
+    // Conflicts are optimistic concurrency doing its job: retry quietly with the fresh object.
+    const level = isConflict(err) ? "debug" : "warn";
+    log[level]({ err: describeError(err), retries: queue.retries(key) }, "reconcile failed; will retry");
   } finally {
     end();
   }

@@ -3,7 +3,7 @@
 // change; a leader that cannot renew within renewDeadline has lost and must stop at once.
 import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { describeError, isNotFound } from "../api/errors.ts";
+import { describeError, ignoreNotFound } from "../api/errors.ts";
 
 export interface LeaderElectionOptions {
   kubeConfig: KubeConfig;
@@ -155,12 +155,9 @@ export class LeaderElector {
   }
 
   async #get(): Promise<Lease | undefined> {
-    try {
-      return (await this.#api.getNamespacedCustomObject({ ...this.#path(), name: this.#o.name })) as Lease;
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
+    return (await ignoreNotFound(
+      this.#api.getNamespacedCustomObject({ ...this.#path(), name: this.#o.name }),
+    )) as Lease | undefined;
   }
 
   async #replace(lease: Lease): Promise<void> {

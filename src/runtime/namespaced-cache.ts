@@ -5,29 +5,33 @@ import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ResourceType } from "../api/resources.ts";
 import { Reflector, type ReflectorOptions } from "./reflector.ts";
+import type { Handler, Source } from "./source.ts";
 
 const allNamespaces = "";
 
-export class NamespacedCache<T extends KubernetesObject> {
+export class NamespacedCache<T extends KubernetesObject> implements Source<T> {
   readonly #kubeConfig: KubeConfig;
   readonly #type: ResourceType;
   readonly #log: Logger;
-  readonly #onChange: ReflectorOptions<T>["onChange"];
   readonly #transform: ReflectorOptions<T>["transform"];
   readonly #byNamespace = new Map<string, Reflector<T>>();
+  readonly #handlers: Handler<T>[] = [];
 
   constructor(
     kubeConfig: KubeConfig,
     type: ResourceType,
     log: Logger,
-    onChange: ReflectorOptions<T>["onChange"],
     transform?: ReflectorOptions<T>["transform"],
   ) {
     this.#kubeConfig = kubeConfig;
     this.#type = type;
     this.#log = log;
-    this.#onChange = onChange;
     this.#transform = transform;
+  }
+
+  /** Follows every served namespace's changes, also of namespaces served later. */
+  subscribe(handler: Handler<T>): void {
+    this.#handlers.push(handler);
   }
 
   /** Starts serving a namespace (undefined: all of them); resolves once its objects are cached. */
@@ -39,8 +43,10 @@ export class NamespacedCache<T extends KubernetesObject> {
       type: this.#type,
       namespace,
       log: this.#log,
-      onChange: this.#onChange,
       transform: this.#transform,
+    });
+    reflector.subscribe((key, obj, deleted) => {
+      for (const handler of this.#handlers) handler(key, obj, deleted);
     });
     this.#byNamespace.set(id, reflector);
     return reflector.start();

@@ -278,28 +278,3 @@ export class WorkQueue {
     h[i] = last;
   }
 }
-
-/**
- * Runs `n` workers that get keys and call `handler`, always calling done(key) after. The handler owns
- * forget()/addRateLimited(); if it throws anyway, the key is re-queued rate-limited. Resolves when the
- * queue is shut down and drained, or, after `signal` is aborted, once in-flight handlers have finished.
- */
-export async function runWorkers(
-  queue: WorkQueue,
-  n: number,
-  handler: (key: string) => Promise<void>,
-  signal?: AbortSignal,
-): Promise<void> {
-  const worker = async () => {
-    for (let key = await queue.get(signal); key !== undefined; key = await queue.get(signal)) {
-      try {
-        await handler(key);
-      } catch {
-        queue.addRateLimited(key);
-      } finally {
-        queue.done(key);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: n }, worker));
-}

@@ -7,6 +7,7 @@ import { type KubeConfig, type KubernetesObject, Watch } from "@kubernetes/clien
 import type { Logger } from "pino";
 import { apiStatus, describeError } from "../api/errors.ts";
 import { collectionPath, ResourceClient, type ResourceType } from "../api/resources.ts";
+import type { Handler, Source } from "./source.ts";
 
 export interface ReflectorOptions<T extends KubernetesObject> {
   kubeConfig: KubeConfig;
@@ -14,11 +15,6 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   /** Undefined: all namespaces. */
   namespace?: string;
   labelSelector?: string;
-  /**
-   * Called with "namespace/name" whenever that object was added, changed or deleted, with the object
-   * as cached (for a deletion: the last version seen, so handlers can still map it to its owner).
-   */
-  onChange: (key: string, obj: T, deleted: boolean) => void;
   /**
    * What of an object to keep in the cache (client-go's SetTransform): the whole object by default;
    * undefined keeps nothing (the object is not of interest and costs no memory, and no handler call).
@@ -83,10 +79,12 @@ export function isNewerVersion(a: string | undefined, b: string | undefined): bo
   return a.length !== b.length ? a.length > b.length : a > b;
 }
 
-export class Reflector<T extends KubernetesObject> {
+/** Caches one kind (in one namespace, or all) and tells its subscribers ("namespace/name" keys). */
+export class Reflector<T extends KubernetesObject> implements Source<T> {
   readonly #opts: ReflectorOptions<T>;
   readonly #client: ResourceClient<T>;
   readonly #store = new Map<string, T>();
+  readonly #handlers: Handler<T>[] = [];
   #resourceVersion = "";
   #synced = Promise.withResolvers<void>();
   #hasSynced = false;
@@ -106,6 +104,14 @@ export class Reflector<T extends KubernetesObject> {
   constructor(opts: ReflectorOptions<T>) {
     this.#opts = opts;
     this.#client = new ResourceClient<T>(opts.kubeConfig, opts.type);
+  }
+
+  subscribe(handler: Handler<T>): void {
+    this.#handlers.push(handler);
+  }
+
+  #emit(key: string, obj: T, deleted: boolean): void {
+    for (const handler of this.#handlers) handler(key, obj, deleted);
   }
 
   get(key: string): T | undefined {
@@ -133,10 +139,6 @@ export class Reflector<T extends KubernetesObject> {
   #keep(obj: T): T | undefined {
     const trimmed = trimForCache(obj);
     return this.#opts.transform ? this.#opts.transform(trimmed) : trimmed;
-  }
-
-  get hasSynced(): boolean {
-    return this.#hasSynced;
   }
 
   /** Starts listing and watching; resolves once the first list is in the store. */
@@ -242,8 +244,8 @@ export class Reflector<T extends KubernetesObject> {
       this.#hasSynced = true;
       this.#synced.resolve();
     }
-    for (const [key, obj] of fresh) this.#opts.onChange(key, obj, false);
-    for (const [key, obj] of deleted) this.#opts.onChange(key, obj, true);
+    for (const [key, obj] of fresh) this.#emit(key, obj, false);
+    for (const [key, obj] of deleted) this.#emit(key, obj, true);
   }
 
   /**
@@ -327,7 +329,7 @@ export class Reflector<T extends KubernetesObject> {
     if (type === "DELETED") {
       this.#store.delete(key);
       const last = cached ?? this.#keep(obj);
-      if (last) this.#opts.onChange(key, last, true);
+      if (last) this.#emit(key, last, true);
       return false;
     }
     // An event older than a write we already observed would step the cache back.
@@ -335,10 +337,10 @@ export class Reflector<T extends KubernetesObject> {
     const kept = this.#keep(obj);
     if (kept) {
       this.#store.set(key, kept);
-      this.#opts.onChange(key, kept, false);
+      this.#emit(key, kept, false);
     } else if (cached) {
       this.#store.delete(key);
-      this.#opts.onChange(key, cached, true);
+      this.#emit(key, cached, true);
     }
     return false;
   }

@@ -304,9 +304,9 @@ describe("faults", { timeout: 600_000 }, () => {
       kubeConfig,
       type: internalRequests,
       namespace: ns,
-      onChange: (key) => seen.add(key),
       log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
     });
+    reflector.subscribe((key) => seen.add(key));
     await reflector.start();
     track({ stop: async () => reflector.stop() });
     assert.equal(reflector.list().length, 25);
@@ -328,9 +328,9 @@ describe("faults", { timeout: 600_000 }, () => {
       kubeConfig,
       type: internalRequests,
       namespace: ns,
-      onChange: (key) => seen.push(key),
       log: pino({ level: "silent" }),
     });
+    reflector.subscribe((key) => seen.push(key));
     await f.createRequest("mine", { service: "publish" });
     await f.createRequest("other", { service: "publish" });
     await reflector.start();

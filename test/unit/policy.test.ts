@@ -531,14 +531,11 @@ describe("admit", () => {
         params: { token: "s3cret", env: "stage" },
         serviceAccount: "signer",
         maxConcurrentRuns: 2,
-        keepFinishedMs: 10 * M,
         sensitiveParams: ["token"],
         timeouts: { pipelineMs: H, queueMs: Q },
         notes: [],
       },
     });
-    const debug = allowed(run({ service: "sign" }, { svc, cfg: { ...config, debug: true } }));
-    assert.equal(debug.keepFinishedMs, Number.POSITIVE_INFINITY);
     assert.equal(allowed(run({ service: "sign" }, { svc: service() })).pipelineName, "sign-pipeline");
   });
 
@@ -569,7 +566,6 @@ describe("admit", () => {
       params: { x: "1" },
       serviceAccount: "legacy-sa",
       maxConcurrentRuns: rawDefaults.maxConcurrentRuns,
-      keepFinishedMs: 0,
       sensitiveParams: [],
       timeouts: { pipelineMs: 2 * H, tasksMs: H, queueMs: Q },
       notes: [],

@@ -1,7 +1,29 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
-import { type QueueObserver, runWorkers, WorkQueue } from "../../src/runtime/queue.ts";
+import { runController } from "../../src/runtime/controller.ts";
+import { silentLogger } from "../../src/runtime/log.ts";
+import { Metrics } from "../../src/runtime/metrics.ts";
+import { type QueueObserver, WorkQueue } from "../../src/runtime/queue.ts";
+
+/** `n` workers that get keys and call `handler`, always calling done(key) after. */
+async function runWorkers(
+  queue: WorkQueue,
+  n: number,
+  handler: (key: string) => Promise<void>,
+): Promise<void> {
+  const worker = async () => {
+    for (let key = await queue.get(); key !== undefined; key = await queue.get()) {
+      try {
+        await handler(key);
+      } finally {
+        queue.done(key);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: n }, worker));
+}
+
 import { controllerRateLimiter, ExponentialBackoff, TokenBucket } from "../../src/runtime/ratelimit.ts";
 
 /** Records whether (and with what) a promise has settled, to assert that it has not. */
@@ -231,21 +253,43 @@ describe("WorkQueue", () => {
     assert.ok((seen.latency[0] ?? -1) >= 0 && (seen.work[0] ?? -1) >= 0);
   });
 
-  test("runWorkers re-queues a key whose handler throws", async () => {
+  test("a controller re-queues a key whose reconcile throws, with backoff, and forgets it on success", async () => {
     const q = new WorkQueue({ baseDelayMs: 1 });
     const calls: string[] = [];
+    const retries: number[] = [];
     q.add("a");
-    await within(
-      runWorkers(q, 2, async (key) => {
-        calls.push(key);
+    const abort = new AbortController();
+    const spec = {
+      name: "test",
+      key: {
+        format: (k: unknown) => String(k),
+        parse: (t: string) => t,
+        fields: (k: unknown) => ({ key: String(k) }),
+      },
+      watches: [],
+      reconcile: async (key: unknown) => {
+        calls.push(String(key));
+        retries.push(q.retries("a"));
         if (calls.length === 1) throw new Error("boom");
         q.shutDown();
+        return undefined;
+      },
+    };
+    await within(
+      runController({
+        spec,
+        queue: q,
+        workers: 2,
+        log: silentLogger,
+        metrics: new Metrics({ processMetrics: false }),
+        signal: abort.signal,
       }),
       1000,
       "workers",
     );
     assert.deepEqual(calls, ["a", "a"]);
-    assert.equal(q.retries("a"), 1);
+    assert.deepEqual(retries, [0, 1], "the second pass came after one rate-limited retry");
+    assert.equal(q.retries("a"), 0, "forgotten after success");
   });
 });
 

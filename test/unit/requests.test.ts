@@ -111,7 +111,7 @@ describe("isValidLabelValue", () => {
 
 describe("conditions", () => {
   const t0 = "2024-05-01T10:00:00Z";
-  const now = new Date("2024-05-01T11:22:33.456Z");
+  const now = Date.parse("2024-05-01T11:22:33.456Z");
   const running: Condition = {
     type: "Succeeded",
     status: "Unknown",
@@ -210,7 +210,6 @@ function plan(overrides: Partial<RunPlan> = {}): RunPlan {
     pipelineName: "sign-pipeline",
     params: {},
     timeouts: { pipelineMs: 3_600_000, queueMs: 86_400_000 },
-    keepFinishedMs: 0,
     sensitiveParams: [],
     notes: [],
     ...overrides,

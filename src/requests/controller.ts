@@ -1,0 +1,130 @@
+// The InternalRequest controllers and what wakes them.
+//
+// internalrequest (key: workspace/namespace/name) reconciles a request:
+//   for      its InternalRequest, in every workspace;
+//   owns     the internal PipelineRun it created (mapped back by the run's annotations); a run that
+//            finishes or goes also wakes the requests waiting for a concurrency slot;
+//   watches  InternalServices and the InternalServicesConfig: requests not started yet may now
+//            decide otherwise (running ones follow their own run).
+// pipelinerun (key: run name) sweeps the internal PipelineRuns whose request is gone:
+//   for      every internal PipelineRun;
+//   watches  InternalRequest deletions (a request may go without our finalizer: a tenant can remove it).
+import { internalRequests, pipelineRuns, ResourceClient, taskRuns } from "../api/resources.ts";
+import type { InternalRequest } from "../generated/crds.ts";
+import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
+import { type ControllerSpec, type KeyCodec, watch } from "../runtime/controller.ts";
+import type { Metrics } from "../runtime/metrics.ts";
+import type { PrivateCluster } from "../sources/private.ts";
+import type { Workspace } from "../sources/workspace.ts";
+import { isTerminal } from "./conditions.ts";
+import {
+  keyOf,
+  pipelineRunName,
+  type RequestKey,
+  requestAnnotation,
+  requestKeys,
+  workspaceAnnotation,
+} from "./naming.ts";
+import { runState } from "./pipelinerun.ts";
+import { RequestReconciler, type WorkspaceAccess } from "./reconciler.ts";
+import { RunSlots } from "./slots.ts";
+
+const configName = "config";
+
+export interface RequestControllerOptions {
+  workspaces: Workspace[];
+  private: PrivateCluster;
+  metrics: Metrics;
+  /** Test-only fault injection, see RequestReconcilerDeps.afterCreate. */
+  afterCreate?: () => void;
+  /** See RequestReconcilerDeps.queuedRecheckMs. */
+  queuedRecheckMs?: number;
+}
+
+const runKeys: KeyCodec<string> = {
+  format: (k) => k,
+  parse: (t) => t,
+  fields: (pipelineRun) => ({ pipelineRun }),
+};
+
+export function requestControllers(opts: RequestControllerOptions): ControllerSpec<never>[] {
+  const { workspaces, metrics } = opts;
+  const cluster = opts.private;
+  const slots = new RunSlots();
+  // Slots follow the private cache before anything is woken by the same event.
+  cluster.pipelineRuns.subscribe((_key, run, deleted) => slots.observe(run, deleted));
+  metrics.activeRunsSource = () => slots.byGroup();
+  const reconciler = new RequestReconciler({
+    workspaces: new Map(workspaces.map((ws) => [ws.name, workspaceAccess(ws)])),
+    private: {
+      namespace: cluster.namespace,
+      pipelineRuns: new ResourceClient<V1PipelineRun>(cluster.kubeConfig, pipelineRuns),
+      taskRuns: new ResourceClient<V1TaskRun>(cluster.kubeConfig, taskRuns),
+      getPipelineRun: (name) => cluster.pipelineRuns.get(`${cluster.namespace}/${name}`),
+      getService: (name) => cluster.services.get(`${cluster.namespace}/${name}`),
+      getConfig: () => cluster.configs.get(`${cluster.namespace}/${configName}`),
+      slots,
+    },
+    metrics,
+    afterCreate: opts.afterCreate,
+    queuedRecheckMs: opts.queuedRecheckMs,
+  });
+
+  /** The request a run was made for (its annotations; names can exceed label values). */
+  const owner = (run: V1PipelineRun): RequestKey[] => {
+    const workspace = run.metadata?.annotations?.[workspaceAnnotation];
+    const [namespace, name] = (run.metadata?.annotations?.[requestAnnotation] ?? "").split("/");
+    return workspace && namespace && name ? [{ workspace, namespace, name }] : [];
+  };
+  /** Requests not started yet: a policy change may decide them differently. */
+  const unstarted = (): RequestKey[] =>
+    workspaces.flatMap((ws) =>
+      ws.requests
+        .list()
+        .filter((r) => !isTerminal(r.status) && !r.status?.pipelineRun)
+        .map((r) => keyOf(ws.name, r)),
+    );
+
+  const requests: ControllerSpec<RequestKey> = {
+    name: "internalrequest",
+    key: requestKeys,
+    watches: [
+      ...workspaces.map((ws) => watch(ws.requests, (_key, request) => [keyOf(ws.name, request)])),
+      watch(cluster.pipelineRuns, (_key, run, deleted) => [
+        ...owner(run),
+        // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
+        ...(deleted || runState(run).done ? reconciler.takeWaitingForSlot() : []),
+      ]),
+      watch(cluster.services, unstarted),
+      watch(cluster.configs, unstarted),
+    ],
+    reconcile: reconciler.reconcile,
+  };
+  const sweep: ControllerSpec<string> = {
+    name: "pipelinerun",
+    key: runKeys,
+    watches: [
+      // Every run is looked at once it is cached (at start: every run there is) and when it changes.
+      watch(cluster.pipelineRuns, (_key, run, deleted) => (deleted ? [] : [run.metadata?.name as string])),
+      ...workspaces.map((ws) =>
+        watch(ws.requests, (_key, request, deleted) =>
+          deleted
+            ? [pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string)]
+            : [],
+        ),
+      ),
+    ],
+    reconcile: reconciler.reconcileRun,
+  };
+  return [requests, sweep] as ControllerSpec<never>[];
+}
+
+function workspaceAccess(ws: Workspace): WorkspaceAccess {
+  return {
+    name: ws.name,
+    requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
+    getRequest: (key) => ws.requests.get(key),
+    observe: (request) => ws.requests.observe(request),
+    events: ws.events,
+  };
+}
