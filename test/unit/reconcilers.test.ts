@@ -1,0 +1,586 @@
+// The reconcile rules of both reconcilers, table-driven, against objects in memory and a fixed clock:
+// each case is a starting state, a few steps (a reconcile pass, Tekton moving a run, time passing,
+// a tenant acting), and what must then hold. The same rules run against real API servers and
+// Tekton's controller in test/integration; here each is checked in milliseconds.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import pino from "pino";
+import { CustomRunReconciler, maxRetries } from "../../src/customtask/reconciler.ts";
+import type {
+  InternalRequest,
+  InternalRequestSpec,
+  InternalServiceSpec,
+  InternalServicesConfigSpec,
+} from "../../src/generated/crds.ts";
+import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
+import { finalizer, pipelineRunName, requestUidLabel } from "../../src/requests/naming.ts";
+import { RequestReconciler } from "../../src/requests/reconciler.ts";
+import { RunSlots } from "../../src/requests/slots.ts";
+import type { ReconcileResult } from "../../src/runtime/controller.ts";
+import { Metrics } from "../../src/runtime/metrics.ts";
+import { MemoryResources } from "../support/memory-resources.ts";
+
+const log = pino({ level: "silent" });
+const t0 = Date.parse("2026-03-01T10:00:00Z");
+const at = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+const M = 60_000;
+const H = 60 * M;
+const ns = "team-a";
+const privateNs = "isc";
+
+// --- InternalRequests ---------------------------------------------------------------------------
+
+type TektonOutcome = "Running" | "Succeeded" | "Failed" | "PipelineRunTimeout";
+type RequestStep =
+  | "reconcile"
+  | { advance: number }
+  | { tekton: TektonOutcome; results?: Record<string, string> }
+  | { tenant: "cancel" | "delete" | "remove finalizer" }
+  | { privately: "delete run" };
+
+interface RequestCase {
+  name: string;
+  service?: Partial<InternalServiceSpec> | null;
+  config?: InternalServicesConfigSpec;
+  request?: Partial<InternalRequestSpec>;
+  /** Runs of the same service already going (each holds a concurrency slot). */
+  busy?: number;
+  steps: RequestStep[];
+  then: {
+    reason?: string;
+    status?: "True" | "False" | "Unknown";
+    message?: RegExp;
+    results?: Record<string, string>;
+    /** The request's internal PipelineRun: exists, or gone. */
+    run?: "running" | "gone";
+    /** The run was patched to spec.status Cancelled (a finished run is deleted right after). */
+    runCancelled?: boolean;
+    finalizer?: boolean;
+    /** The request itself is gone (deleted, finalizer released). */
+    requestGone?: boolean;
+    requeueAfterMs?: number | "none";
+    events?: string[];
+    /** Writes of the last step, by verb, across both clusters. */
+    lastStepWrites?: Partial<Record<"create" | "patch" | "status" | "delete", number>>;
+  };
+}
+
+function requestWorld(c: RequestCase) {
+  let now = t0;
+  const clock = () => now;
+  const requests = new MemoryResources<InternalRequest>(clock);
+  const runs = new MemoryResources<V1PipelineRun>(clock);
+  const taskRuns = new MemoryResources<V1TaskRun>(clock);
+  const events: string[] = [];
+  const slots = new RunSlots();
+  const seen = new Map<string, V1PipelineRun>();
+  const syncSlots = () => {
+    for (const [name, run] of seen) if (!runs.objects.has(`${privateNs}/${name}`)) slots.observe(run, true);
+    seen.clear();
+    for (const run of runs.objects.values()) {
+      seen.set(run.metadata?.name as string, run);
+      slots.observe(run, false);
+    }
+  };
+  const config: InternalServicesConfigSpec = c.config ?? { allowList: [ns] };
+  const service =
+    c.service === null
+      ? undefined
+      : {
+          apiVersion: "appstudio.redhat.com/v1alpha1" as const,
+          kind: "InternalService" as const,
+          metadata: { name: "sign", namespace: privateNs, uid: "svc-1" },
+          spec: {
+            pipeline: { pipelineName: "sign-pipeline" },
+            paramsSchema: { properties: { image: { type: "string" } } },
+            ...c.service,
+          },
+        };
+  const reconciler = new RequestReconciler({
+    workspaces: new Map([
+      [
+        "public",
+        {
+          name: "public",
+          requests,
+          getRequest: (key) => structuredClone(requests.objects.get(key)),
+          observe: () => undefined, // the cache is the store itself
+          events: { record: (_obj, _type, reason) => events.push(reason) },
+        },
+      ],
+    ]),
+    private: {
+      namespace: privateNs,
+      pipelineRuns: runs,
+      taskRuns,
+      getPipelineRun: (name) => structuredClone(runs.objects.get(`${privateNs}/${name}`)),
+      getService: (name) => (name === "sign" ? service : undefined),
+      getConfig: () => ({
+        apiVersion: "appstudio.redhat.com/v1alpha1",
+        kind: "InternalServicesConfig",
+        metadata: { name: "config", namespace: privateNs },
+        spec: config,
+      }),
+      slots,
+    },
+    metrics: new Metrics({ processMetrics: false }),
+    now: clock,
+  });
+  const request = requests.put({
+    apiVersion: "appstudio.redhat.com/v1alpha1",
+    kind: "InternalRequest",
+    metadata: { name: "r1", namespace: ns },
+    spec: { service: "sign", params: { image: "quay.io/x@sha256:1" }, ...c.request } as InternalRequestSpec,
+  });
+  const runName = pipelineRunName("public", "r1", request.metadata.uid as string);
+  for (let i = 0; i < (c.busy ?? 0); i++)
+    runs.put({
+      apiVersion: "tekton.dev/v1",
+      kind: "PipelineRun",
+      metadata: {
+        name: `other-${i}`,
+        namespace: privateNs,
+        labels: {
+          "app.kubernetes.io/managed-by": "internal-service-controller",
+          "internal-services.appstudio.openshift.io/service": "sign",
+        },
+      },
+    });
+  syncSlots();
+
+  const current = () => requests.objects.get(`${ns}/r1`);
+  const run = () => runs.objects.get(`${privateNs}/${runName}`);
+  let result: ReconcileResult | undefined;
+  const step = async (s: RequestStep) => {
+    if (s === "reconcile") {
+      result = await reconciler.reconcile({ workspace: "public", namespace: ns, name: "r1" }, log);
+    } else if ("advance" in s) now += s.advance;
+    else if ("tekton" in s) {
+      const r = run();
+      assert.ok(r, "a run for Tekton to finish");
+      const started = r.status?.startTime ?? at(now);
+      const status = s.tekton === "Running" ? "Unknown" : s.tekton === "Succeeded" ? "True" : "False";
+      r.status = {
+        startTime: started,
+        ...(status === "Unknown" ? {} : { completionTime: at(now) }),
+        conditions: [{ type: "Succeeded", status, reason: s.tekton, message: "" }],
+        results: Object.entries(s.results ?? {}).map(([name, value]) => ({ name, value })),
+      };
+    } else if ("tenant" in s) {
+      if (s.tenant === "cancel") await requests.mergePatch(ns, "r1", { spec: { status: "Cancelled" } });
+      if (s.tenant === "delete") await requests.delete(ns, "r1");
+      if (s.tenant === "remove finalizer") await requests.mergePatch(ns, "r1", { metadata: { finalizers: null } });
+    } else await runs.delete(privateNs, runName);
+    syncSlots();
+  };
+  return { step, current, run, events, requests, runs, result: () => result };
+}
+
+const requestCases: RequestCase[] = [
+  {
+    name: "an allowed request gets our finalizer, then its run, then Running with the run's name",
+    steps: ["reconcile"],
+    then: {
+      status: "Unknown",
+      reason: "Running",
+      message: /^accepted; internal PipelineRun started$/,
+      run: "running",
+      finalizer: true,
+      requeueAfterMs: H,
+      events: ["Started"],
+      lastStepWrites: { patch: 1, create: 1, status: 1 },
+    },
+  },
+  {
+    name: "a second pass over a started request writes nothing",
+    steps: ["reconcile", "reconcile"],
+    then: { reason: "Running", run: "running", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
+  },
+  {
+    name: "a service that does not exist: Rejected, no finalizer, nothing run",
+    request: { service: "nope" },
+    steps: ["reconcile"],
+    then: {
+      status: "False",
+      reason: "Rejected",
+      message: /nope/,
+      run: "gone",
+      finalizer: false,
+      events: ["Rejected"],
+      lastStepWrites: { status: 1, create: 0, patch: 0 },
+    },
+  },
+  {
+    name: "a namespace the allow-list leaves out: Rejected",
+    config: { allowList: ["team-b"] },
+    steps: ["reconcile"],
+    then: { reason: "Rejected", run: "gone", finalizer: false },
+  },
+  {
+    name: "a run that succeeds: Succeeded with its results, then the run is deleted and the finalizer released",
+    steps: ["reconcile", { advance: 5 * M }, { tekton: "Succeeded", results: { digest: "sha256:2" } }, "reconcile"],
+    then: {
+      status: "True",
+      reason: "Succeeded",
+      results: { digest: "sha256:2" },
+      run: "gone",
+      finalizer: false,
+      events: ["Started", "Succeeded"],
+    },
+  },
+  {
+    name: "a run that fails: Failed",
+    steps: ["reconcile", { tekton: "Failed" }, "reconcile"],
+    then: { status: "False", reason: "Failed", run: "gone", finalizer: false },
+  },
+  {
+    name: "Tekton's own timeout: TimedOut",
+    steps: ["reconcile", { tekton: "PipelineRunTimeout" }, "reconcile"],
+    then: { reason: "TimedOut", message: /timed out/, run: "gone" },
+  },
+  {
+    name: "retention keeps the finished run for keepFinishedPipelineRuns, counted from its completion",
+    service: { retention: { keepFinishedPipelineRuns: "10m" } },
+    steps: ["reconcile", { advance: 2 * M }, { tekton: "Succeeded" }, { advance: 4 * M }, "reconcile"],
+    then: { reason: "Succeeded", run: "running", finalizer: true, requeueAfterMs: 6 * M },
+  },
+  {
+    name: "retention over: the run goes and the finalizer with it",
+    service: { retention: { keepFinishedPipelineRuns: "10m" } },
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 10 * M }, "reconcile"],
+    then: { reason: "Succeeded", run: "gone", finalizer: false, requeueAfterMs: "none" },
+  },
+  {
+    name: "a tenant cancelling: the run is cancelled, the request Cancelled",
+    steps: ["reconcile", { tenant: "cancel" }, "reconcile"],
+    then: { status: "False", reason: "Cancelled", message: /internal PipelineRun cancelled/, runCancelled: true, run: "gone" },
+  },
+  {
+    name: "a tenant deleting a running request: the run is cancelled and deleted, then the request goes",
+    steps: ["reconcile", { tenant: "delete" }, "reconcile"],
+    then: { requestGone: true, run: "gone" },
+  },
+  {
+    name: "the run deleted out of band: Failed at once",
+    steps: ["reconcile", { privately: "delete run" }, "reconcile"],
+    then: { status: "False", reason: "Failed", message: /was deleted before it finished/, finalizer: false },
+  },
+  {
+    name: "every slot taken: queued, saying so, and looked at again",
+    service: { maxConcurrentRuns: 2 },
+    busy: 2,
+    steps: ["reconcile"],
+    then: {
+      status: "Unknown",
+      message: /^queued: service "sign" is running 2 of at most 2 concurrent runs$/,
+      run: "gone",
+      finalizer: true,
+      requeueAfterMs: 2_000,
+      lastStepWrites: { create: 0 },
+    },
+  },
+  {
+    name: "queued past the queue timeout: TimedOut, nothing run",
+    service: { maxConcurrentRuns: 1, timeouts: { queue: "30m" } },
+    busy: 1,
+    steps: ["reconcile", { advance: 31 * M }, "reconcile"],
+    then: { status: "False", reason: "TimedOut", message: /queue timeout \(30m0s\)/, run: "gone", finalizer: false },
+  },
+  {
+    name: "the pipeline timeout passing without Tekton ending the run: cancelled, TimedOut",
+    request: { timeouts: { pipeline: "1h" } },
+    steps: ["reconcile", { advance: 5 * M }, { tekton: "Running" }, { advance: H }, "reconcile"],
+    then: { reason: "TimedOut", message: /timed out after 1h/, runCancelled: true, run: "gone" },
+  },
+  {
+    name: "the pipeline timeout counts from Tekton's start: a run still pending admission is not timed out",
+    request: { timeouts: { pipeline: "1h" } },
+    steps: ["reconcile", { advance: H + M }, "reconcile"],
+    then: { status: "Unknown", runCancelled: false, run: "running" },
+  },
+  {
+    name: "a finished request is left alone: no reads, no writes",
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", "reconcile"],
+    then: { reason: "Succeeded", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
+  },
+];
+
+describe("RequestReconciler rules", () => {
+  for (const c of requestCases) {
+    test(c.name, async () => {
+      const w = requestWorld(c);
+      let from = { requests: 0, runs: 0 };
+      for (const s of c.steps) {
+        from = { requests: w.requests.writes.length, runs: w.runs.writes.length };
+        await w.step(s);
+      }
+      const { then } = c;
+      const request = w.current();
+      if (then.requestGone) assert.equal(request, undefined, "the request is gone");
+      const cond = request?.status?.conditions?.[0];
+      if (then.status) assert.equal(cond?.status, then.status, cond?.message);
+      if (then.reason) assert.equal(cond?.reason, then.reason, cond?.message);
+      if (then.message) assert.match(cond?.message ?? "", then.message);
+      if (then.results) assert.deepEqual(request?.status?.results, then.results);
+      if (then.finalizer !== undefined)
+        assert.equal(request?.metadata.finalizers?.includes(finalizer) ?? false, then.finalizer, "our finalizer");
+      const run = w.run();
+      if (then.run === "gone") assert.equal(run, undefined, "no run");
+      if (then.run === "running") {
+        assert.ok(run, "the run exists");
+        assert.equal(run.metadata?.labels?.[requestUidLabel], request?.metadata.uid, "labelled with the request's uid");
+      }
+      if (then.runCancelled !== undefined) {
+        const cancels = w.runs.writes.filter(
+          (x) => x.verb === "patch" && (x.body as { spec?: { status?: string } }).spec?.status === "Cancelled",
+        );
+        assert.equal(cancels.length, then.runCancelled ? 1 : 0, "cancel patches of the run");
+      }
+      if (then.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
+      else if (then.requeueAfterMs !== undefined) assert.equal(w.result()?.requeueAfterMs, then.requeueAfterMs);
+      if (then.events) assert.deepEqual(w.events, then.events);
+      for (const [verb, n] of Object.entries(then.lastStepWrites ?? {})) {
+        const v = verb as "create" | "patch" | "status" | "delete";
+        assert.equal(w.requests.count(v, from.requests) + w.runs.count(v, from.runs), n, `${verb} writes`);
+      }
+    });
+  }
+
+  test("the run's start and the request's times come from the injected clock", async () => {
+    const w = requestWorld({ name: "", steps: [], then: {} });
+    await w.step("reconcile");
+    assert.equal(w.current()?.status?.startTime, at(t0));
+    assert.equal(w.current()?.status?.conditions?.[0]?.lastTransitionTime, at(t0));
+    await w.step({ advance: 7 * M });
+    await w.step({ tekton: "Succeeded" });
+    await w.step("reconcile");
+    assert.equal(w.current()?.status?.completionTime, at(t0 + 7 * M));
+  });
+});
+
+// --- CustomRuns ---------------------------------------------------------------------------------
+
+type RunStep =
+  | "reconcile"
+  | { advance: number }
+  | { request: "Succeeded" | "Failed" | "Rejected" | "Running"; message?: string; results?: Record<string, string> }
+  | { pipeline: "cancel" }
+  | { tenant: "create request" };
+
+interface RunCase {
+  name: string;
+  spec?: Partial<NonNullable<V1beta1CustomRun["spec"]>>;
+  steps: RunStep[];
+  then: {
+    status?: "True" | "False" | "Unknown";
+    reason?: string;
+    message?: RegExp;
+    results?: { name: string; value: string }[];
+    /** Requests that exist, by attempt. */
+    requests?: number;
+    /** The attempt's request was cancelled. */
+    requestCancelled?: boolean;
+    attempts?: number;
+    requeueAfterMs?: number | "none";
+    /** Status writes of every reconcile pass, in order: never more than one. */
+    statusWrites?: number[];
+  };
+}
+
+function customRunWorld(c: RunCase) {
+  let now = t0;
+  const clock = () => now;
+  const customRuns = new MemoryResources<V1beta1CustomRun>(clock);
+  const requests = new MemoryResources<InternalRequest>(clock);
+  const reconciler = new CustomRunReconciler(
+    new Map([
+      [
+        "public",
+        {
+          name: "public",
+          customRuns,
+          requests,
+          getCustomRun: (key) => structuredClone(customRuns.objects.get(key)),
+          getRequest: (key) => structuredClone(requests.objects.get(key)),
+          observeCustomRun: () => undefined,
+        },
+      ],
+    ]),
+    clock,
+  );
+  customRuns.put({
+    apiVersion: "tekton.dev/v1beta1",
+    kind: "CustomRun",
+    metadata: { name: "release-sign", namespace: ns },
+    spec: {
+      customRef: { apiVersion: "appstudio.redhat.com/v1alpha1", kind: "InternalRequest", name: "sign" },
+      params: [{ name: "image", value: "quay.io/x@sha256:1" }],
+      ...c.spec,
+    },
+  });
+  const run = () => customRuns.objects.get(`${ns}/release-sign`) as V1beta1CustomRun;
+  const requestOf = (attempt: number) => requests.objects.get(`${ns}/release-sign-${attempt}`);
+  const latest = () => {
+    const all = [...requests.objects.values()];
+    return all[all.length - 1];
+  };
+  let result: ReconcileResult | undefined;
+  const statusWrites: number[] = [];
+  const step = async (s: RunStep) => {
+    if (s === "reconcile") {
+      const before = customRuns.count("status");
+      result = await reconciler.reconcile({ workspace: "public", namespace: ns, name: "release-sign" }, log);
+      statusWrites.push(customRuns.count("status") - before);
+    } else if ("advance" in s) now += s.advance;
+    else if ("request" in s) {
+      const r = latest();
+      assert.ok(r, "a request to move");
+      const done = s.request !== "Running";
+      await requests.patchStatus(ns, r.metadata.name as string, {
+        conditions: [
+          {
+            type: "Succeeded",
+            status: s.request === "Succeeded" ? "True" : done ? "False" : "Unknown",
+            reason: s.request,
+            message: s.message ?? "",
+            lastTransitionTime: at(now),
+          },
+        ],
+        ...(s.results ? { results: s.results } : {}),
+        pipelineRun: `${privateNs}/run-1`,
+      });
+    } else if ("pipeline" in s) {
+      await customRuns.mergePatch(ns, "release-sign", { spec: { status: "RunCancelled" } });
+    } else {
+      requests.put({
+        apiVersion: "appstudio.redhat.com/v1alpha1",
+        kind: "InternalRequest",
+        metadata: { name: "release-sign-0", namespace: ns },
+        spec: { service: "sign", params: { image: "quay.io/x@sha256:1" } },
+      });
+    }
+  };
+  return { step, run, requests, requestOf, statusWrites, result: () => result };
+}
+
+const runCases: RunCase[] = [
+  {
+    name: "a new CustomRun: its request is created and the attempt recorded, in one status write",
+    steps: ["reconcile"],
+    then: { status: "Unknown", reason: "Running", message: /creating InternalRequest/, requests: 1, statusWrites: [1] },
+  },
+  {
+    name: "the request's progress is mirrored, and the run's timeout is the next look",
+    spec: { timeout: "30m" },
+    steps: ["reconcile", { advance: M }, { request: "Running", message: "2/5 tasks completed" }, "reconcile"],
+    then: { status: "Unknown", message: /^2\/5 tasks completed$/, requeueAfterMs: 29 * M, statusWrites: [1, 1] },
+  },
+  {
+    name: "nothing new from the request: no write",
+    steps: ["reconcile", { request: "Running", message: "running" }, "reconcile", "reconcile"],
+    then: { status: "Unknown", statusWrites: [1, 1, 0] },
+  },
+  {
+    name: "the request succeeds: Succeeded with its results as task results, sorted",
+    steps: ["reconcile", { request: "Succeeded", results: { z: "2", a: "1" } }, "reconcile"],
+    then: {
+      status: "True",
+      reason: "Succeeded",
+      results: [
+        { name: "a", value: "1" },
+        { name: "z", value: "2" },
+      ],
+      statusWrites: [1, 1],
+    },
+  },
+  {
+    name: "the request fails with no retries left: the CustomRun fails with its reason and message",
+    steps: ["reconcile", { request: "Failed", message: "task sign failed" }, "reconcile"],
+    then: { status: "False", reason: "Failed", message: /^task sign failed$/, statusWrites: [1, 1] },
+  },
+  {
+    name: "a failed attempt with retries left: its snapshot kept, the next attempt's request made on the next pass",
+    spec: { retries: 1 },
+    steps: ["reconcile", { request: "Failed" }, "reconcile", "reconcile"],
+    then: { status: "Unknown", message: /retrying: attempt 2 of 2/, requests: 2, attempts: 1, statusWrites: [1, 1, 1] },
+  },
+  {
+    name: "Rejected is never retried",
+    spec: { retries: 3 },
+    steps: ["reconcile", { request: "Rejected", message: "not allowed" }, "reconcile"],
+    then: { status: "False", reason: "Rejected", requests: 1, attempts: 0 },
+  },
+  {
+    name: "the attempt's timeout: its request is cancelled, CustomRunTimedOut",
+    spec: { timeout: "10m" },
+    steps: ["reconcile", { advance: 10 * M }, "reconcile"],
+    then: { status: "False", reason: "CustomRunTimedOut", requestCancelled: true, statusWrites: [1, 1] },
+  },
+  {
+    name: "cancelled by the pipeline: the request is cancelled, CustomRunCancelled",
+    steps: ["reconcile", { pipeline: "cancel" }, "reconcile"],
+    then: { status: "False", reason: "CustomRunCancelled", requestCancelled: true, statusWrites: [1, 1] },
+  },
+  {
+    name: `more than ${maxRetries} retries: InvalidRetries, nothing created`,
+    spec: { retries: maxRetries + 1 },
+    steps: ["reconcile"],
+    then: { status: "False", reason: "InvalidRetries", requests: 0, statusWrites: [1] },
+  },
+  {
+    name: "a timeout that is no duration: InvalidTimeout, nothing created",
+    spec: { timeout: "soon" },
+    steps: ["reconcile"],
+    then: { status: "False", reason: "InvalidTimeout", message: /^spec\.timeout: /, requests: 0 },
+  },
+  {
+    name: "a request under the attempt's name that this run did not make: RequestNotOwned, nothing copied",
+    steps: [{ tenant: "create request" }, "reconcile"],
+    then: { status: "False", reason: "RequestNotOwned", message: /not created for this CustomRun/, results: [] },
+  },
+  {
+    name: "a finished CustomRun is left alone",
+    steps: ["reconcile", { request: "Succeeded" }, "reconcile", "reconcile"],
+    then: { status: "True", statusWrites: [1, 1, 0] },
+  },
+];
+
+describe("CustomRunReconciler rules", () => {
+  for (const c of runCases) {
+    test(c.name, async () => {
+      const w = customRunWorld(c);
+      for (const s of c.steps) await w.step(s);
+      const { then } = c;
+      const status = w.run().status;
+      const cond = status?.conditions?.[0];
+      if (then.status) assert.equal(cond?.status, then.status, cond?.message);
+      if (then.reason) assert.equal(cond?.reason, then.reason, cond?.message);
+      if (then.message) assert.match(cond?.message ?? "", then.message);
+      if (then.results) assert.deepEqual(status?.results, then.results);
+      if (then.requests !== undefined) assert.equal(w.requests.objects.size, then.requests, "requests");
+      if (then.requestCancelled) assert.equal(w.requestOf(0)?.spec.status, "Cancelled");
+      if (then.attempts !== undefined) assert.equal(status?.retriesStatus?.length ?? 0, then.attempts, "retriesStatus");
+      if (then.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
+      else if (then.requeueAfterMs !== undefined) assert.equal(w.result()?.requeueAfterMs, then.requeueAfterMs);
+      if (then.statusWrites) assert.deepEqual(w.statusWrites, then.statusWrites, "status writes per pass");
+      assert.ok(
+        w.statusWrites.every((n) => n <= 1),
+        "at most one status write per pass",
+      );
+    });
+  }
+
+  test("the attempt's request is owned by the CustomRun, and times come from the injected clock", async () => {
+    const w = customRunWorld({ name: "", steps: [], then: {} });
+    await w.step("reconcile");
+    const request = w.requestOf(0);
+    const owner = request?.metadata.ownerReferences?.find((o) => o.controller);
+    assert.equal(owner?.kind, "CustomRun");
+    assert.equal(owner?.uid, w.run().metadata?.uid);
+    assert.equal(w.run().status?.startTime, at(t0));
+    await w.step({ advance: 3 * M });
+    await w.step({ request: "Succeeded" });
+    await w.step("reconcile");
+    assert.equal(w.run().status?.completionTime, at(t0 + 3 * M));
+  });
+});
