@@ -211,7 +211,13 @@ describe("isc request", () => {
     const labels = { batch: "b1" };
     await f.createRequest("batch-a", { service: "sign", params: { digest } }, { labels });
     await f.createRequest("batch-b", { service: "sign", params: { digest } }, { labels });
-    const proc = isc(["wait", "-n", ns, "-l", "batch=b1", "--timeout", "2m"]);
+    let progress = "";
+    const proc = isc(["wait", "-n", ns, "-l", "batch=b1", "--timeout", "2m"], {
+      onSpawn: (child) =>
+        child.stderr?.on("data", (chunk: Buffer) => {
+          progress += chunk.toString();
+        }),
+    });
     let exited = false;
     void proc.then(() => {
       exited = true;
@@ -219,9 +225,10 @@ describe("isc request", () => {
     const [a, b] = [await runOf("batch-a"), await runOf("batch-b")];
     await f.tekton.succeed(a, [{ name: "out", value: "a" }]);
     await f.waitForReason("batch-a", "Succeeded");
-    // Still waiting for b: the process has not exited.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.equal(exited, false, "still waiting for batch-b");
+    // The process has seen batch-a succeed while batch-b runs (its progress line says so) and goes on
+    // waiting: it has not exited, and below it reports batch-b's failure, which comes only after this.
+    await eventually(() => /^batch-a: Succeeded/m.test(progress), "isc wait to report batch-a's success");
+    assert.equal(exited, false, `still waiting for batch-b; progress:\n${progress}`);
     await f.tekton.fail(b, { name: "publish", reason: "Failed", message: "registry down" });
     const r = await proc;
     assert.equal(r.code, 21, show(r));

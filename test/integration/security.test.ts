@@ -31,6 +31,7 @@ import { readYamlObjects } from "../controlplane/cluster.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
+import { waitUntilIdle } from "../support/idle.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 import { runCommand } from "../support/run-command.ts";
@@ -367,8 +368,26 @@ describe("security", () => {
       assert.match(r.status?.conditions?.[0]?.message ?? "", /allowList|allowedNamespaces/);
       assert.equal(r.metadata.finalizers, undefined, `${name} got no finalizer`);
     }
-    // Let any late reconcile of the burst land before counting.
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Count only once every reconcile the burst causes has happened, including those of the
+    // controller's own status writes coming back through its watches. A last outsider per namespace,
+    // created after all of those writes, arrives on the same watch streams after them; once it is
+    // rejected and the controller's queues have processed every key they accepted, no event of the
+    // burst is left unreconciled, and no reconcile failed or asked to run again later.
+    const last = [
+      ["outsider-last", outside, "vault"],
+      ["fenced-last", allowed, "fenced"],
+    ] as const;
+    for (const [name, ns, service] of last) {
+      await f.createRequest(name, { service, params: { digest } }, { namespace: ns });
+      await f.waitForReason(name, "Rejected", ns);
+    }
+    assert.ok(f.manager, "the controller runs in process");
+    const settled = await waitUntilIdle(
+      f.manager.metrics,
+      "the controller to process every reconcile of the burst",
+    );
+    assert.ok(settled.processed >= burst.length + last.length, JSON.stringify(settled));
+    assert.equal(settled.scheduledAgain, 0, `no reconcile will come back later: ${JSON.stringify(settled)}`);
     assert.equal(proxy.stats.writes - writesBefore, 0, "no write in the private cluster");
     assert.equal(proxy.stats.writes, 0, "not even at start-up");
     assert.deepEqual(await f.tekton.list(), []);
