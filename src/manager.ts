@@ -23,6 +23,8 @@ export interface ManagerOptions {
   privateKubeConfig?: KubeConfig;
   /** Where services, the config and internal PipelineRuns live in the private cluster (with serveRequests). */
   controllerNamespace?: string;
+  /** See RequestReconcilerDeps.goWorkspace. Default: the only workspace, when there is one. */
+  goWorkspace?: string;
   workers?: number;
   log: Logger;
   metrics?: Metrics;
@@ -68,6 +70,7 @@ export function startManager(opts: ManagerOptions): Manager {
         workspaces,
         private: privateCluster,
         metrics,
+        goWorkspace: opts.goWorkspace ?? (workspaces.length === 1 ? workspaces[0]?.name : undefined),
         afterCreate: opts.afterCreate,
         queuedRecheckMs: opts.queuedRecheckMs,
       }),

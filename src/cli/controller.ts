@@ -41,6 +41,10 @@ Flags:
   --leader-lease-duration D   how long a lease is valid without renewal (default 15s)     [ISC_LEADER_LEASE_DURATION]
   --leader-renew-deadline D   a leader that cannot renew for this long stops (default 10s) [ISC_LEADER_RENEW_DEADLINE]
   --leader-retry-period D     how often to try to acquire or renew (default 2s)            [ISC_LEADER_RETRY_PERIOD]
+  --go-workspace NAME         the workspace the original Go controller served: the requests
+                              it was running there are taken over (see the README's
+                              Cutover); default: the only workspace, when there is one;
+                              "" for none                                                 [ISC_GO_WORKSPACE]
   --workers N                 concurrent reconciles (default 16)                           [ISC_WORKERS]
   --log-level LEVEL           trace, debug, info, warn, error (default info)               [ISC_LOG_LEVEL]
   -h, --help                  show this help
@@ -76,6 +80,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       "leader-lease-duration": { type: "string", default: env.ISC_LEADER_LEASE_DURATION ?? "15s" },
       "leader-renew-deadline": { type: "string", default: env.ISC_LEADER_RENEW_DEADLINE ?? "10s" },
       "leader-retry-period": { type: "string", default: env.ISC_LEADER_RETRY_PERIOD ?? "2s" },
+      "go-workspace": { type: "string", default: env.ISC_GO_WORKSPACE },
       workers: { type: "string", default: env.ISC_WORKERS ?? "16" },
       "log-level": { type: "string", default: env.ISC_LOG_LEVEL ?? "info" },
       help: { type: "boolean", short: "h" },
@@ -131,6 +136,12 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
     }),
   ];
 
+  const goWorkspace = values["go-workspace"];
+  if (goWorkspace && !workspaces.some((w) => w.name === goWorkspace))
+    throw new ConfigError(
+      `--go-workspace ${goWorkspace}: not a served workspace (${workspaces.map((w) => w.name).join(", ")})`,
+    );
+
   const metrics = new Metrics();
   let manager: ReturnType<typeof startManager> | undefined;
   const startWork = () => {
@@ -140,6 +151,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       serveCustomTasks,
       privateKubeConfig: privateKc,
       controllerNamespace: namespace,
+      goWorkspace,
       workers,
       log,
       metrics,

@@ -270,7 +270,7 @@ export interface InternalServicesConfigSpecAllowedPipelineSourcesItem {
 export interface InternalServicesConfigSpecPropagateLabels {
   /** Label keys to copy as they are. */
   keys?: string[];
-  /** Key prefixes to copy, e.g. "example.com/" for every label of that prefix. */
+  /** Key prefixes to copy, e.g. "example.com/" for every label of that prefix; one without "/" is a whole key prefix ("example.com" is "example.com/", never "example.com.other.io/"). */
   prefixes?: string[];
 }
 
@@ -280,6 +280,10 @@ export interface InternalServicesConfigSpecRawPipelineRequests {
   maxConcurrentRuns?: number;
   /** Most characters a raw request's spec.params may hold together (they become PipelineRun params). Default 65536. */
   maxParamsSize?: number;
+  /** Annotations set on every raw request's PipelineRun; the controller's own win over them. */
+  runAnnotations?: Record<string, string>;
+  /** Labels set on every raw request's PipelineRun (and by Tekton on its TaskRuns and Pods), e.g. a fixed internal-services.appstudio.openshift.io/rate-limiting-group for a private admission queue, as an InternalService's runLabels. They win over request labels; the controller's own labels win over them. */
+  runLabels?: Record<string, string>;
   /** Timeouts of raw requests' PipelineRuns, as Go durations (e.g. 1h30m). */
   timeouts?: InternalServicesConfigSpecRawPipelineRequestsTimeouts;
 }

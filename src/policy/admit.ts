@@ -116,10 +116,10 @@ export function admit(input: AdmitInput): Admission {
 }
 
 /** The run's labels: the request's that the config allows (the rest named in a note), then the
- *  service's, which win; and the service's annotations. */
+ *  service's (or, for raw requests, the config's rawPipelineRequests'), which win; and their annotations. */
 function withLabels(run: RunPlan, input: AdmitInput): Admission {
   const { labels, dropped } = propagatedLabels(input.labels, input.config?.propagateLabels);
-  const own = input.request.pipeline === undefined ? input.service?.spec : undefined;
+  const own = input.request.pipeline === undefined ? input.service?.spec : input.config?.rawPipelineRequests;
   const all = { ...labels, ...own?.runLabels };
   const note = droppedLabelsNote(dropped);
   return {

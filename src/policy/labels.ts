@@ -33,7 +33,9 @@ export function propagatedLabels(
   config: InternalServicesConfigSpec["propagateLabels"],
 ): PropagatedLabels {
   const keys = new Set([...defaultPropagatedLabels, ...(config?.keys ?? [])]);
-  const prefixes = config?.prefixes ?? [];
+  // A prefix without "/" is a key prefix (DNS subdomain): "example.com" copies "example.com/…", never
+  // "example.com.attacker.io/…".
+  const prefixes = (config?.prefixes ?? []).map((p) => (p.includes("/") ? p : `${p}/`));
   const labels: Record<string, string> = {};
   const dropped: string[] = [];
   let chars = 0;

@@ -91,19 +91,24 @@ export function resolveTimeouts(
   return { ok: true, timeouts, notes };
 }
 
-/** The request's queue timeout, capped at the limit (with a note); without one asked, the limit. */
+/** The request's queue timeout, capped at the limit (with a note); without one asked, the limit.
+ *  Without a limit of the service's (or the config's), the default is the limit: a concurrency slot
+ *  or an admission queue is never held longer than that. */
 function queueTimeout(
   asked: number | undefined,
   limits: TimeoutLimits,
   prefix: string,
   notes: string[],
 ): number {
-  if (!limits.queueMs) return asked || DEFAULT_QUEUE_TIMEOUT_MS;
-  const max = limits.queueMs;
+  const max = limits.queueMs || DEFAULT_QUEUE_TIMEOUT_MS;
   if (asked !== undefined && asked !== 0 && asked <= max) return asked;
   if (asked !== undefined) {
     const what = asked === 0 ? '"0" (no limit)' : formatDuration(asked);
-    const where = limits.owner ? `${limits.owner}.timeouts.queue` : "the service's timeouts.queue";
+    const where = !limits.queueMs
+      ? "the longest allowed without a service's timeouts.queue,"
+      : limits.owner
+        ? `${limits.owner}.timeouts.queue`
+        : "the service's timeouts.queue";
     notes.push(`${prefix}.queue ${what} capped at ${where} ${formatDuration(max)}`);
   }
   return max;

@@ -27,7 +27,7 @@ import {
 } from "./naming.ts";
 import { runState } from "./pipelinerun.ts";
 import { RequestReconciler, type WorkspaceAccess } from "./reconciler.ts";
-import { RunSlots } from "./slots.ts";
+import { RunSlots, slotGroup } from "./slots.ts";
 
 const configName = "config";
 
@@ -35,6 +35,8 @@ export interface RequestControllerOptions {
   workspaces: Workspace[];
   private: PrivateCluster;
   metrics: Metrics;
+  /** See RequestReconcilerDeps.goWorkspace. */
+  goWorkspace?: string;
   /** Test-only fault injection, see RequestReconcilerDeps.afterCreate. */
   afterCreate?: () => void;
   /** See RequestReconcilerDeps.queuedRecheckMs. */
@@ -66,6 +68,7 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
       slots,
     },
     metrics,
+    goWorkspace: opts.goWorkspace,
     afterCreate: opts.afterCreate,
     queuedRecheckMs: opts.queuedRecheckMs,
   });
@@ -93,7 +96,7 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
       watch(cluster.pipelineRuns, (_key, run, deleted) => [
         ...owner(run),
         // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
-        ...(deleted || runState(run).done ? reconciler.takeWaitingForSlot() : []),
+        ...(deleted || runState(run).done ? reconciler.nextWaitingForSlot(slotGroup(run)) : []),
       ]),
       watch(cluster.services, unstarted),
       watch(cluster.configs, unstarted),

@@ -48,8 +48,10 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
   labelIfValid(requestUidLabel, meta.uid);
   labelIfValid(workspaceLabel, workspace);
   labelIfValid(serviceLabel, plan.service);
-  // The request's allowed labels and the service's (see policy/labels.ts); never over ours.
-  const labels = { ...plan.labels, ...system };
+  // The request's allowed labels and the service's (see policy/labels.ts); never one of the keys
+  // this controller sets, also where it leaves one out (a name too long for a label value): slots,
+  // retention and the run's request are read from them.
+  const labels = { ...withoutKeys(plan.labels, controllerLabels), ...system };
   const timeouts: Record<string, string> = { pipeline: formatDuration(plan.timeouts.pipelineMs) };
   if (plan.timeouts.tasksMs !== undefined) timeouts.tasks = formatDuration(plan.timeouts.tasksMs);
   if (plan.timeouts.finallyMs !== undefined) timeouts.finally = formatDuration(plan.timeouts.finallyMs);
@@ -86,7 +88,7 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
       namespace: input.namespace,
       labels,
       annotations: {
-        ...plan.annotations,
+        ...withoutKeys(plan.annotations, controllerAnnotations),
         [workspaceAnnotation]: workspace,
         [requestAnnotation]: `${meta.namespace}/${meta.name}`,
         // Service names can be longer than a label value: the concurrency limit reads this one.
@@ -96,6 +98,26 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
     },
     spec,
   } as V1PipelineRun;
+}
+
+const controllerLabels = new Set([
+  managedByLabel,
+  releaseTypeLabel,
+  requestNameLabel,
+  requestNamespaceLabel,
+  requestUidLabel,
+  workspaceLabel,
+  serviceLabel,
+]);
+const controllerAnnotations = new Set([
+  workspaceAnnotation,
+  requestAnnotation,
+  serviceAnnotation,
+  queueDeadlineAnnotation,
+]);
+
+function withoutKeys(from: Record<string, string> | undefined, keys: Set<string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(from ?? {}).filter(([k]) => !keys.has(k)));
 }
 
 /** The queue timeout as a deadline from the request's creation (on the run, which is private). */
@@ -172,7 +194,8 @@ export function runState(run: V1PipelineRun): RunState {
 /** "2/5 tasks completed", from Tekton's running message and the resolved pipeline spec. */
 export function progressMessage(run: V1PipelineRun): string {
   const c = succeeded(run.status);
-  if (run.spec?.status === pendingStatus && !c) {
+  // Tekton marks a held run Unknown with reason PipelineRunPending (or has not looked at it yet).
+  if (run.spec?.status === pendingStatus && (!c || c.reason === pendingStatus)) {
     const queue = run.metadata?.labels?.[kueueQueueLabel];
     return `queued in the private cluster: the internal PipelineRun is held pending admission${queue ? ` (queue ${queue})` : ""}`;
   }

@@ -13,7 +13,13 @@ import type {
   InternalServicesConfig,
 } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
-import { admit, callerRejection, type RunPlan } from "../policy/admit.ts";
+import {
+  admit,
+  callerRejection,
+  DEFAULT_QUEUE_TIMEOUT_MS,
+  type RunPlan,
+  rawDefaults,
+} from "../policy/admit.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
@@ -68,6 +74,9 @@ export interface RequestReconcilerDeps {
   private: PrivateAccess;
   metrics: Metrics;
   now?: Clock;
+  /** The workspace the original Go controller served: only its requests' Go runs are followed (they
+   *  name no workspace). Unset or "": none are. */
+  goWorkspace?: string;
   /** Test-only fault injection: called right after an internal PipelineRun is created. */
   afterCreate?: () => void;
   /**
@@ -106,18 +115,26 @@ export const maxPipelineRunChars = 256 * 1024;
 export class RequestReconciler {
   readonly #d: RequestReconcilerDeps;
   readonly #now: Clock;
-  /** Keys of requests queued behind a service's concurrency limit, woken when a run finishes. */
-  readonly #waitingForSlot = new Set<string>();
+  /** Requests queued behind a concurrency limit (by key, oldest first): their group and queue deadline. */
+  readonly #waitingForSlot = new Map<string, { group: string; deadline: number }>();
 
   constructor(deps: RequestReconcilerDeps) {
     this.#d = deps;
     this.#now = deps.now ?? Date.now;
   }
 
-  /** The requests waiting for a concurrency slot; each reconcile that still finds none adds it back. */
-  takeWaitingForSlot(): RequestKey[] {
-    const keys = [...this.#waitingForSlot].map(parseKey);
-    this.#waitingForSlot.clear();
+  /** The requests that have waited longest for a slot of `group` (a run of it finished), as many as
+   *  slots are free, to try again; not all: a woken request is read again (whole). Each keeps its
+   *  place until it takes a slot or ends. */
+  nextWaitingForSlot(group: string): RequestKey[] {
+    let free = this.#freeSlots(group, this.#d.private.getConfig()?.spec);
+    const keys: RequestKey[] = [];
+    for (const [key, w] of this.#waitingForSlot) {
+      if (free <= 0) break;
+      if (w.group !== group) continue;
+      keys.push(parseKey(key));
+      free--;
+    }
     return keys;
   }
 
@@ -130,6 +147,7 @@ export class RequestReconciler {
     if (!request) {
       // Deleted: the finalizer did the cleanup (or, if a tenant removed it, the run sweep does).
       this.#d.private.slots.releaseFor(key);
+      this.#waitingForSlot.delete(key);
       return undefined;
     }
     const finalizers = request.metadata.finalizers ?? [];
@@ -153,9 +171,11 @@ export class RequestReconciler {
     if (deleting) return this.#finalize(ws, request, runName, log);
     if (finished) return this.#cleanUpFinished(ws, request, runName, log);
     if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
-    // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live.
-    const live = ours || request.status?.pipelineRun !== undefined;
-    const run = await this.#requestRun(request, runName, live);
+    // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live;
+    // not while this process knows the request is waiting for a slot (it created nothing).
+    const live = (ours && !this.#waitingForSlot.has(key)) || request.status?.pipelineRun !== undefined;
+    const run = await this.#requestRun(ws, request, runName, live);
+    if (run === "unfollowed") return this.#unfollowed(ws, request, runName, log);
     if (run === "foreign") {
       const named = request.status?.pipelineRun?.split("/")[1] ?? runName;
       return this.#foreignRun(ws, request, runName, named, log);
@@ -180,6 +200,11 @@ export class RequestReconciler {
     // Decided from the cached copy alone, so a request nobody may make is never read whole.
     const early = callerRejection({ ...caller, request: request.spec }) ?? this.#oversize(request);
     if (early) return this.#reject(ws, request, early, log);
+    // Known to wait for a slot that is still taken: nothing to read or write until one frees (a
+    // finishing run wakes the oldest waiting request) or the queue deadline comes.
+    const waiting = this.#waitingForSlot.get(key);
+    if (waiting && this.#now() < waiting.deadline && this.#freeSlots(waiting.group, config?.spec) <= 0)
+      return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
     const whole = await this.#complete(ws, request, Part.spec, Part.labels);
     if (!whole) return undefined;
     request = whole;
@@ -206,6 +231,7 @@ export class RequestReconciler {
     // Taken with no await before the create starts: no other worker can take the same slot.
     const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns, key);
     if (!slot.taken) return this.#waitForSlot(key, ws, request, runName, plan, slot.inUse, log);
+    this.#waitingForSlot.delete(key);
 
     let created: V1PipelineRun;
     try {
@@ -267,15 +293,30 @@ export class RequestReconciler {
       const finished = await this.#finish(ws, request, "TimedOut", waited, {});
       return this.#cleanUpFinished(ws, finished, runName, log);
     }
-    this.#waitingForSlot.add(key);
+    this.#waitingForSlot.set(key, {
+      group: plan.service ?? rawPipelineGroup,
+      deadline: created + plan.timeouts.queueMs,
+    });
     const message = `queued: ${busy}`;
     if (succeeded(request.status)?.message !== message || request.status?.service !== plan.service)
       await this.#writeStatus(ws, request, {
         ...this.#running(request, message),
         ...(plan.service ? { service: plan.service } : {}),
       });
-    const recheck = this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs;
-    return requeueAfter(Math.min(recheck, queueLeft));
+    return requeueAfter(Math.min(this.#recheckMs, queueLeft));
+  }
+
+  get #recheckMs(): number {
+    return this.#d.queuedRecheckMs ?? defaultQueuedRecheckMs;
+  }
+
+  /** Slots of `group` free under the current service (or config) limit. */
+  #freeSlots(group: string, config: InternalServicesConfig["spec"] | undefined): number {
+    const max =
+      group === rawPipelineGroup
+        ? (config?.rawPipelineRequests?.maxConcurrentRuns ?? rawDefaults.maxConcurrentRuns)
+        : this.#d.private.getService(group)?.spec.maxConcurrentRuns;
+    return max === undefined ? Number.POSITIVE_INFINITY : max - this.#d.private.slots.inUse(group);
   }
 
   /** The controller's own size limit, judged from the cached copy (which records the whole size). */
@@ -299,6 +340,25 @@ export class RequestReconciler {
     ws.events.record(request, "Warning", "Rejected", why.message);
     // A request queued earlier holds our finalizer (and a config change now rejects it).
     const runName = pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string);
+    return this.#cleanUpFinished(ws, finished, runName, log);
+  }
+
+  /** The status names a run that is not this controller's, where Go runs are not followed (see
+   *  #followsGoRuns): nothing is run for it (it may have run already), and nothing private is touched. */
+  async #unfollowed(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
+    const caller = {
+      workspace: ws.name,
+      namespace: request.metadata.namespace as string,
+      config: this.#d.private.getConfig()?.spec,
+      service: request.spec.service ? this.#d.private.getService(request.spec.service) : undefined,
+    };
+    const rejected = callerRejection({ ...caller, request: request.spec });
+    if (rejected) return this.#reject(ws, request, rejected, log);
+    const served = this.#d.goWorkspace
+      ? `workspace "${this.#d.goWorkspace}"`
+      : "no workspace (--go-workspace)";
+    const message = `status.pipelineRun names ${request.status?.pipelineRun}, which this controller did not create; it takes over the original Go controller's runs only in the workspace that controller served (${served}), so nothing was run: create the request again`;
+    const finished = await this.#finish(ws, request, "Failed", message, {});
     return this.#cleanUpFinished(ws, finished, runName, log);
   }
 
@@ -406,7 +466,13 @@ export class RequestReconciler {
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
     const held = run.spec?.status === pendingStatus;
-    const deadline = Date.parse(run.metadata?.annotations?.[queueDeadlineAnnotation] ?? "");
+    // A run the Go controller started has no deadline of ours: it gets the default queue timeout, from
+    // the request's creation, and is looked at on a timer (no watch of ours sees it).
+    const legacy = run.metadata?.labels?.[managedByLabel] !== managedByValue;
+    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    const deadline = legacy
+      ? created + DEFAULT_QUEUE_TIMEOUT_MS
+      : Date.parse(run.metadata?.annotations?.[queueDeadlineAnnotation] ?? "");
     if (deadline && this.#now() >= deadline) {
       await this.#cancelRun(run);
       const what = held ? "held pending admission in the private cluster" : "not started by Tekton";
@@ -418,13 +484,14 @@ export class RequestReconciler {
     // there is nothing to say beyond "accepted; started" (and its notes).
     if (held && succeeded(request.status)?.message !== message)
       await this.#writeStatus(ws, request, this.#running(request, message));
-    return deadline ? requeueAfter(deadline - this.#now()) : undefined;
+    if (!deadline) return undefined;
+    return requeueAfter(Math.min(deadline - this.#now(), legacy ? legacyPollMs : Number.POSITIVE_INFINITY));
   }
 
   /** spec.status "Cancelled": stop the run if there is one, and end the request as Cancelled. */
   async #cancel(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    const found = await this.#requestRun(request, runName, true);
-    const run = found === "foreign" ? undefined : found;
+    const found = await this.#requestRun(ws, request, runName, true);
+    const run = found === "foreign" || found === "unfollowed" ? undefined : found;
     this.#d.private.slots.release(runName);
     if (run && !runState(run).done) {
       await this.#cancelRun(run);
@@ -467,6 +534,13 @@ export class RequestReconciler {
     message: string,
     copied: { results?: Record<string, string>; dropped?: string[] },
   ): Promise<InternalRequest> {
+    this.#waitingForSlot.delete(
+      formatKey({
+        workspace: ws.name,
+        namespace: request.metadata.namespace ?? "",
+        name: request.metadata.name ?? "",
+      }),
+    );
     const dropped = copied.dropped ?? [];
     const note = dropped.length > 0 ? ` (results dropped, over the size limit: ${dropped.join(", ")})` : "";
     const status: InternalRequestStatus = {
@@ -550,8 +624,8 @@ export class RequestReconciler {
   /** Deleting a request cancels its running PipelineRun (and deletes it unless debug), then lets it go. */
   async #finalize(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     this.#d.private.slots.release(runName);
-    const run = await this.#requestRun(request, runName, true);
-    if (run && run !== "foreign") {
+    const run = await this.#requestRun(ws, request, runName, true);
+    if (run && run !== "foreign" && run !== "unfollowed") {
       if (!runState(run).done) {
         await this.#cancelRun(run);
         log.info({ pipelineRun: runName }, "request deleted; internal PipelineRun cancelled");
@@ -614,18 +688,36 @@ export class RequestReconciler {
    * controller took over, the run its status names or that carries its name and namespace labels.
    */
   async #requestRun(
+    ws: WorkspaceAccess,
     request: InternalRequest,
     runName: string,
     live: boolean,
-  ): Promise<V1PipelineRun | "foreign" | undefined> {
+  ): Promise<V1PipelineRun | "foreign" | "unfollowed" | undefined> {
     const recorded = request.status?.pipelineRun;
-    if (recorded && recorded !== `${this.#d.private.namespace}/${runName}`)
-      return this.#legacyRun(request, recorded);
+    const another = recorded !== undefined && recorded !== `${this.#d.private.namespace}/${runName}`;
+    if (!this.#followsGoRuns(ws, request))
+      return another ? "unfollowed" : this.#ownRun(request, runName, live);
+    if (another) return this.#legacyRun(request, recorded);
     if (!recorded && isLegacyRunning(request.status)) {
       const found = await this.#findLegacyRun(request);
       if (found) return found;
     }
     return this.#ownRun(request, runName, live);
+  }
+
+  /** Runs the Go controller started name no workspace, and were admitted by no policy of ours: they
+   *  are followed only for requests of the workspace it served, from callers the config allows. */
+  #followsGoRuns(ws: WorkspaceAccess, request: InternalRequest): boolean {
+    if (ws.name !== this.#d.goWorkspace) return false;
+    const service = request.spec.service ? this.#d.private.getService(request.spec.service) : undefined;
+    const rejected = callerRejection({
+      workspace: ws.name,
+      namespace: request.metadata.namespace as string,
+      config: this.#d.private.getConfig()?.spec,
+      service,
+      request: request.spec,
+    });
+    return rejected === undefined;
   }
 
   /**

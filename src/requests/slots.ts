@@ -3,17 +3,16 @@
 // created but not yet seen by the private cache still holds its slot. At start the cache of private
 // runs is synced before any worker runs, so runs created by an earlier process count too.
 import type { V1PipelineRun } from "../generated/tekton.ts";
-import { serviceAnnotation, serviceLabel } from "./naming.ts";
+import { serviceAnnotation } from "./naming.ts";
 import { runState } from "./pipelinerun.ts";
 
 /** The slot group of raw pipeline requests (service names cannot contain parentheses). */
 export const rawPipelineGroup = "(pipeline)";
 
-/** Which limit a run counts against: its service, or the raw-pipeline group. */
+/** Which limit a run counts against: its service (the annotation only this controller writes), or
+ *  the raw-pipeline group. */
 export function slotGroup(run: V1PipelineRun): string {
-  return (
-    run.metadata?.annotations?.[serviceAnnotation] ?? run.metadata?.labels?.[serviceLabel] ?? rawPipelineGroup
-  );
+  return run.metadata?.annotations?.[serviceAnnotation] ?? rawPipelineGroup;
 }
 
 export class RunSlots {
@@ -52,6 +51,9 @@ export class RunSlots {
     request: string,
   ): { taken: true } | { taken: false; inUse: number } {
     if (this.#pending.has(name) || this.#live.get(group)?.has(name)) return { taken: true };
+    // One pending slot per request key: an earlier request of the same name (deleted and made
+    // again before its create went through) gives its slot back.
+    this.releaseFor(request);
     const inUse = this.inUse(group);
     if (max !== undefined && inUse >= max) return { taken: false, inUse };
     this.#pending.set(name, { group, request });

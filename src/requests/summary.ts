@@ -106,7 +106,7 @@ export function specDigest(spec: InternalRequestSpec | undefined): string {
     service: s.service,
     serviceAccount: s.serviceAccount,
     params: s.params,
-    timeouts: s.timeouts && pick(s.timeouts, ["pipeline", "tasks", "finally"]),
+    timeouts: s.timeouts && pick(s.timeouts, ["pipeline", "tasks", "finally", "queue"]),
     pipeline: s.pipeline && {
       pipelineRef: ref && {
         resolver: ref.resolver,

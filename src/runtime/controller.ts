@@ -80,6 +80,9 @@ async function processKey(opts: ControllerOptions, key: string): Promise<void> {
       queue.addAfter(key, result.requeueAfterMs);
       metrics.reconcileTotal.inc({ controller, result: "requeue_after" });
     } else {
+      // The latest pass decides: a look it did not ask for (e.g. a timeout of an object now deleted)
+      // is dropped rather than kept, perhaps for weeks.
+      queue.cancelAfter(key);
       metrics.reconcileTotal.inc({ controller, result: "success" });
     }
   } catch (err) {

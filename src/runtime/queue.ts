@@ -2,6 +2,7 @@
 // - keys are de-duplicated while they wait; a key is never handed to two workers at once;
 // - adding a key that is being processed marks it dirty, and it is queued again (once) on done(key);
 // - addAfter() delays an add (one unref'd timer over a min-heap; the earliest schedule of a key wins);
+//   cancelAfter() drops it (a reconcile that needs no later look: a deleted object leaves nothing);
 // - addRateLimited() delays by the rate limiter (default: per-key backoff 5 ms..1000 s, max'ed with a
 //   global 10 qps / burst 100 token bucket); forget() resets a key's backoff.
 // Shutdown follows client-go: shutDown() stops accepting adds and drops delayed adds, but get() keeps
@@ -157,6 +158,14 @@ export class WorkQueue {
     const entry = { key, at, seq: this.#seq++ };
     this.#delayed.set(key, entry);
     this.#heapPush(entry);
+    this.#compact();
+    this.#schedule();
+  }
+
+  /** Drops the delayed add of `key`, if any. */
+  cancelAfter(key: string): void {
+    if (!this.#delayed.delete(key)) return;
+    this.#compact();
     this.#schedule();
   }
 
@@ -213,6 +222,19 @@ export class WorkQueue {
     if (this.#shuttingDown && this.#queued.size === 0) {
       for (const getter of this.#getters.splice(0)) getter(undefined);
     }
+  }
+
+  /** Superseded entries stay in the heap until they come up (days, for a long requeue): rebuilt from
+   *  the current ones before they outnumber them, so the heap stays within twice the delayed keys. */
+  #compact(): void {
+    if (this.#heap.length <= 2 * this.#delayed.size + 64) return;
+    const current = [...this.#delayed.values()].sort((a, b) => (earlier(a, b) ? -1 : 1));
+    this.#heap.splice(0, this.#heap.length, ...current); // a sorted array is a min-heap
+  }
+
+  /** Number of heap entries, superseded ones included (for tests of the bound above). */
+  heapLen(): number {
+    return this.#heap.length;
   }
 
   /** Arms the single timer for the earliest current delayed add, skipping superseded heap entries. */

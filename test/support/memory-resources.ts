@@ -25,7 +25,10 @@ export interface Write {
 }
 
 const apiError = (code: number, reason: string, message: string, name?: string) =>
-  Object.assign(new Error(message), { code, body: { reason, message, ...(name ? { details: { name } } : {}) } });
+  Object.assign(new Error(message), {
+    code,
+    body: { reason, message, ...(name ? { details: { name } } : {}) },
+  });
 
 export class MemoryResources<T extends Obj> implements Resources<T> {
   readonly objects = new Map<string, T>();
@@ -64,7 +67,10 @@ export class MemoryResources<T extends Obj> implements Resources<T> {
   }
 
   async listAll(namespace: string | undefined, labelSelector?: string): Promise<T[]> {
-    const wanted = (labelSelector ?? "").split(",").filter(Boolean).map((s) => s.split("="));
+    const wanted = (labelSelector ?? "")
+      .split(",")
+      .filter(Boolean)
+      .map((s) => s.split("="));
     return [...this.objects.values()]
       .filter((o) => namespace === undefined || o.metadata?.namespace === namespace)
       .filter((o) => wanted.every(([k, v]) => o.metadata?.labels?.[k as string] === v))
@@ -73,7 +79,8 @@ export class MemoryResources<T extends Obj> implements Resources<T> {
 
   async create(namespace: string, body: T): Promise<T> {
     const name = body.metadata?.name as string;
-    if (this.objects.has(`${namespace}/${name}`)) throw apiError(409, "AlreadyExists", `${name} already exists`, name);
+    if (this.objects.has(`${namespace}/${name}`))
+      throw apiError(409, "AlreadyExists", `${name} already exists`, name);
     this.writes.push({ verb: "create", name, body: structuredClone(body) });
     return this.put({ ...body, metadata: { ...body.metadata, namespace } });
   }
@@ -85,7 +92,12 @@ export class MemoryResources<T extends Obj> implements Resources<T> {
 
   async patchStatus(namespace: string, name: string, status: unknown, resourceVersion?: string): Promise<T> {
     this.writes.push({ verb: "status", name, body: structuredClone(status) });
-    return this.#patch(namespace, name, { metadata: resourceVersion ? { resourceVersion } : {}, status }, true);
+    return this.#patch(
+      namespace,
+      name,
+      { metadata: resourceVersion ? { resourceVersion } : {}, status },
+      true,
+    );
   }
 
   async delete(namespace: string, name: string, preconditions?: { uid?: string }): Promise<void> {
@@ -115,7 +127,8 @@ export class MemoryResources<T extends Obj> implements Resources<T> {
     const { resourceVersion, uid } = body.metadata ?? {};
     if (resourceVersion && resourceVersion !== current.metadata?.resourceVersion)
       throw apiError(409, "Conflict", `${name}: the object has been modified`, name);
-    if (uid && uid !== current.metadata?.uid) throw apiError(409, "Conflict", `${name}: precondition failed: uid`, name);
+    if (uid && uid !== current.metadata?.uid)
+      throw apiError(409, "Conflict", `${name}: precondition failed: uid`, name);
     const { resourceVersion: _, uid: _uid, ...metadata } = body.metadata ?? {};
     const next = statusOnly
       ? { ...current, status: merge(current.status, body.status) }

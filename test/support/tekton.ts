@@ -136,11 +136,23 @@ export class FakeTekton {
     };
   }
 
-  /** What an admission queue (tekton-kueue's webhook) does to a new run: holds it pending, in a queue. */
+  /** What an admission queue (tekton-kueue's webhook) does to a new run: holds it pending, in a
+   *  queue; and what Tekton's controller then says of it (Unknown, reason PipelineRunPending). */
   async hold(name: string, queue: string): Promise<void> {
     await this.runs.mergePatch(this.namespace, name, {
       metadata: { labels: { "kueue.x-k8s.io/queue-name": queue } },
       spec: { status: "PipelineRunPending" },
+    });
+    await this.runs.patchStatus(this.namespace, name, {
+      conditions: [
+        {
+          type: "Succeeded",
+          status: "Unknown",
+          reason: "PipelineRunPending",
+          message: `PipelineRun "${name}" is pending`,
+          lastTransitionTime: new Date().toISOString(),
+        },
+      ],
     });
   }
 

@@ -227,6 +227,23 @@ describe("RunSlots", () => {
     assert.equal(slots.inUse("sign"), 0);
   });
 
+  test("one pending slot per request key: a request made again under the same name gives the old one back", () => {
+    const slots = new RunSlots();
+    assert.deepEqual(slots.take("sign", "run-uid1", 1, "ws/ns/r"), { taken: true });
+    // The create failed, the request was deleted and made again (new uid, new run name) before a retry.
+    assert.deepEqual(slots.take("sign", "run-uid2", 1, "ws/ns/r"), { taken: true });
+    assert.equal(slots.inUse("sign"), 1);
+  });
+
+  test("a run's group is its service annotation, never its labels", () => {
+    const spoofed = {
+      metadata: { name: "x", labels: { [`${labelPrefix}/service`]: "sign" } },
+    } as V1PipelineRun;
+    const slots = new RunSlots();
+    slots.observe(spoofed, false);
+    assert.deepEqual(Object.fromEntries(slots.byGroup()), { [rawPipelineGroup]: 1 });
+  });
+
   test("runs created by an earlier process count from the cache; groups are separate", () => {
     const slots = new RunSlots();
     slots.observe(pr("old", "sign"), false);

@@ -781,6 +781,36 @@ describe("label propagation", () => {
     assert.deepEqual(plan.annotations, { "kueue.example.com/queue": "sign" });
     assert.match(plan.notes.at(-1) ?? "", /labels not copied to the internal PipelineRun: "app"/);
   });
+
+  test("a prefix without / is a whole key prefix, never a prefix of a longer domain", () => {
+    const r = propagatedLabels(
+      { "example.com/team": "a", "example.com.attacker.io/x": "b", "example.community/y": "c" },
+      { prefixes: ["example.com"] },
+    );
+    assert.deepEqual(r.labels, { "example.com/team": "a" });
+    assert.deepEqual(r.dropped, ["example.com.attacker.io/x", "example.community/y"]);
+  });
+
+  test("admit: raw requests' runLabels come from the config's rawPipelineRequests and win", () => {
+    const admission = admit({
+      workspace: "public",
+      namespace: "team-a",
+      request: { pipeline: { pipelineRef: { resolver: "git", params: [] } } } as InternalRequestSpec,
+      config: {
+        allowList: ["team-a"],
+        allowedPipelineSources: [{ resolver: "git", params: {} }],
+        rawPipelineRequests: {
+          runLabels: { [`${defaultPropagatedLabels[4]}`]: "raw-requests" },
+          runAnnotations: { "kueue.example.com/queue": "raw" },
+        },
+      },
+      service: undefined,
+      labels: { [`${defaultPropagatedLabels[4]}`]: "someone-elses-group" },
+    });
+    assert.ok(admission.allowed, JSON.stringify(admission));
+    assert.deepEqual(admission.run.labels, { [`${defaultPropagatedLabels[4]}`]: "raw-requests" });
+    assert.deepEqual(admission.run.annotations, { "kueue.example.com/queue": "raw" });
+  });
 });
 
 describe("queue timeout", () => {
@@ -809,5 +839,17 @@ describe("queue timeout", () => {
     ]);
     const bad = resolveTimeouts({ queue: "soon" }, {});
     assert.equal(bad.ok, false);
+  });
+
+  test("without any limit the default is the limit: 292 years is capped at 24h", () => {
+    const huge = resolveTimeouts({ queue: "2562047h" }, {});
+    assert.ok(huge.ok);
+    assert.equal(huge.timeouts.queueMs, 24 * H);
+    assert.deepEqual(huge.notes, [
+      "spec.timeouts.queue 2562047h0m0s capped at the longest allowed without a service's timeouts.queue, 24h0m0s",
+    ]);
+    const zero = resolveTimeouts({ queue: "0" }, {});
+    assert.ok(zero.ok);
+    assert.equal(zero.timeouts.queueMs, 24 * H);
   });
 });

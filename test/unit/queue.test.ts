@@ -157,6 +157,24 @@ describe("WorkQueue", () => {
     assert.equal(q.len(), 0);
   });
 
+  test("cancelAfter drops a delayed add; the heap stays within twice the delayed keys", async () => {
+    const q = new WorkQueue();
+    q.addAfter("a", 10);
+    q.addAfter("b", 20);
+    q.cancelAfter("a");
+    q.cancelAfter("missing");
+    assert.equal(q.delayedLen(), 1);
+    assert.equal(await within(q.get(), 1000, "b"), "b");
+    assert.equal(q.len(), 0, "a never came");
+    for (let i = 0; i < 10_000; i++) q.addAfter(`k${i}`, 86_400_000);
+    for (let i = 0; i < 10_000; i++) q.cancelAfter(`k${i}`);
+    assert.equal(q.delayedLen(), 0);
+    assert.ok(q.heapLen() <= 64, `heap ${q.heapLen()} after every key was cancelled`);
+    for (let i = 0; i < 10_000; i++) q.addAfter("x", 86_400_000 - i); // each earlier: supersedes
+    assert.ok(q.heapLen() <= 2 + 64, `heap ${q.heapLen()} for one key rescheduled 10,000 times`);
+    q.shutDown();
+  });
+
   test("delay timers do not keep the process alive and are cleared on shutdown", async () => {
     const q = new WorkQueue();
     const before = refedTimers();
@@ -290,6 +308,36 @@ describe("WorkQueue", () => {
     assert.deepEqual(calls, ["a", "a"]);
     assert.deepEqual(retries, [0, 1], "the second pass came after one rate-limited retry");
     assert.equal(q.retries("a"), 0, "forgotten after success");
+  });
+
+  test("a pass that asks for no later look drops the look an earlier pass asked for", async () => {
+    const q = new WorkQueue();
+    q.add("a");
+    const results = [{ requeueAfterMs: 86_400_000 }, undefined];
+    const abort = new AbortController();
+    const spec = {
+      name: "test",
+      key: { format: (k: unknown) => String(k), parse: (t: string) => t, fields: () => ({}) },
+      watches: [],
+      reconcile: async () => {
+        const result = results.shift();
+        // The object changes (an event) while the first pass runs: a second pass follows at once.
+        if (result) q.add("a");
+        else setImmediate(() => abort.abort());
+        return result;
+      },
+    };
+    const controller = runController({
+      spec,
+      queue: q,
+      workers: 1,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      signal: abort.signal,
+    });
+    await within(controller, 1000, "two passes");
+    assert.equal(results.length, 0, "both passes ran");
+    assert.equal(q.delayedLen(), 0, "the day-long look of the first pass is gone");
   });
 });
 

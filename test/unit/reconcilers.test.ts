@@ -13,7 +13,14 @@ import type {
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
-import { finalizer, pipelineRunName, requestUidLabel } from "../../src/requests/naming.ts";
+import {
+  finalizer,
+  legacyFinalizer,
+  pipelineRunName,
+  requestNameLabel,
+  requestNamespaceLabel,
+  requestUidLabel,
+} from "../../src/requests/naming.ts";
 import { RequestReconciler } from "../../src/requests/reconciler.ts";
 import { RunSlots } from "../../src/requests/slots.ts";
 import type { ReconcileResult } from "../../src/runtime/controller.ts";
@@ -45,8 +52,12 @@ interface RequestCase {
   request?: Partial<InternalRequestSpec>;
   /** Runs of the same service already going (each holds a concurrency slot). */
   busy?: number;
+  /** The request was started by the original Go controller: its run, succeeded or still pending. */
+  goRun?: "succeeded" | "pending";
+  /** The workspace the Go controller served (default "public", where the request is). */
+  goWorkspace?: string;
   steps: RequestStep[];
-  then: {
+  expect: {
     reason?: string;
     status?: "True" | "False" | "Unknown";
     message?: RegExp;
@@ -56,6 +67,8 @@ interface RequestCase {
     /** The run was patched to spec.status Cancelled (a finished run is deleted right after). */
     runCancelled?: boolean;
     finalizer?: boolean;
+    /** The Go controller's run: followed and deleted once finished, or left alone. */
+    goRun?: "gone" | "untouched";
     /** The request itself is gone (deleted, finalizer released). */
     requestGone?: boolean;
     requeueAfterMs?: number | "none";
@@ -125,13 +138,49 @@ function requestWorld(c: RequestCase) {
     },
     metrics: new Metrics({ processMetrics: false }),
     now: clock,
+    goWorkspace: c.goWorkspace ?? "public",
   });
   const request = requests.put({
     apiVersion: "appstudio.redhat.com/v1alpha1",
     kind: "InternalRequest",
-    metadata: { name: "r1", namespace: ns },
+    metadata: { name: "r1", namespace: ns, ...(c.goRun ? { finalizers: [legacyFinalizer] } : {}) },
     spec: { service: "sign", params: { image: "quay.io/x@sha256:1" }, ...c.request } as InternalRequestSpec,
+    ...(c.goRun
+      ? {
+          status: {
+            conditions: [
+              {
+                type: "Succeeded",
+                status: "False",
+                reason: "Running",
+                message: "",
+                lastTransitionTime: at(t0),
+              },
+            ],
+            pipelineRun: `${privateNs}/go-run`,
+          },
+        }
+      : {}),
   });
+  if (c.goRun)
+    runs.put({
+      apiVersion: "tekton.dev/v1",
+      kind: "PipelineRun",
+      metadata: {
+        name: "go-run",
+        namespace: privateNs,
+        labels: { [requestNameLabel]: "r1", [requestNamespaceLabel]: ns },
+      },
+      status:
+        c.goRun === "succeeded"
+          ? {
+              startTime: at(t0),
+              completionTime: at(t0),
+              conditions: [{ type: "Succeeded", status: "True", reason: "Succeeded", message: "" }],
+              results: [{ name: "signature", value: "sig" }],
+            }
+          : {},
+    });
   const runName = pipelineRunName("public", "r1", request.metadata.uid as string);
   for (let i = 0; i < (c.busy ?? 0); i++)
     runs.put({
@@ -140,15 +189,14 @@ function requestWorld(c: RequestCase) {
       metadata: {
         name: `other-${i}`,
         namespace: privateNs,
-        labels: {
-          "app.kubernetes.io/managed-by": "internal-service-controller",
-          "internal-services.appstudio.openshift.io/service": "sign",
-        },
+        labels: { "app.kubernetes.io/managed-by": "internal-service-controller" },
+        annotations: { "internal-services.appstudio.openshift.io/service": "sign" },
       },
     });
   syncSlots();
 
   const current = () => requests.objects.get(`${ns}/r1`);
+  const goRun = () => runs.objects.get(`${privateNs}/go-run`);
   const run = () => runs.objects.get(`${privateNs}/${runName}`);
   let result: ReconcileResult | undefined;
   const step = async (s: RequestStep) => {
@@ -169,18 +217,19 @@ function requestWorld(c: RequestCase) {
     } else if ("tenant" in s) {
       if (s.tenant === "cancel") await requests.mergePatch(ns, "r1", { spec: { status: "Cancelled" } });
       if (s.tenant === "delete") await requests.delete(ns, "r1");
-      if (s.tenant === "remove finalizer") await requests.mergePatch(ns, "r1", { metadata: { finalizers: null } });
+      if (s.tenant === "remove finalizer")
+        await requests.mergePatch(ns, "r1", { metadata: { finalizers: null } });
     } else await runs.delete(privateNs, runName);
     syncSlots();
   };
-  return { step, current, run, events, requests, runs, result: () => result };
+  return { step, current, run, goRun, events, requests, runs, result: () => result };
 }
 
 const requestCases: RequestCase[] = [
   {
     name: "an allowed request gets our finalizer, then its run, then Running with the run's name",
     steps: ["reconcile"],
-    then: {
+    expect: {
       status: "Unknown",
       reason: "Running",
       message: /^accepted; internal PipelineRun started$/,
@@ -194,13 +243,17 @@ const requestCases: RequestCase[] = [
   {
     name: "a second pass over a started request writes nothing",
     steps: ["reconcile", "reconcile"],
-    then: { reason: "Running", run: "running", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
+    expect: {
+      reason: "Running",
+      run: "running",
+      lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 },
+    },
   },
   {
     name: "a service that does not exist: Rejected, no finalizer, nothing run",
     request: { service: "nope" },
     steps: ["reconcile"],
-    then: {
+    expect: {
       status: "False",
       reason: "Rejected",
       message: /nope/,
@@ -214,12 +267,17 @@ const requestCases: RequestCase[] = [
     name: "a namespace the allow-list leaves out: Rejected",
     config: { allowList: ["team-b"] },
     steps: ["reconcile"],
-    then: { reason: "Rejected", run: "gone", finalizer: false },
+    expect: { reason: "Rejected", run: "gone", finalizer: false },
   },
   {
     name: "a run that succeeds: Succeeded with its results, then the run is deleted and the finalizer released",
-    steps: ["reconcile", { advance: 5 * M }, { tekton: "Succeeded", results: { digest: "sha256:2" } }, "reconcile"],
-    then: {
+    steps: [
+      "reconcile",
+      { advance: 5 * M },
+      { tekton: "Succeeded", results: { digest: "sha256:2" } },
+      "reconcile",
+    ],
+    expect: {
       status: "True",
       reason: "Succeeded",
       results: { digest: "sha256:2" },
@@ -231,46 +289,57 @@ const requestCases: RequestCase[] = [
   {
     name: "a run that fails: Failed",
     steps: ["reconcile", { tekton: "Failed" }, "reconcile"],
-    then: { status: "False", reason: "Failed", run: "gone", finalizer: false },
+    expect: { status: "False", reason: "Failed", run: "gone", finalizer: false },
   },
   {
     name: "Tekton's own timeout: TimedOut",
     steps: ["reconcile", { tekton: "PipelineRunTimeout" }, "reconcile"],
-    then: { reason: "TimedOut", message: /timed out/, run: "gone" },
+    expect: { reason: "TimedOut", message: /timed out/, run: "gone" },
   },
   {
     name: "retention keeps the finished run for keepFinishedPipelineRuns, counted from its completion",
     service: { retention: { keepFinishedPipelineRuns: "10m" } },
     steps: ["reconcile", { advance: 2 * M }, { tekton: "Succeeded" }, { advance: 4 * M }, "reconcile"],
-    then: { reason: "Succeeded", run: "running", finalizer: true, requeueAfterMs: 6 * M },
+    expect: { reason: "Succeeded", run: "running", finalizer: true, requeueAfterMs: 6 * M },
   },
   {
     name: "retention over: the run goes and the finalizer with it",
     service: { retention: { keepFinishedPipelineRuns: "10m" } },
     steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 10 * M }, "reconcile"],
-    then: { reason: "Succeeded", run: "gone", finalizer: false, requeueAfterMs: "none" },
+    expect: { reason: "Succeeded", run: "gone", finalizer: false, requeueAfterMs: "none" },
   },
   {
     name: "a tenant cancelling: the run is cancelled, the request Cancelled",
     steps: ["reconcile", { tenant: "cancel" }, "reconcile"],
-    then: { status: "False", reason: "Cancelled", message: /internal PipelineRun cancelled/, runCancelled: true, run: "gone" },
+    expect: {
+      status: "False",
+      reason: "Cancelled",
+      message: /internal PipelineRun cancelled/,
+      runCancelled: true,
+      run: "gone",
+    },
   },
   {
     name: "a tenant deleting a running request: the run is cancelled and deleted, then the request goes",
     steps: ["reconcile", { tenant: "delete" }, "reconcile"],
-    then: { requestGone: true, run: "gone" },
+    expect: { requestGone: true, run: "gone" },
   },
   {
     name: "the run deleted out of band: Failed at once",
     steps: ["reconcile", { privately: "delete run" }, "reconcile"],
-    then: { status: "False", reason: "Failed", message: /was deleted before it finished/, finalizer: false },
+    expect: {
+      status: "False",
+      reason: "Failed",
+      message: /was deleted before it finished/,
+      finalizer: false,
+    },
   },
   {
     name: "every slot taken: queued, saying so, and looked at again",
     service: { maxConcurrentRuns: 2 },
     busy: 2,
     steps: ["reconcile"],
-    then: {
+    expect: {
       status: "Unknown",
       message: /^queued: service "sign" is running 2 of at most 2 concurrent runs$/,
       run: "gone",
@@ -284,24 +353,68 @@ const requestCases: RequestCase[] = [
     service: { maxConcurrentRuns: 1, timeouts: { queue: "30m" } },
     busy: 1,
     steps: ["reconcile", { advance: 31 * M }, "reconcile"],
-    then: { status: "False", reason: "TimedOut", message: /queue timeout \(30m0s\)/, run: "gone", finalizer: false },
+    expect: {
+      status: "False",
+      reason: "TimedOut",
+      message: /queue timeout \(30m0s\)/,
+      run: "gone",
+      finalizer: false,
+    },
   },
   {
     name: "the pipeline timeout passing without Tekton ending the run: cancelled, TimedOut",
     request: { timeouts: { pipeline: "1h" } },
     steps: ["reconcile", { advance: 5 * M }, { tekton: "Running" }, { advance: H }, "reconcile"],
-    then: { reason: "TimedOut", message: /timed out after 1h/, runCancelled: true, run: "gone" },
+    expect: { reason: "TimedOut", message: /timed out after 1h/, runCancelled: true, run: "gone" },
   },
   {
     name: "the pipeline timeout counts from Tekton's start: a run still pending admission is not timed out",
     request: { timeouts: { pipeline: "1h" } },
     steps: ["reconcile", { advance: H + M }, "reconcile"],
-    then: { status: "Unknown", runCancelled: false, run: "running" },
+    expect: { status: "Unknown", runCancelled: false, run: "running" },
+  },
+  {
+    name: "a request the Go controller started is taken over: its run's outcome copied, the run deleted",
+    goRun: "succeeded",
+    steps: ["reconcile"],
+    expect: {
+      status: "True",
+      reason: "Succeeded",
+      results: { signature: "sig" },
+      goRun: "gone",
+      finalizer: false,
+    },
+  },
+  {
+    name: "a Go run not started yet is looked at again on a timer (no watch of ours sees it)",
+    goRun: "pending",
+    steps: ["reconcile"],
+    expect: { status: "False", reason: "Running", goRun: "untouched", requeueAfterMs: 10_000 },
+  },
+  {
+    name: "a Go run not started within the default queue timeout: cancelled, TimedOut",
+    goRun: "pending",
+    steps: ["reconcile", { advance: 24 * H }, "reconcile"],
+    expect: { reason: "TimedOut", message: /queue timeout/ },
+  },
+  {
+    name: "Go runs are followed only in the workspace the Go controller served (they name none)",
+    goRun: "succeeded",
+    goWorkspace: "other",
+    steps: ["reconcile"],
+    expect: { goRun: "untouched" },
+  },
+  {
+    name: "nor for a caller the allow-list leaves out",
+    goRun: "succeeded",
+    config: { allowList: ["team-b"] },
+    steps: ["reconcile"],
+    expect: { goRun: "untouched", reason: "Rejected" },
   },
   {
     name: "a finished request is left alone: no reads, no writes",
     steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", "reconcile"],
-    then: { reason: "Succeeded", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
+    expect: { reason: "Succeeded", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
   },
 ];
 
@@ -314,32 +427,47 @@ describe("RequestReconciler rules", () => {
         from = { requests: w.requests.writes.length, runs: w.runs.writes.length };
         await w.step(s);
       }
-      const { then } = c;
+      const { expect } = c;
       const request = w.current();
-      if (then.requestGone) assert.equal(request, undefined, "the request is gone");
+      if (expect.requestGone) assert.equal(request, undefined, "the request is gone");
       const cond = request?.status?.conditions?.[0];
-      if (then.status) assert.equal(cond?.status, then.status, cond?.message);
-      if (then.reason) assert.equal(cond?.reason, then.reason, cond?.message);
-      if (then.message) assert.match(cond?.message ?? "", then.message);
-      if (then.results) assert.deepEqual(request?.status?.results, then.results);
-      if (then.finalizer !== undefined)
-        assert.equal(request?.metadata.finalizers?.includes(finalizer) ?? false, then.finalizer, "our finalizer");
-      const run = w.run();
-      if (then.run === "gone") assert.equal(run, undefined, "no run");
-      if (then.run === "running") {
-        assert.ok(run, "the run exists");
-        assert.equal(run.metadata?.labels?.[requestUidLabel], request?.metadata.uid, "labelled with the request's uid");
-      }
-      if (then.runCancelled !== undefined) {
-        const cancels = w.runs.writes.filter(
-          (x) => x.verb === "patch" && (x.body as { spec?: { status?: string } }).spec?.status === "Cancelled",
+      if (expect.status) assert.equal(cond?.status, expect.status, cond?.message);
+      if (expect.reason) assert.equal(cond?.reason, expect.reason, cond?.message);
+      if (expect.message) assert.match(cond?.message ?? "", expect.message);
+      if (expect.results) assert.deepEqual(request?.status?.results, expect.results);
+      if (expect.finalizer !== undefined)
+        assert.equal(
+          request?.metadata.finalizers?.includes(finalizer) ?? false,
+          expect.finalizer,
+          "our finalizer",
         );
-        assert.equal(cancels.length, then.runCancelled ? 1 : 0, "cancel patches of the run");
+      const run = w.run();
+      if (expect.run === "gone") assert.equal(run, undefined, "no run");
+      if (expect.run === "running") {
+        assert.ok(run, "the run exists");
+        assert.equal(
+          run.metadata?.labels?.[requestUidLabel],
+          request?.metadata.uid,
+          "labelled with the request's uid",
+        );
       }
-      if (then.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
-      else if (then.requeueAfterMs !== undefined) assert.equal(w.result()?.requeueAfterMs, then.requeueAfterMs);
-      if (then.events) assert.deepEqual(w.events, then.events);
-      for (const [verb, n] of Object.entries(then.lastStepWrites ?? {})) {
+      if (expect.runCancelled !== undefined) {
+        const cancels = w.runs.writes.filter(
+          (x) =>
+            x.verb === "patch" && (x.body as { spec?: { status?: string } }).spec?.status === "Cancelled",
+        );
+        assert.equal(cancels.length, expect.runCancelled ? 1 : 0, "cancel patches of the run");
+      }
+      if (expect.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
+      else if (expect.requeueAfterMs !== undefined)
+        assert.equal(w.result()?.requeueAfterMs, expect.requeueAfterMs);
+      if (expect.events) assert.deepEqual(w.events, expect.events);
+      if (expect.goRun === "gone") assert.equal(w.goRun(), undefined, "the Go run was deleted");
+      if (expect.goRun === "untouched") {
+        assert.ok(w.goRun(), "the Go run is still there");
+        assert.equal(w.runs.writes.filter((x) => x.name === "go-run").length, 0, "no write to the Go run");
+      }
+      for (const [verb, n] of Object.entries(expect.lastStepWrites ?? {})) {
         const v = verb as "create" | "patch" | "status" | "delete";
         assert.equal(w.requests.count(v, from.requests) + w.runs.count(v, from.runs), n, `${verb} writes`);
       }
@@ -347,7 +475,7 @@ describe("RequestReconciler rules", () => {
   }
 
   test("the run's start and the request's times come from the injected clock", async () => {
-    const w = requestWorld({ name: "", steps: [], then: {} });
+    const w = requestWorld({ name: "", steps: [], expect: {} });
     await w.step("reconcile");
     assert.equal(w.current()?.status?.startTime, at(t0));
     assert.equal(w.current()?.status?.conditions?.[0]?.lastTransitionTime, at(t0));
@@ -363,7 +491,11 @@ describe("RequestReconciler rules", () => {
 type RunStep =
   | "reconcile"
   | { advance: number }
-  | { request: "Succeeded" | "Failed" | "Rejected" | "Running"; message?: string; results?: Record<string, string> }
+  | {
+      request: "Succeeded" | "Failed" | "Rejected" | "Running";
+      message?: string;
+      results?: Record<string, string>;
+    }
   | { pipeline: "cancel" }
   | { tenant: "create request" };
 
@@ -371,7 +503,7 @@ interface RunCase {
   name: string;
   spec?: Partial<NonNullable<V1beta1CustomRun["spec"]>>;
   steps: RunStep[];
-  then: {
+  expect: {
     status?: "True" | "False" | "Unknown";
     reason?: string;
     message?: RegExp;
@@ -467,23 +599,34 @@ const runCases: RunCase[] = [
   {
     name: "a new CustomRun: its request is created and the attempt recorded, in one status write",
     steps: ["reconcile"],
-    then: { status: "Unknown", reason: "Running", message: /creating InternalRequest/, requests: 1, statusWrites: [1] },
+    expect: {
+      status: "Unknown",
+      reason: "Running",
+      message: /creating InternalRequest/,
+      requests: 1,
+      statusWrites: [1],
+    },
   },
   {
     name: "the request's progress is mirrored, and the run's timeout is the next look",
     spec: { timeout: "30m" },
     steps: ["reconcile", { advance: M }, { request: "Running", message: "2/5 tasks completed" }, "reconcile"],
-    then: { status: "Unknown", message: /^2\/5 tasks completed$/, requeueAfterMs: 29 * M, statusWrites: [1, 1] },
+    expect: {
+      status: "Unknown",
+      message: /^2\/5 tasks completed$/,
+      requeueAfterMs: 29 * M,
+      statusWrites: [1, 1],
+    },
   },
   {
     name: "nothing new from the request: no write",
     steps: ["reconcile", { request: "Running", message: "running" }, "reconcile", "reconcile"],
-    then: { status: "Unknown", statusWrites: [1, 1, 0] },
+    expect: { status: "Unknown", statusWrites: [1, 1, 0] },
   },
   {
     name: "the request succeeds: Succeeded with its results as task results, sorted",
     steps: ["reconcile", { request: "Succeeded", results: { z: "2", a: "1" } }, "reconcile"],
-    then: {
+    expect: {
       status: "True",
       reason: "Succeeded",
       results: [
@@ -496,52 +639,63 @@ const runCases: RunCase[] = [
   {
     name: "the request fails with no retries left: the CustomRun fails with its reason and message",
     steps: ["reconcile", { request: "Failed", message: "task sign failed" }, "reconcile"],
-    then: { status: "False", reason: "Failed", message: /^task sign failed$/, statusWrites: [1, 1] },
+    expect: { status: "False", reason: "Failed", message: /^task sign failed$/, statusWrites: [1, 1] },
   },
   {
     name: "a failed attempt with retries left: its snapshot kept, the next attempt's request made on the next pass",
     spec: { retries: 1 },
     steps: ["reconcile", { request: "Failed" }, "reconcile", "reconcile"],
-    then: { status: "Unknown", message: /retrying: attempt 2 of 2/, requests: 2, attempts: 1, statusWrites: [1, 1, 1] },
+    expect: {
+      status: "Unknown",
+      message: /retrying: attempt 2 of 2/,
+      requests: 2,
+      attempts: 1,
+      statusWrites: [1, 1, 1],
+    },
   },
   {
     name: "Rejected is never retried",
     spec: { retries: 3 },
     steps: ["reconcile", { request: "Rejected", message: "not allowed" }, "reconcile"],
-    then: { status: "False", reason: "Rejected", requests: 1, attempts: 0 },
+    expect: { status: "False", reason: "Rejected", requests: 1, attempts: 0 },
   },
   {
     name: "the attempt's timeout: its request is cancelled, CustomRunTimedOut",
     spec: { timeout: "10m" },
     steps: ["reconcile", { advance: 10 * M }, "reconcile"],
-    then: { status: "False", reason: "CustomRunTimedOut", requestCancelled: true, statusWrites: [1, 1] },
+    expect: { status: "False", reason: "CustomRunTimedOut", requestCancelled: true, statusWrites: [1, 1] },
   },
   {
     name: "cancelled by the pipeline: the request is cancelled, CustomRunCancelled",
     steps: ["reconcile", { pipeline: "cancel" }, "reconcile"],
-    then: { status: "False", reason: "CustomRunCancelled", requestCancelled: true, statusWrites: [1, 1] },
+    expect: { status: "False", reason: "CustomRunCancelled", requestCancelled: true, statusWrites: [1, 1] },
   },
   {
     name: `more than ${maxRetries} retries: InvalidRetries, nothing created`,
     spec: { retries: maxRetries + 1 },
     steps: ["reconcile"],
-    then: { status: "False", reason: "InvalidRetries", requests: 0, statusWrites: [1] },
+    expect: { status: "False", reason: "InvalidRetries", requests: 0, statusWrites: [1] },
   },
   {
     name: "a timeout that is no duration: InvalidTimeout, nothing created",
     spec: { timeout: "soon" },
     steps: ["reconcile"],
-    then: { status: "False", reason: "InvalidTimeout", message: /^spec\.timeout: /, requests: 0 },
+    expect: { status: "False", reason: "InvalidTimeout", message: /^spec\.timeout: /, requests: 0 },
   },
   {
     name: "a request under the attempt's name that this run did not make: RequestNotOwned, nothing copied",
     steps: [{ tenant: "create request" }, "reconcile"],
-    then: { status: "False", reason: "RequestNotOwned", message: /not created for this CustomRun/, results: [] },
+    expect: {
+      status: "False",
+      reason: "RequestNotOwned",
+      message: /not created for this CustomRun/,
+      results: [],
+    },
   },
   {
     name: "a finished CustomRun is left alone",
     steps: ["reconcile", { request: "Succeeded" }, "reconcile", "reconcile"],
-    then: { status: "True", statusWrites: [1, 1, 0] },
+    expect: { status: "True", statusWrites: [1, 1, 0] },
   },
 ];
 
@@ -550,19 +704,22 @@ describe("CustomRunReconciler rules", () => {
     test(c.name, async () => {
       const w = customRunWorld(c);
       for (const s of c.steps) await w.step(s);
-      const { then } = c;
+      const { expect } = c;
       const status = w.run().status;
       const cond = status?.conditions?.[0];
-      if (then.status) assert.equal(cond?.status, then.status, cond?.message);
-      if (then.reason) assert.equal(cond?.reason, then.reason, cond?.message);
-      if (then.message) assert.match(cond?.message ?? "", then.message);
-      if (then.results) assert.deepEqual(status?.results, then.results);
-      if (then.requests !== undefined) assert.equal(w.requests.objects.size, then.requests, "requests");
-      if (then.requestCancelled) assert.equal(w.requestOf(0)?.spec.status, "Cancelled");
-      if (then.attempts !== undefined) assert.equal(status?.retriesStatus?.length ?? 0, then.attempts, "retriesStatus");
-      if (then.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
-      else if (then.requeueAfterMs !== undefined) assert.equal(w.result()?.requeueAfterMs, then.requeueAfterMs);
-      if (then.statusWrites) assert.deepEqual(w.statusWrites, then.statusWrites, "status writes per pass");
+      if (expect.status) assert.equal(cond?.status, expect.status, cond?.message);
+      if (expect.reason) assert.equal(cond?.reason, expect.reason, cond?.message);
+      if (expect.message) assert.match(cond?.message ?? "", expect.message);
+      if (expect.results) assert.deepEqual(status?.results, expect.results);
+      if (expect.requests !== undefined) assert.equal(w.requests.objects.size, expect.requests, "requests");
+      if (expect.requestCancelled) assert.equal(w.requestOf(0)?.spec.status, "Cancelled");
+      if (expect.attempts !== undefined)
+        assert.equal(status?.retriesStatus?.length ?? 0, expect.attempts, "retriesStatus");
+      if (expect.requeueAfterMs === "none") assert.equal(w.result()?.requeueAfterMs, undefined);
+      else if (expect.requeueAfterMs !== undefined)
+        assert.equal(w.result()?.requeueAfterMs, expect.requeueAfterMs);
+      if (expect.statusWrites)
+        assert.deepEqual(w.statusWrites, expect.statusWrites, "status writes per pass");
       assert.ok(
         w.statusWrites.every((n) => n <= 1),
         "at most one status write per pass",
@@ -571,7 +728,7 @@ describe("CustomRunReconciler rules", () => {
   }
 
   test("the attempt's request is owned by the CustomRun, and times come from the injected clock", async () => {
-    const w = customRunWorld({ name: "", steps: [], then: {} });
+    const w = customRunWorld({ name: "", steps: [], expect: {} });
     await w.step("reconcile");
     const request = w.requestOf(0);
     const owner = request?.metadata.ownerReferences?.find((o) => o.controller);

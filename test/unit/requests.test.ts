@@ -27,6 +27,7 @@ import {
   progressMessage,
   runState,
 } from "../../src/requests/pipelinerun.ts";
+import { rawPipelineGroup, slotGroup } from "../../src/requests/slots.ts";
 
 /** A DNS-1123 label: what a PipelineRun name must be for Tekton to copy it into label values. */
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -273,6 +274,31 @@ describe("buildPipelineRun", () => {
     assert.equal(run.metadata?.annotations?.["kueue.example.com/queue"], "sign");
   });
 
+  test("the controller's keys are never taken from the plan, also where the controller leaves one out", () => {
+    // A raw run has no service label, and a name over 63 characters no name label: a propagated
+    // label must not fill those in (slots, retention and the run's request are read from them).
+    const run = build({
+      request: request(undefined, "n".repeat(70)),
+      plan: plan({
+        service: undefined,
+        pipelineName: undefined,
+        pipelineRef: { resolver: "git", params: [] },
+        labels: { [serviceLabel]: "sign", [requestNameLabel]: "victim", [`${labelPrefix}/group-id`]: "g" },
+        annotations: {
+          [`${labelPrefix}/service`]: "sign",
+          [`${labelPrefix}/queue-deadline`]: "2999-01-01T00:00:00Z",
+        },
+      }),
+    });
+    const labels = run.metadata?.labels ?? {};
+    assert.equal(labels[serviceLabel], undefined);
+    assert.equal(labels[requestNameLabel], undefined);
+    assert.equal(labels[`${labelPrefix}/group-id`], "g");
+    assert.equal(run.metadata?.annotations?.[`${labelPrefix}/service`], undefined);
+    assert.notEqual(run.metadata?.annotations?.[`${labelPrefix}/queue-deadline`], "2999-01-01T00:00:00Z");
+    assert.equal(slotGroup(run), rawPipelineGroup);
+  });
+
   test("request labels are not copied by themselves (the plan says which)", () => {
     const run = build({
       request: request({ "app.example.com/team": "blue", "sidecar.istio.io/inject": "false" }),
@@ -450,6 +476,19 @@ describe("progressMessage", () => {
       progressMessage(pipelineRun(undefined, 4, 1)),
       "internal PipelineRun created, waiting for Tekton to start it",
     );
+  });
+
+  test("a run held pending says so, before and after Tekton marks it PipelineRunPending", () => {
+    const held = (condition?: { reason: string }) => {
+      const run = pipelineRun(condition ? { reason: condition.reason, message: "" } : undefined);
+      run.spec = { ...run.spec, status: "PipelineRunPending" };
+      run.metadata = { ...run.metadata, labels: { "kueue.x-k8s.io/queue-name": "release" } };
+      return progressMessage(run);
+    };
+    const queued =
+      "queued in the private cluster: the internal PipelineRun is held pending admission (queue release)";
+    assert.equal(held(), queued);
+    assert.equal(held({ reason: "PipelineRunPending" }), queued);
   });
 });
 
