@@ -6,7 +6,7 @@ import { cpus, tmpdir, totalmem } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
-import { compiledCli } from "../test/controlplane/binaries.ts";
+import { compiledCli } from "../envtest/binaries.ts";
 import { type BaselineResult, rawBaseline } from "./lib/baseline.ts";
 import { ControllerProcess, defaultControllerCmd } from "./lib/controller.ts";
 import { hostile } from "./lib/hostile.ts";

@@ -4,8 +4,8 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startControlPlanes } from "./controlplane/controlplane.ts";
-import { installCrds } from "./controlplane/lifecycle.ts";
+import { startControlPlanes } from "../envtest/controlplane.ts";
+import { installCrds } from "../envtest/lifecycle.ts";
 import { type PlanesState, planesStateEnv } from "./support/planes.ts";
 
 const files = process.argv.slice(2);

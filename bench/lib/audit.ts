@@ -3,7 +3,7 @@
 // harness sends to that plane's kube-apiserver.log. The log backend is blocking, so an event is written
 // before its response is sent: once a client has its answer, the write is in the file.
 import { open, stat } from "node:fs/promises";
-import type { PlaneName } from "../../test/controlplane/controlplane.ts";
+import type { PlaneName } from "../../envtest/controlplane.ts";
 
 export const auditPolicyYaml = `apiVersion: audit.k8s.io/v1
 kind: Policy

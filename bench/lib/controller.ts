@@ -3,7 +3,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { freePort } from "../../test/controlplane/controlplane.ts";
+import { freePort } from "../../envtest/controlplane.ts";
 import { sleep } from "./stats.ts";
 
 /**

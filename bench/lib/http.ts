@@ -2,8 +2,8 @@
 // API server. The bench creates its load and plays Tekton with it, and the raw baseline measures the
 // API's own ceiling with it.
 import { Agent, request } from "node:https";
-import { adminKubeConfig } from "../../test/controlplane/cluster.ts";
-import type { Plane } from "../../test/controlplane/controlplane.ts";
+import { adminKubeConfig } from "../../envtest/cluster.ts";
+import type { Plane } from "../../envtest/controlplane.ts";
 
 export interface RawResponse {
   status: number;

@@ -5,9 +5,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { adminKubeConfig, createNamespace, mintIdentity } from "../../test/controlplane/cluster.ts";
-import { type ControlPlanes, startControlPlanes } from "../../test/controlplane/controlplane.ts";
-import { installCrds } from "../../test/controlplane/lifecycle.ts";
+import { adminKubeConfig, createNamespace, mintIdentity } from "../../envtest/cluster.ts";
+import { type ControlPlanes, startControlPlanes } from "../../envtest/controlplane.ts";
+import { installCrds } from "../../envtest/lifecycle.ts";
 import { AuditLog, auditArgs, auditPolicyYaml } from "./audit.ts";
 import { RawClient } from "./http.ts";
 

@@ -9,7 +9,6 @@ const usage = `Usage: isc <command> [flags]
 Commands:
   controller   run the Internal Service Controller (isc controller --help)
   request      create, wait for, inspect and cancel InternalRequests (isc request --help)
-  demo         one release end to end on local control planes (from a source checkout; isc demo --help)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -19,15 +18,6 @@ async function main(argv: string[]): Promise<number> {
       return runControllerCommand(rest);
     case "request":
       return runRequestCommand(rest);
-    case "demo": {
-      // Loaded by URL: the demo uses the development harness under test/, which a built package
-      // (dist/) does not ship.
-      const demo = new URL("../demo/main.ts", import.meta.url);
-      const { runDemoCommand } = (await import(demo.href).catch(() => {
-        throw new ConfigError("isc demo runs from a source checkout: git clone, npm ci, npm run demo");
-      })) as { runDemoCommand: (argv: string[]) => Promise<number> };
-      return runDemoCommand(rest);
-    }
     case undefined:
     case "-h":
     case "--help":

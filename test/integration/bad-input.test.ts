@@ -3,6 +3,8 @@
 // the few accepted cases ever reaches the private cluster, and the controller stays up.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createNamespace, uniqueName } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type {
@@ -13,10 +15,8 @@ import type {
 import type { V1beta1CustomRun, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { maxMessageChars } from "../../src/requests/conditions.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
-import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
-import { eventually } from "../support/wait.ts";
 
 const sign: InternalServiceSpec = {
   pipeline: { pipelineName: "sign" },

@@ -7,17 +7,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { mintIdentity } from "../../envtest/cluster.ts";
+import { freePort } from "../../envtest/controlplane.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { ResourceClient } from "../../src/api/resources.ts";
 import { explainError } from "../../src/cli/request-errors.ts";
 import { Progress } from "../../src/cli/request-wait.ts";
 import type { InternalRequest } from "../../src/generated/crds.ts";
-import { mintIdentity } from "../controlplane/cluster.ts";
-import { freePort } from "../controlplane/controlplane.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
 import { type CommandResult, runCommand } from "../support/run-command.ts";
 import { signService } from "../support/services.ts";
-import { eventually } from "../support/wait.ts";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 

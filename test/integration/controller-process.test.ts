@@ -2,11 +2,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { CustomObjectsApi } from "@kubernetes/client-node";
+import { eventually } from "../../envtest/wait.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
-import { eventually } from "../support/wait.ts";
 
 const service: InternalServiceSpec = {
   pipeline: { pipelineName: "publish" },

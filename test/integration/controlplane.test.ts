@@ -10,7 +10,7 @@ import {
   setHeaderOptions,
   Watch,
 } from "@kubernetes/client-node";
-import { createNamespace, mintIdentity, uniqueName } from "../controlplane/cluster.ts";
+import { createNamespace, mintIdentity, uniqueName } from "../../envtest/cluster.ts";
 import { testPlanes } from "../support/planes.ts";
 
 const group = "appstudio.redhat.com";

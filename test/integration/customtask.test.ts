@@ -2,16 +2,16 @@
 // runs Tekton's real controller): results, failure, cancel, timeout, retries, malformed input.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { createNamespace, uniqueName } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec } from "../../src/generated/tekton.ts";
 import { startManager } from "../../src/manager.ts";
 import { silentLogger } from "../../src/runtime/log.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
-import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
-import { eventually } from "../support/wait.ts";
 
 const service: InternalServiceSpec = {
   pipeline: { pipelineName: "sign" },

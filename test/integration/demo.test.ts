@@ -1,14 +1,14 @@
-// `isc demo` as a user runs it: a process of its own that starts its own planes and stops them.
+// `npm run demo` as a user runs it: a process of its own that starts its own planes and stops them.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
-const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
+const demo = fileURLToPath(new URL("../../demo/main.ts", import.meta.url));
 
-describe("isc demo", { timeout: 300_000 }, () => {
+describe("npm run demo", { timeout: 300_000 }, () => {
   it("signs in the private side, verifies downstream, rejects the outsider, and cleans up", async () => {
-    const child = spawn(process.execPath, [cli, "demo"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [demo], { stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (b: Buffer) => {
       out += b.toString();

@@ -21,10 +21,10 @@ import {
   type V1Secret,
 } from "@kubernetes/client-node";
 import { parseAllDocuments, stringify } from "yaml";
+import { ensureTools } from "../../envtest/binaries.ts";
+import { createNamespace, readYamlObjects, uniqueName } from "../../envtest/cluster.ts";
+import type { Plane } from "../../envtest/controlplane.ts";
 import type { InternalServicesConfig } from "../../src/generated/crds.ts";
-import { ensureTools } from "../controlplane/binaries.ts";
-import { createNamespace, readYamlObjects, uniqueName } from "../controlplane/cluster.ts";
-import type { Plane } from "../controlplane/controlplane.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 import { type CommandOptions, type CommandResult, runCommand } from "../support/run-command.ts";

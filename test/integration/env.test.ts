@@ -11,15 +11,15 @@ import { dirname, join } from "node:path";
 import { after, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ApiextensionsV1Api } from "@kubernetes/client-node";
-import { ensureBinaries } from "../controlplane/binaries.ts";
-import { adminKubeConfig } from "../controlplane/cluster.ts";
-import { isRunning } from "../controlplane/lifecycle.ts";
+import { ensureBinaries } from "../../envtest/binaries.ts";
+import { adminKubeConfig } from "../../envtest/cluster.ts";
+import { isRunning } from "../../envtest/lifecycle.ts";
+import { eventually } from "../../envtest/wait.ts";
 import type { PlanesState } from "../support/planes.ts";
 import { runCommand } from "../support/run-command.ts";
-import { eventually } from "../support/wait.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
-const envScript = join(repoRoot, "test/controlplane/env.ts");
+const envScript = join(repoRoot, "envtest/env.ts");
 
 /** Running (not exited) processes whose command line mentions `text`. */
 function processesMentioning(text: string): number[] {

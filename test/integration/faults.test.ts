@@ -5,20 +5,20 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pino from "pino";
+import { adminKubeConfig, mintIdentity } from "../../envtest/cluster.ts";
+import { type ControlPlanes, startControlPlanes } from "../../envtest/controlplane.ts";
+import { installCrds } from "../../envtest/lifecycle.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { customRuns, internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import { loadKubeConfig } from "../../src/config/kubeconfig.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { requestUidLabel } from "../../src/requests/naming.ts";
 import { Reflector } from "../../src/runtime/reflector.ts";
-import { adminKubeConfig, mintIdentity } from "../controlplane/cluster.ts";
-import { type ControlPlanes, startControlPlanes } from "../controlplane/controlplane.ts";
-import { installCrds } from "../controlplane/lifecycle.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import type { TestPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
-import { eventually } from "../support/wait.ts";
 
 const service: InternalServiceSpec = {
   pipeline: { pipelineName: "publish" },

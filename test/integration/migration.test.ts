@@ -3,6 +3,7 @@
 // state, deletions complete, and no run is created twice (the Go controller's runs are followed).
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { eventually } from "../../envtest/wait.ts";
 import type { InternalRequest, InternalRequestStatus } from "../../src/generated/crds.ts";
 import type { V1PipelineRun } from "../../src/generated/tekton.ts";
 import {
@@ -12,7 +13,6 @@ import {
   requestNamespaceLabel,
 } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
-import { eventually } from "../support/wait.ts";
 
 const at = () => new Date().toISOString().replace(/\.\d+Z$/, "Z");
 const goRunning = (pipelineRun?: string): InternalRequestStatus => ({

@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { CoreV1Api } from "@kubernetes/client-node";
+import { eventually } from "../../envtest/wait.ts";
 import { finalizer, pipelineRunName } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
 import { signService } from "../support/services.ts";
-import { eventually } from "../support/wait.ts";
 
 const allowAll = (namespaces: string[]) => ({ allowList: namespaces });
 

@@ -11,6 +11,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import { ensureTools } from "../../envtest/binaries.ts";
+import { createNamespace, readYamlObjects, uniqueName } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { internalRequests, ResourceClient, type ResourceType } from "../../src/api/resources.ts";
 import { plannedSpec } from "../../src/customtask/request.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "../../src/generated/crds.ts";
@@ -21,10 +24,7 @@ import type {
   V1TaskSpec,
 } from "../../src/generated/tekton.ts";
 import { admit } from "../../src/policy/admit.ts";
-import { ensureTools } from "../controlplane/binaries.ts";
-import { createNamespace, readYamlObjects, uniqueName } from "../controlplane/cluster.ts";
 import { testPlanes } from "../support/planes.ts";
-import { eventually } from "../support/wait.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 /** Kinds that live in the private cluster; everything else is created where release pipelines run. */

@@ -17,6 +17,9 @@ import {
   type V1ResourceAttributes,
   Watch,
 } from "@kubernetes/client-node";
+import { ensureTools } from "../../envtest/binaries.ts";
+import { readYamlObjects } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { customRuns, ResourceClient } from "../../src/api/resources.ts";
 import type {
@@ -26,8 +29,6 @@ import type {
 } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
-import { ensureTools } from "../controlplane/binaries.ts";
-import { readYamlObjects } from "../controlplane/cluster.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
@@ -35,7 +36,6 @@ import { waitUntilIdle } from "../support/idle.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 import { runCommand } from "../support/run-command.ts";
-import { eventually } from "../support/wait.ts";
 
 const vault: InternalServiceSpec = {
   pipeline: { pipelineName: "vault" },

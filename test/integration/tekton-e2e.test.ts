@@ -7,6 +7,9 @@ import { tmpdir } from "node:os";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { CoreV1Api } from "@kubernetes/client-node";
+import { ensureTools } from "../../envtest/binaries.ts";
+import { TektonController } from "../../envtest/tekton-controller.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { customRuns, pipelineRuns, ResourceClient, taskRuns } from "../../src/api/resources.ts";
 import type { InternalServiceSpec } from "../../src/generated/crds.ts";
 import type {
@@ -15,11 +18,8 @@ import type {
   V1PipelineTask,
   V1TaskRun,
 } from "../../src/generated/tekton.ts";
-import { ensureTools } from "../controlplane/binaries.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
-import { TektonController } from "../support/tekton-controller.ts";
-import { eventually } from "../support/wait.ts";
 
 const service: InternalServiceSpec = {
   pipeline: { pipelineName: "sign" },

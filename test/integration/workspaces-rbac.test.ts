@@ -3,13 +3,13 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { createNamespace, uniqueName } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
-import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
 import { testPlanes } from "../support/planes.ts";
-import { eventually } from "../support/wait.ts";
 
 const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const service: InternalServiceSpec = { pipeline: { pipelineName: "advise" } };

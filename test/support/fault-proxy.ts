@@ -6,8 +6,8 @@ import { writeFile } from "node:fs/promises";
 import { createServer, request as httpsRequest, type Server } from "node:https";
 import type { Socket } from "node:net";
 import { join } from "node:path";
-import { kubeconfigYaml, type Plane } from "../controlplane/controlplane.ts";
-import { newCertificateAuthority, newServingCertificate } from "../controlplane/pki.ts";
+import { kubeconfigYaml, type Plane } from "../../envtest/controlplane.ts";
+import { newCertificateAuthority, newServingCertificate } from "../../envtest/pki.ts";
 
 export interface Faults {
   /** Added before each request is forwarded. */

@@ -1,6 +1,8 @@
 // One isolated controller setup per test: its own private controller namespace and remote request
 // namespaces on the shared planes, with an in-process controller watching only those.
 import type { KubeConfig } from "@kubernetes/client-node";
+import { createNamespace, uniqueName } from "../../envtest/cluster.ts";
+import { eventually } from "../../envtest/wait.ts";
 import {
   internalRequests,
   internalServices,
@@ -18,10 +20,8 @@ import type {
 import { type Manager, startManager, type WorkspaceConfig } from "../../src/manager.ts";
 import { newLogger, silentLogger } from "../../src/runtime/log.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
-import { createNamespace, uniqueName } from "../controlplane/cluster.ts";
 import { type TestPlanes, testPlanes } from "./planes.ts";
 import { FakeTekton } from "./tekton.ts";
-import { eventually } from "./wait.ts";
 
 export interface FixtureOptions {
   /** Number of remote request namespaces to create (named ns[0..]). */

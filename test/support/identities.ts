@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { KubernetesObject, V1ClusterRole, V1Role } from "@kubernetes/client-node";
-import { applyObjects, type Identity, mintIdentity, readYamlObjects } from "../controlplane/cluster.ts";
+import { applyObjects, type Identity, mintIdentity, readYamlObjects } from "../../envtest/cluster.ts";
 import type { Fixture } from "./fixture.ts";
 import type { TestPlanes } from "./planes.ts";
 

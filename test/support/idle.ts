@@ -1,7 +1,8 @@
 // Whether an in-process controller has finished all the work it was given, from its metrics (the
 // workqueue_* and controller_runtime_* series every queue and controller of a manager reports).
+
+import { eventually } from "../../envtest/wait.ts";
 import type { Metrics } from "../../src/runtime/metrics.ts";
-import { eventually } from "./wait.ts";
 
 export interface Activity {
   /** Keys the manager's work queues accepted (workqueue_adds_total, all queues). */

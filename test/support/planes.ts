@@ -1,15 +1,10 @@
 // Test files reach the control planes that test/run.ts started once for the whole run.
 import { readFileSync } from "node:fs";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { adminKubeConfig } from "../controlplane/cluster.ts";
-import type { Plane } from "../controlplane/controlplane.ts";
+import { adminKubeConfig } from "../../envtest/cluster.ts";
+import type { Plane, PlanesState } from "../../envtest/controlplane.ts";
 
-export interface PlanesState {
-  dir: string;
-  public: Plane;
-  private: Plane;
-  pids: number[];
-}
+export type { PlanesState } from "../../envtest/controlplane.ts";
 
 export const planesStateEnv = "ISC_TEST_PLANES";
 

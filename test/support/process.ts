@@ -3,9 +3,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { after } from "node:test";
 import { fileURLToPath } from "node:url";
-import { compiledCli } from "../controlplane/binaries.ts";
-import { freePort } from "../controlplane/controlplane.ts";
-import { eventually } from "./wait.ts";
+import { compiledCli } from "../../envtest/binaries.ts";
+import { freePort } from "../../envtest/controlplane.ts";
+import { eventually } from "../../envtest/wait.ts";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const started = new Set<ChildProcess>();

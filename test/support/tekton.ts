@@ -1,9 +1,9 @@
 // Plays Tekton's part in the private cluster (no Tekton controller or kubelet runs there in these
 // tests): reads the PipelineRuns the controller created and writes their status the way Tekton does.
 import type { KubeConfig } from "@kubernetes/client-node";
+import { eventually } from "../../envtest/wait.ts";
 import { pipelineRuns, ResourceClient, taskRuns } from "../../src/api/resources.ts";
 import type { V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
-import { eventually } from "./wait.ts";
 
 export class FakeTekton {
   readonly runs: ResourceClient<V1PipelineRun>;

@@ -4,7 +4,7 @@
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
-import type { PlanesState } from "../support/planes.ts";
+import type { PlanesState } from "./controlplane.ts";
 import { startControlPlanes } from "./controlplane.ts";
 import { installCrds, stopPlanes } from "./lifecycle.ts";
 
@@ -97,6 +97,6 @@ const command = process.argv[2];
 if (command === "up") process.exitCode = await up();
 else if (command === "down") process.exitCode = await down();
 else {
-  console.error("usage: node test/controlplane/env.ts up|down");
+  console.error("usage: node envtest/env.ts up|down");
   process.exitCode = 2;
 }

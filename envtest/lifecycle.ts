@@ -1,7 +1,7 @@
 // Shared by the test runner and `npm run env:*`: CRD installation and process teardown by pid.
 import { existsSync, readFileSync } from "node:fs";
-import type { PlanesState } from "../support/planes.ts";
 import { adminKubeConfig, applyCrds, projectCrds, tektonCrds } from "./cluster.ts";
+import type { PlanesState } from "./controlplane.ts";
 
 /** Both planes get this project's CRDs and Tekton's: each side uses a subset of them. */
 export async function installCrds(state: Pick<PlanesState, "public" | "private">): Promise<void> {

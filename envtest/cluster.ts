@@ -24,7 +24,7 @@ import { kubeconfigYaml, type Plane } from "./controlplane.ts";
 
 export const tektonVersion = "v1.15.0";
 const fieldManager = "isc-test-harness";
-const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+const repoRoot = fileURLToPath(new URL("../", import.meta.url));
 
 export function adminKubeConfig(plane: Plane): KubeConfig {
   const kc = new KubeConfig();

@@ -27,7 +27,7 @@ export function ensureTools(): Promise<string> {
   return build("tools");
 }
 
-const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 let compiled: Promise<string> | undefined;
 
 /** Compiles the controller into dist/ (once per process); resolves with the CLI's path. */

@@ -5,8 +5,8 @@
 // received with the public key — real cryptography, but no containers run.
 import { createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import type { KubeConfig } from "@kubernetes/client-node";
-import { pipelineRuns, ResourceClient, taskRuns } from "../api/resources.ts";
-import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
+import { pipelineRuns, ResourceClient, taskRuns } from "../src/api/resources.ts";
+import type { V1PipelineRun, V1TaskRun } from "../src/generated/tekton.ts";
 
 export interface ExecutorEvents {
   onInternalRun(run: V1PipelineRun, signature: string): void;

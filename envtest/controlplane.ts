@@ -29,11 +29,15 @@ export interface Plane {
   caPem: string;
 }
 
-export interface ControlPlanes {
+/** Where running planes are, as written to a state file for other processes (tests, env:down). */
+export interface PlanesState {
   dir: string;
   public: Plane;
   private: Plane;
   pids: number[];
+}
+
+export interface ControlPlanes extends PlanesState {
   /** Stops one plane's kube-apiserver (SIGKILL) and starts it again on the same port and storage. */
   restartApiserver(name: PlaneName): Promise<void>;
   stop(): Promise<void>;

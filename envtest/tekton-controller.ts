@@ -6,7 +6,7 @@ import { appendFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
-import { ensureTektonController } from "../controlplane/binaries.ts";
+import { ensureTektonController } from "./binaries.ts";
 import {
   applyObjects,
   createNamespace,
@@ -14,8 +14,8 @@ import {
   readYamlObjects,
   tektonVersion,
   uniqueName,
-} from "../controlplane/cluster.ts";
-import { freePort, type Plane } from "../controlplane/controlplane.ts";
+} from "./cluster.ts";
+import { freePort, type Plane } from "./controlplane.ts";
 import { eventually } from "./wait.ts";
 
 export class TektonController {

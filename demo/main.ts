@@ -1,10 +1,10 @@
-// `isc demo` (also `npm run demo`): the main job end to end on this machine. It starts local public
+// `npm run demo`: the main job end to end on this machine. It starts local public
 // and private control planes (real kube-apiservers), Tekton's real pipelines controller on the public
 // one and this controller, then runs a release PipelineRun whose custom-task step asks the private
 // side to sign an artifact digest, and a downstream task that consumes the signature. No kubelet
 // exists here: a local executor plays the private cluster's Tekton (it signs with an Ed25519 key that
 // exists only on the private side) and completes the downstream TaskRun by verifying the signature.
-// The development harness under test/ provides the control planes and Tekton's controller.
+// The development harness (envtest/) provides the control planes and Tekton's controller.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -12,16 +12,11 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { parse } from "yaml";
-import { ensureTools } from "../../test/controlplane/binaries.ts";
-import {
-  adminKubeConfig,
-  applyObjects,
-  createNamespace,
-  readYamlObjects,
-} from "../../test/controlplane/cluster.ts";
-import { startControlPlanes } from "../../test/controlplane/controlplane.ts";
-import { installCrds } from "../../test/controlplane/lifecycle.ts";
-import { TektonController } from "../../test/support/tekton-controller.ts";
+import { ensureTools } from "../envtest/binaries.ts";
+import { adminKubeConfig, applyObjects, createNamespace, readYamlObjects } from "../envtest/cluster.ts";
+import { startControlPlanes } from "../envtest/controlplane.ts";
+import { installCrds } from "../envtest/lifecycle.ts";
+import { TektonController } from "../envtest/tekton-controller.ts";
 import {
   customRuns,
   internalRequests,
@@ -29,14 +24,14 @@ import {
   internalServicesConfigs,
   pipelineRuns,
   ResourceClient,
-} from "../api/resources.ts";
-import type { InternalRequest, InternalService, InternalServicesConfig } from "../generated/crds.ts";
-import type { V1beta1CustomRun, V1PipelineRun } from "../generated/tekton.ts";
-import { startManager } from "../manager.ts";
-import { newLogger } from "../runtime/log.ts";
+} from "../src/api/resources.ts";
+import type { InternalRequest, InternalService, InternalServicesConfig } from "../src/generated/crds.ts";
+import type { V1beta1CustomRun, V1PipelineRun } from "../src/generated/tekton.ts";
+import { startManager } from "../src/manager.ts";
+import { newLogger } from "../src/runtime/log.ts";
 import { LocalExecutor } from "./executor.ts";
 
-const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 const say = (line = "") => process.stdout.write(`${line}\n`);
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const privateNs = "internal-services";
@@ -44,7 +39,7 @@ const tenantNs = "releng-tenant";
 const intruderNs = "intruder";
 const stageTimeoutMs = 120_000;
 
-export const demoHelp = `Usage: isc demo
+const demoHelp = `Usage: npm run demo [-- --help]
 
 Runs one release end to end on this machine: local public and private control planes, Tekton's
 pipelines controller, this controller, a release PipelineRun that asks the private side to sign an
@@ -52,7 +47,7 @@ artifact digest, and a request from a namespace that is not allowed. Builds the 
 on first use (several minutes). Ctrl-C stops everything it started.
 `;
 
-export async function runDemoCommand(argv: string[]): Promise<number> {
+async function runDemo(argv: string[]): Promise<number> {
   if (argv.includes("-h") || argv.includes("--help")) {
     say(demoHelp);
     return 0;
@@ -303,3 +298,5 @@ async function until<T>(probe: () => Promise<T | undefined>, describe: (value: T
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+process.exitCode = await runDemo(process.argv.slice(2));
