@@ -32,39 +32,41 @@ export class FakeTekton {
     );
   }
 
-  /** Marks the run started, with `total` tasks of which `completed` are done. */
-  async progress(name: string, completed: number, total: number): Promise<void> {
+  /** Writes the run's Succeeded condition (and any other status fields), as Tekton does. */
+  async #setStatus(
+    name: string,
+    condition: { status: "True" | "False" | "Unknown"; reason: string; message: string },
+    fields: Record<string, unknown> = {},
+  ): Promise<void> {
+    const now = new Date().toISOString();
     await this.runs.patchStatus(this.namespace, name, {
-      startTime: new Date().toISOString(),
-      pipelineSpec: {
-        tasks: Array.from({ length: total }, (_, i) => ({ name: `task-${i}`, taskRef: { name: "t" } })),
-      },
-      conditions: [
-        {
-          type: "Succeeded",
-          status: "Unknown",
-          reason: "Running",
-          message: `Tasks Completed: ${completed} (Failed: 0, Cancelled 0), Incomplete: ${total - completed}, Skipped: 0`,
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
+      ...fields,
+      conditions: [{ type: "Succeeded", ...condition, lastTransitionTime: now }],
     });
   }
 
-  async succeed(name: string, results: { name: string; value: unknown }[] = []): Promise<void> {
-    await this.runs.patchStatus(this.namespace, name, {
-      completionTime: new Date().toISOString(),
-      results,
-      conditions: [
-        {
-          type: "Succeeded",
-          status: "True",
-          reason: "Succeeded",
-          message: "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 0",
-          lastTransitionTime: new Date().toISOString(),
+  /** Marks the run started, with `total` tasks of which `completed` are done. */
+  async progress(name: string, completed: number, total: number): Promise<void> {
+    const message = `Tasks Completed: ${completed} (Failed: 0, Cancelled 0), Incomplete: ${total - completed}, Skipped: 0`;
+    await this.#setStatus(
+      name,
+      { status: "Unknown", reason: "Running", message },
+      {
+        startTime: new Date().toISOString(),
+        pipelineSpec: {
+          tasks: Array.from({ length: total }, (_, i) => ({ name: `task-${i}`, taskRef: { name: "t" } })),
         },
-      ],
-    });
+      },
+    );
+  }
+
+  async succeed(name: string, results: { name: string; value: unknown }[] = []): Promise<void> {
+    const message = "Tasks Completed: 1 (Failed: 0, Cancelled 0), Skipped: 0";
+    await this.#setStatus(
+      name,
+      { status: "True", reason: "Succeeded", message },
+      { completionTime: new Date().toISOString(), results },
+    );
   }
 
   /** Fails the run the way Tekton does: a failed TaskRun, and the PipelineRun's generic summary. */
@@ -84,22 +86,21 @@ export class FakeTekton {
       podName: "",
       conditions: [{ type: "Succeeded", status: "False", reason: task.reason, message: task.message }],
     });
-    await this.runs.patchStatus(this.namespace, name, {
-      completionTime: new Date().toISOString(),
-      results,
-      childReferences: [
-        { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: taskRunName, pipelineTaskName: task.name },
-      ],
-      conditions: [
-        {
-          type: "Succeeded",
-          status: "False",
-          reason: "Failed",
-          message: "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0",
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
-    });
+    await this.#setStatus(
+      name,
+      {
+        status: "False",
+        reason: "Failed",
+        message: "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0",
+      },
+      {
+        completionTime: new Date().toISOString(),
+        results,
+        childReferences: [
+          { apiVersion: "tekton.dev/v1", kind: "TaskRun", name: taskRunName, pipelineTaskName: task.name },
+        ],
+      },
+    );
   }
 
   /**
@@ -143,16 +144,10 @@ export class FakeTekton {
       metadata: { labels: { "kueue.x-k8s.io/queue-name": queue } },
       spec: { status: "PipelineRunPending" },
     });
-    await this.runs.patchStatus(this.namespace, name, {
-      conditions: [
-        {
-          type: "Succeeded",
-          status: "Unknown",
-          reason: "PipelineRunPending",
-          message: `PipelineRun "${name}" is pending`,
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
+    await this.#setStatus(name, {
+      status: "Unknown",
+      reason: "PipelineRunPending",
+      message: `PipelineRun "${name}" is pending`,
     });
   }
 
@@ -164,17 +159,10 @@ export class FakeTekton {
 
   /** Tekton's reaction to spec.status "Cancelled". */
   async markCancelled(name: string): Promise<void> {
-    await this.runs.patchStatus(this.namespace, name, {
-      completionTime: new Date().toISOString(),
-      conditions: [
-        {
-          type: "Succeeded",
-          status: "False",
-          reason: "Cancelled",
-          message: `PipelineRun "${name}" was cancelled`,
-          lastTransitionTime: new Date().toISOString(),
-        },
-      ],
-    });
+    await this.#setStatus(
+      name,
+      { status: "False", reason: "Cancelled", message: `PipelineRun "${name}" was cancelled` },
+      { completionTime: new Date().toISOString() },
+    );
   }
 }
