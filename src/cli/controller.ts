@@ -1,6 +1,6 @@
 // `isc controller`: runs the controller until SIGTERM/SIGINT.
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
+import { type ParseArgsOptionDescriptor, parseArgs } from "node:util";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
@@ -11,80 +11,232 @@ import { Metrics } from "../runtime/metrics.ts";
 import { startProbeServer } from "../runtime/server.ts";
 import { durationFlag } from "./request-flags.ts";
 
+// The controller's flags are declared once, as data: the parser's options, the help text and the table
+// in docs/operations.md (checked against this by test/unit/docs.test.ts) all follow it, so they cannot
+// drift apart.
+
+/** A flag of `isc controller`. */
+export interface ControllerFlag {
+  /** The long name, without "--". */
+  name: string;
+  /** The value's placeholder in help and docs. */
+  value: string;
+  /** Read when the flag is absent; the first one set wins (even if empty). */
+  env: readonly string[];
+  /** Repeatable; its environment variable holds the values space-separated. */
+  list?: true;
+  /** The value when neither the flag nor an environment variable is set. */
+  default?: string;
+  /** Without a literal default: what happens when it is not set. */
+  unset?: string;
+  /** Must be set; checked by the command, not the parser. */
+  required?: true;
+  /** One line: what it does. */
+  meaning: string;
+}
+
+export const controllerFlags = [
+  {
+    name: "kubeconfig",
+    value: "PATH",
+    env: ["ISC_KUBECONFIG", "KUBECONFIG"],
+    unset: "in-cluster",
+    meaning: "kubeconfig holding the remote workspaces' contexts",
+  },
+  {
+    name: "workspace",
+    value: "CTX[=NS,NS]",
+    env: ["ISC_WORKSPACES"],
+    list: true,
+    unset: "the current context, all namespaces, when no --workspace-selector is given",
+    meaning:
+      "serve context CTX (a workspace named after it), optionally only the given namespaces; repeat for several",
+  },
+  {
+    name: "workspace-selector",
+    value: "CTX=SELECTOR",
+    env: ["ISC_WORKSPACE_SELECTORS"],
+    list: true,
+    unset: "none",
+    meaning:
+      "serve context CTX's namespaces that match a label selector, following them as they come and go (needs list/watch on namespaces); repeat for several",
+  },
+  {
+    name: "private-kubeconfig",
+    value: "PATH",
+    env: ["ISC_PRIVATE_KUBECONFIG"],
+    unset: "in-cluster",
+    meaning: "kubeconfig of the private cluster",
+  },
+  {
+    name: "namespace",
+    value: "NS",
+    env: ["ISC_NAMESPACE", "POD_NAMESPACE"],
+    required: true,
+    meaning:
+      "the controller's namespace in the private cluster: services, config and internal PipelineRuns live here",
+  },
+  {
+    name: "requests",
+    value: "BOOL",
+    env: ["ISC_REQUESTS"],
+    default: "true",
+    meaning: "fulfil InternalRequests in the private cluster",
+  },
+  {
+    name: "custom-tasks",
+    value: "BOOL",
+    env: ["ISC_CUSTOM_TASKS"],
+    default: "true",
+    meaning:
+      "run Tekton CustomRuns of kind InternalRequest by creating InternalRequests (needs Tekton's CRDs in every workspace); with --requests=false this is the bridge alone, e.g. in the public cluster, and --namespace is where its Lease lives",
+  },
+  {
+    name: "metrics-address",
+    value: "ADDR",
+    env: ["ISC_METRICS_ADDRESS"],
+    default: ":8080",
+    meaning: "Prometheus /metrics, host:port or :port",
+  },
+  {
+    name: "health-address",
+    value: "ADDR",
+    env: ["ISC_HEALTH_ADDRESS"],
+    default: ":8081",
+    meaning: "/healthz and /readyz, host:port or :port",
+  },
+  {
+    name: "leader-elect",
+    value: "BOOL",
+    env: ["ISC_LEADER_ELECT"],
+    default: "true",
+    meaning: "elect a leader through a Lease, so only one replica reconciles",
+  },
+  {
+    name: "leader-election-id",
+    value: "NAME",
+    env: ["ISC_LEADER_ELECTION_ID"],
+    default: "internal-service-controller",
+    meaning: "the Lease's name",
+  },
+  {
+    name: "leader-lease-duration",
+    value: "D",
+    env: ["ISC_LEADER_LEASE_DURATION"],
+    default: "15s",
+    meaning: "how long a lease is valid without renewal",
+  },
+  {
+    name: "leader-renew-deadline",
+    value: "D",
+    env: ["ISC_LEADER_RENEW_DEADLINE"],
+    default: "10s",
+    meaning: "a leader that cannot renew for this long stops",
+  },
+  {
+    name: "leader-retry-period",
+    value: "D",
+    env: ["ISC_LEADER_RETRY_PERIOD"],
+    default: "2s",
+    meaning: "how often to try to acquire or renew",
+  },
+  {
+    name: "go-workspace",
+    value: "NAME",
+    env: ["ISC_GO_WORKSPACE"],
+    unset: "the only workspace, when there is one",
+    meaning:
+      'the workspace the original Go controller served: the requests it was running there are taken over (see the cutover in docs/migrating.md); "" for none',
+  },
+  {
+    name: "workers",
+    value: "N",
+    env: ["ISC_WORKERS"],
+    default: "16",
+    meaning: "concurrent reconciles per controller; they wait on the API, not the CPU",
+  },
+  {
+    name: "log-level",
+    value: "LEVEL",
+    env: ["ISC_LOG_LEVEL"],
+    default: "info",
+    meaning: "trace, debug, info, warn, error",
+  },
+] as const satisfies readonly ControllerFlag[];
+
+type Flags = (typeof controllerFlags)[number];
+/** parseArgs' options for the flags, typed per flag so that values keep their types. */
+type FlagOptions = {
+  [F in Flags as F["name"]]: F extends { list: true }
+    ? { type: "string"; multiple: true; default: string[] }
+    : F extends { default: string }
+      ? { type: "string"; default: string }
+      : { type: "string"; default?: string };
+};
+
+function flagOptions(env: NodeJS.ProcessEnv): FlagOptions {
+  const options: Record<string, ParseArgsOptionDescriptor> = {};
+  for (const flag of controllerFlags as readonly ControllerFlag[]) {
+    const set = flag.env.map((name) => env[name]).find((v) => v !== undefined);
+    options[flag.name] = flag.list
+      ? { type: "string", multiple: true, default: set?.split(/\s+/).filter(Boolean) ?? [] }
+      : { type: "string", default: set ?? flag.default };
+  }
+  return options as FlagOptions;
+}
+
+// The help's layout: descriptions from this column, wrapped at this width, env vars after them.
+const helpColumn = 30;
+const helpWidth = 62;
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  return [...lines, line];
+}
+
+function helpEntry(flag: ControllerFlag): string {
+  const left = `  --${flag.name} ${flag.value}`;
+  const unset =
+    flag.default !== undefined
+      ? `(default ${flag.default})`
+      : flag.required
+        ? "(required)"
+        : `(default: ${flag.unset})`;
+  const env = `[${flag.env.join(", ")}${flag.list ? ", space-separated" : ""}]`;
+  const lines = wrap(`${flag.meaning} ${unset}`, helpWidth);
+  const last = lines.length - 1;
+  const body = lines.map(
+    (line, i) => `${" ".repeat(helpColumn)}${i === last ? `${line.padEnd(helpWidth)}  ${env}` : line}`,
+  );
+  if (left.length < helpColumn) body[0] = left.padEnd(helpColumn) + (body[0] ?? "").slice(helpColumn);
+  else body.unshift(left);
+  return `${body.join("\n")}\n`;
+}
+
 export const controllerHelp = `Usage: isc controller [flags]
 
 Runs the Internal Service Controller: watches InternalRequests in remote workspaces and fulfils them
-as PipelineRuns in the private cluster. Every flag has an environment variable equivalent.
+as PipelineRuns in the private cluster. Every flag has an environment variable equivalent, read when
+the flag is not given.
 
 Flags:
-  --kubeconfig PATH           kubeconfig holding the remote workspaces' contexts          [ISC_KUBECONFIG]
-  --workspace CTX[=NS,NS]     serve context CTX (a workspace named after it), optionally only
-                              the given namespaces; repeat for several. Default: the current
-                              context, all namespaces.                                     [ISC_WORKSPACES, space-separated]
-  --workspace-selector CTX=SELECTOR
-                              serve context CTX's namespaces that match a label selector,
-                              following them as they come and go (needs list/watch on
-                              namespaces); repeat for several                             [ISC_WORKSPACE_SELECTORS, space-separated]
-  --private-kubeconfig PATH   kubeconfig of the private cluster (default: in-cluster)     [ISC_PRIVATE_KUBECONFIG]
-  --namespace NS              the controller's namespace in the private cluster: services,
-                              config and internal PipelineRuns live here                  [ISC_NAMESPACE, POD_NAMESPACE]
-  --requests BOOL             fulfil InternalRequests in the private cluster (default true) [ISC_REQUESTS]
-  --custom-tasks BOOL         run Tekton CustomRuns of kind InternalRequest by creating
-                              InternalRequests (default true; needs Tekton's CRDs in every
-                              workspace). With --requests=false this is the bridge alone, e.g.
-                              in the public cluster; then --namespace is where its Lease lives.   [ISC_CUSTOM_TASKS]
-  --metrics-address ADDR      Prometheus /metrics, host:port or :port (default :8080)     [ISC_METRICS_ADDRESS]
-  --health-address ADDR       /healthz and /readyz (default :8081)                        [ISC_HEALTH_ADDRESS]
-  --leader-elect BOOL         elect a leader through a Lease, so only one replica
-                              reconciles (default true)                                    [ISC_LEADER_ELECT]
-  --leader-election-id NAME   the Lease's name (default internal-service-controller)       [ISC_LEADER_ELECTION_ID]
-  --leader-lease-duration D   how long a lease is valid without renewal (default 15s)     [ISC_LEADER_LEASE_DURATION]
-  --leader-renew-deadline D   a leader that cannot renew for this long stops (default 10s) [ISC_LEADER_RENEW_DEADLINE]
-  --leader-retry-period D     how often to try to acquire or renew (default 2s)            [ISC_LEADER_RETRY_PERIOD]
-  --go-workspace NAME         the workspace the original Go controller served: the requests
-                              it was running there are taken over (see the README's
-                              Cutover); default: the only workspace, when there is one;
-                              "" for none                                                 [ISC_GO_WORKSPACE]
-  --workers N                 concurrent reconciles (default 16)                           [ISC_WORKERS]
-  --log-level LEVEL           trace, debug, info, warn, error (default info)               [ISC_LOG_LEVEL]
-  -h, --help                  show this help
+${(controllerFlags as readonly ControllerFlag[]).map(helpEntry).join("")}  -h, --help                  show this help
 `;
 
 export async function runControllerCommand(argv: string[]): Promise<number> {
   const env = process.env;
   const { values } = parseArgs({
     args: argv,
-    options: {
-      kubeconfig: { type: "string", default: env.ISC_KUBECONFIG ?? env.KUBECONFIG },
-      workspace: {
-        type: "string",
-        multiple: true,
-        default: env.ISC_WORKSPACES?.split(/\s+/).filter(Boolean) ?? [],
-      },
-      "workspace-selector": {
-        type: "string",
-        multiple: true,
-        default: env.ISC_WORKSPACE_SELECTORS?.split(/\s+/).filter(Boolean) ?? [],
-      },
-      "private-kubeconfig": { type: "string", default: env.ISC_PRIVATE_KUBECONFIG },
-      namespace: { type: "string", default: env.ISC_NAMESPACE ?? env.POD_NAMESPACE },
-      requests: { type: "string", default: env.ISC_REQUESTS ?? "true" },
-      "custom-tasks": { type: "string", default: env.ISC_CUSTOM_TASKS ?? "true" },
-      "metrics-address": { type: "string", default: env.ISC_METRICS_ADDRESS ?? ":8080" },
-      "health-address": { type: "string", default: env.ISC_HEALTH_ADDRESS ?? ":8081" },
-      "leader-elect": { type: "string", default: env.ISC_LEADER_ELECT ?? "true" },
-      "leader-election-id": {
-        type: "string",
-        default: env.ISC_LEADER_ELECTION_ID ?? "internal-service-controller",
-      },
-      "leader-lease-duration": { type: "string", default: env.ISC_LEADER_LEASE_DURATION ?? "15s" },
-      "leader-renew-deadline": { type: "string", default: env.ISC_LEADER_RENEW_DEADLINE ?? "10s" },
-      "leader-retry-period": { type: "string", default: env.ISC_LEADER_RETRY_PERIOD ?? "2s" },
-      "go-workspace": { type: "string", default: env.ISC_GO_WORKSPACE },
-      workers: { type: "string", default: env.ISC_WORKERS ?? "16" },
-      "log-level": { type: "string", default: env.ISC_LOG_LEVEL ?? "info" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: { ...flagOptions(env), help: { type: "boolean", short: "h" } },
   });
   if (values.help) {
     process.stdout.write(controllerHelp);
