@@ -8,7 +8,7 @@ import { startManager } from "../manager.ts";
 import { LeaderElector } from "../runtime/leader.ts";
 import { newLogger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
-import { startProbeServer } from "../runtime/server.ts";
+import { parseAddress, startProbeServer } from "../runtime/server.ts";
 import { durationFlag } from "./request-flags.ts";
 
 // The controller's flags are declared once, as data: the parser's options, the help text and the table
@@ -256,6 +256,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   const serveCustomTasks = parseBool(values["custom-tasks"], "--custom-tasks");
   if (!serveRequests && !serveCustomTasks)
     throw new ConfigError("--requests and --custom-tasks are both false: nothing to do");
+  for (const flag of ["metrics-address", "health-address"] as const) addressFlag(values[flag], `--${flag}`);
 
   const remote = loadKubeConfig(values.kubeconfig, "--kubeconfig (remote workspaces)");
   const privateKc = serveRequests
@@ -341,11 +342,18 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       })
     : undefined;
   const isReady = () => (elector && !elector.isLeader ? true : (manager?.isReady() ?? false));
-  const health = await startProbeServer({ address: values["health-address"], isReady });
-  const metricsServer = await startProbeServer({
+  const listen = (flag: string, opts: Parameters<typeof startProbeServer>[0]) =>
+    startProbeServer(opts).catch((err: Error) => {
+      throw new ConfigError(`--${flag} ${opts.address}: ${err.message}`);
+    });
+  const health = await listen("health-address", { address: values["health-address"], isReady });
+  const metricsServer = await listen("metrics-address", {
     address: values["metrics-address"],
     isReady,
     registry: metrics.registry,
+  }).catch((err: unknown) => {
+    health.close(); // or the process stays up, serving probes, after the error
+    throw err;
   });
   log.info({ workspaces: workspaces.map((w) => w.name), namespace, leaderElect }, "starting");
   if (elector) elector.start();
@@ -367,4 +375,12 @@ function parseBool(v: string, flag: string): boolean {
   if (["true", "1", "yes"].includes(v)) return true;
   if (["false", "0", "no"].includes(v)) return false;
   throw new ConfigError(`${flag} must be true or false, got "${v}"`);
+}
+
+function addressFlag(v: string, flag: string): void {
+  try {
+    parseAddress(v);
+  } catch (err) {
+    throw new ConfigError(`${flag}: ${(err as Error).message}`);
+  }
 }

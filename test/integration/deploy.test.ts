@@ -1,7 +1,7 @@
 // Keeps deploy/ and the Dockerfile honest: both kustomize bases are rendered with kubectl (built from Go
 // modules) and applied to the real planes with a server-side dry run (Pod Security "restricted" admission
-// included); the Deployment, the RBAC and the default policy are checked against what the README
-// promises; and deploy/README.md's commands are run as written to turn the public ServiceAccount's token
+// included); the Deployment, the RBAC and the default policy are checked against what the docs
+// promise; and deploy/README.md's commands are run as written to turn the public ServiceAccount's token
 // into the kubeconfig the Deployment mounts, which the controller then starts with.
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -35,7 +35,7 @@ const remoteNs = "internal-services-remote";
 const remoteSa = "internal-service-controller-remote";
 const tokenSecret = "internal-service-controller-remote-token";
 
-/** The public ClusterRole's verbs per resource, as the README's "Policy and security model" lists them. */
+/** The public ClusterRole's verbs per resource, as docs/policy-and-security.md lists them. */
 const documentedPublicVerbs: Record<string, string[]> = {
   "appstudio.redhat.com/internalrequests": ["get", "list", "watch", "patch", "create"],
   "appstudio.redhat.com/internalrequests/status": ["get", "patch"],
