@@ -141,6 +141,8 @@ export interface InternalServiceSpec {
   allowedNamespaces?: string[];
   /** Other ServiceAccounts a request may choose with spec.serviceAccount. A request naming any ServiceAccount that is neither serviceAccount nor listed here is rejected. */
   allowedServiceAccounts?: string[];
+  /** What a failed run tells the caller. Redacted (the default): the failing task's name and Tekton reason, then its message with this service's sensitiveParams values, credential-looking content (tokens, userinfo in URLs, PEM blocks) and the InternalServicesConfig's redactPatterns replaced by <redacted>, at most 2048 characters. ReasonOnly: the task's name and reason, never the message. */
+  failureMessages?: "Redacted" | "ReasonOnly";
   /** Maximum number of this service's PipelineRuns running at once. Requests beyond it wait (Succeeded Unknown, reason Running, with a "queued" message) until a run finishes. Absent means unlimited. */
   maxConcurrentRuns?: number;
   /** JSON Schema (e.g. {type: object, required: [...], properties: {name: {type: string, pattern: ...}}}) describing the params an InternalRequest may give in spec.params (an object of string values). The controller validates every request's params with ajv before anything runs and rejects the request (reason Rejected) with the validation errors when they do not match. Unknown params are rejected unless the schema sets additionalProperties. Defaults given in the schema are applied to missing params. When paramsSchema is absent, a request may give no params. */
@@ -254,6 +256,8 @@ export interface InternalServicesConfigSpec {
   propagateLabels?: InternalServicesConfigSpecPropagateLabels;
   /** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */
   rawPipelineRequests?: InternalServicesConfigSpecRawPipelineRequests;
+  /** RE2 patterns (e.g. internal host names, [a-z0-9.-]+\.corp\.example\.com) whose matches are replaced by <redacted> in every failure message published to a caller, on top of each service's sensitiveParams and the built-in credential rules. A pattern that does not compile withholds the messages (fail closed). */
+  redactPatterns?: string[];
   /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */
   volumeClaim?: InternalServicesConfigSpecVolumeClaim;
 }

@@ -162,7 +162,10 @@ export interface RunState {
   done: boolean;
   /** For a finished run: the request's terminal reason. */
   reason?: Reason;
+  /** What happened, in words fit to publish (Tekton's reason, never its message). */
   message: string;
+  /** Tekton's message of a finished run: private text, published only through policy/redact.ts. */
+  detail?: string;
 }
 
 /** The label tekton-kueue (Kueue) puts on the runs it queues: which queue holds it. */
@@ -183,12 +186,23 @@ export function runState(run: V1PipelineRun): RunState {
   }
   if (c.status === "True")
     return { done: true, reason: "Succeeded", message: "internal PipelineRun succeeded" };
-  const tekton = `${c.reason ?? "Failed"}: ${c.message ?? ""}`.trim();
-  if (cancelledReasons.has(c.reason ?? ""))
-    return { done: true, reason: "Cancelled", message: `internal PipelineRun was cancelled (${tekton})` };
-  if (c.reason === "PipelineRunTimeout")
-    return { done: true, reason: "TimedOut", message: `internal PipelineRun timed out (${tekton})` };
-  return { done: true, reason: "Failed", message: tekton };
+  const tekton = c.reason || "Failed";
+  const detail = c.message ? { detail: c.message } : {};
+  if (cancelledReasons.has(tekton))
+    return {
+      done: true,
+      reason: "Cancelled",
+      message: `internal PipelineRun was cancelled (${tekton})`,
+      ...detail,
+    };
+  if (tekton === "PipelineRunTimeout")
+    return {
+      done: true,
+      reason: "TimedOut",
+      message: `internal PipelineRun timed out (${tekton})`,
+      ...detail,
+    };
+  return { done: true, reason: "Failed", message: tekton, ...detail };
 }
 
 /** "2/5 tasks completed", from Tekton's running message and the resolved pipeline spec. */

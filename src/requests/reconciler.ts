@@ -21,6 +21,7 @@ import {
   rawDefaults,
 } from "../policy/admit.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
+import { redact } from "../policy/redact.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
@@ -243,7 +244,10 @@ export class RequestReconciler {
         this.#d.private.slots.release(runName);
         if (status.code === 400 || status.code === 422) {
           // Refused as invalid (e.g. by Tekton's webhook): trying again cannot help.
-          log.warn({ pipelineRun: runName, err: describeError(err) }, "internal PipelineRun refused");
+          // The refusal may quote the run's params: never a sensitive one's value, even in our log.
+          const secrets = plan.sensitiveParams.map((name) => plan.params[name] ?? "");
+          const why = redact(describeError(err), { secrets, patterns: [] });
+          log.warn({ pipelineRun: runName, err: why }, "internal PipelineRun refused");
           const message = `the private cluster refused the internal PipelineRun (${status.code} ${status.reason || "Invalid"}); ask the service owners (the controller's log has the details)`;
           const finished = await this.#finish(ws, request, "Failed", message, {});
           return this.#cleanUpFinished(ws, finished, runName, log);
@@ -419,7 +423,8 @@ export class RequestReconciler {
     const state = runState(run);
     if (state.done) {
       const reason = state.reason as Exclude<Reason, "Running">;
-      const message = reason === "Failed" ? await this.#failureMessage(run, state.message) : state.message;
+      const said = (reason === "Failed" && (await this.#failingTask(run))) || state;
+      const message = await this.#published(ws, request, run, said);
       const finished = await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
       log.info({ reason }, "request finished");
       // Clean up in the same pass: no second trip through the queue for the same request.
@@ -510,8 +515,8 @@ export class RequestReconciler {
     return this.#cleanUpFinished(ws, finished, runName, log, run);
   }
 
-  /** The failing TaskRun's own reason and message, not only Tekton's pipeline summary. */
-  async #failureMessage(run: V1PipelineRun, summary: string): Promise<string> {
+  /** The failing TaskRun's own reason and message, rather than Tekton's pipeline summary. */
+  async #failingTask(run: V1PipelineRun): Promise<{ message: string; detail?: string } | undefined> {
     for (const child of run.status?.childReferences ?? []) {
       if (child.kind !== "TaskRun" || !child.name) continue;
       const taskRun = await this.#d.private.taskRuns
@@ -519,10 +524,39 @@ export class RequestReconciler {
         .catch(() => undefined);
       const c = succeeded(taskRun?.status);
       if (c?.status === "False") {
-        return `task ${child.pipelineTaskName ?? child.name} failed: ${c.reason ?? "Failed"}: ${c.message ?? ""}`.trim();
+        const message = `task ${child.pipelineTaskName ?? child.name} failed: ${c.reason || "Failed"}`;
+        return c.message ? { message, detail: c.message } : { message };
       }
     }
-    return summary;
+    return undefined;
+  }
+
+  /**
+   * What the public side is told of a finished run: our words, then Tekton's (private) message with
+   * the request's sensitive values, credential-looking content and the config's redactPatterns taken
+   * out (see policy/redact.ts); only our words when the service publishes reasons only, or when the
+   * sensitive values cannot be read.
+   */
+  async #published(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    run: V1PipelineRun,
+    said: { message: string; detail?: string },
+  ): Promise<string> {
+    if (!said.detail) return said.message;
+    const service = this.#d.private.getService(slotGroup(run))?.spec;
+    if (service?.failureMessages === "ReasonOnly") return said.message;
+    const sensitive = service?.sensitiveParams ?? [];
+    const whole = sensitive.length > 0 ? await this.#complete(ws, request, Part.spec) : request;
+    if (!whole) return said.message;
+    const defaults = (service?.paramsSchema?.properties ?? {}) as Record<string, { default?: unknown }>;
+    const secrets = sensitive.flatMap((name) =>
+      [whole.spec.params?.[name], defaults[name]?.default].filter(
+        (v): v is string => typeof v === "string" && v !== "",
+      ),
+    );
+    const patterns = this.#d.private.getConfig()?.spec?.redactPatterns ?? [];
+    return `${said.message}: ${redact(said.detail, { secrets, patterns })}`;
   }
 
   // --- terminal requests ----------------------------------------------------------------------

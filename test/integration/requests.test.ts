@@ -394,6 +394,66 @@ describe("InternalRequest controller", () => {
     assert.deepEqual(r.status?.results, { result: "key revoked" });
   });
 
+  it("publishes a failing task's message only with secrets taken out, in status and Event alike", async () => {
+    const token = "tok-9f8e7d6c5b4a";
+    const services = {
+      sign: {
+        ...signService,
+        paramsSchema: {
+          ...signService.paramsSchema,
+          properties: {
+            ...(signService.paramsSchema?.properties as Record<string, unknown>),
+            token: { type: "string" },
+          },
+        },
+        sensitiveParams: ["token"],
+      },
+      terse: { ...signService, failureMessages: "ReasonOnly" as const },
+    };
+    const f = await fixture({
+      config: (ns) => ({ ...allowAll(ns), redactPatterns: ["[a-z0-9.-]+\\.corp\\.example\\.com"] }),
+      services,
+    });
+    const leaks = [
+      token,
+      "sha256~Zx9aQ1bC2dE3fG4",
+      "bot:ghp_abc123",
+      "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+      "vault.corp.example.com",
+      "hunter2",
+    ];
+    const message = [
+      `signing with ${token} failed`,
+      "curl -H 'Authorization: Bearer sha256~Zx9aQ1bC2dE3fG4' https://bot:ghp_abc123@git.example.org/x",
+      "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----",
+      "cannot reach vault.corp.example.com:8200 (password=hunter2)",
+      "digest mismatch",
+    ].join("\n");
+    await f.createRequest("leaky", { service: "sign", params: { digest: "sha256:abcdef12", token } });
+    await f.createRequest("terse", { service: "terse", params: { digest: "sha256:abcdef12" } });
+    const runs = await f.tekton.waitForRuns(2);
+    for (const name of ["leaky", "terse"])
+      await f.waitForRequest(name, (r) => r.status?.pipelineRun !== undefined, "started");
+    for (const run of runs)
+      await f.tekton.fail(run.metadata?.name as string, { name: "sign", reason: "TaskRunFailed", message });
+
+    const leaky = (await f.waitForReason("leaky", "Failed")).status?.conditions?.[0]?.message ?? "";
+    assert.match(leaky, /^task sign failed: TaskRunFailed: signing with <redacted> failed\n/);
+    assert.match(leaky, /digest mismatch$/, "the rest of the message is kept");
+    const terse = (await f.waitForReason("terse", "Failed")).status?.conditions?.[0]?.message ?? "";
+    assert.equal(terse, "task sign failed: TaskRunFailed", "reason only");
+    const events = await eventually(async () => {
+      const list = await f.publicKc
+        .makeApiClient(CoreV1Api)
+        .listNamespacedEvent({ namespace: f.namespaces[0] as string });
+      const failed = list.items.filter((e) => e.reason === "Failed");
+      return failed.length === 2 ? failed : undefined;
+    }, "a Failed Event for each request");
+    for (const text of [leaky, terse, ...events.map((e) => e.message ?? "")])
+      for (const leak of leaks)
+        assert.ok(!text.includes(leak), `${JSON.stringify(leak)} leaked into ${text}`);
+  });
+
   it("cancels the internal PipelineRun when the request is deleted", async () => {
     const f = await fixture({ config: allowAll, services: { sign: signService } });
     await f.createRequest("to-delete", { service: "sign", params: { digest: "sha256:abcdef12" } });

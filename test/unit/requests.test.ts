@@ -397,9 +397,9 @@ describe("runState", () => {
     assert.equal(s.reason, "Succeeded");
   });
 
-  test("False with Failed is Failed and carries Tekton's reason and message", () => {
+  test("False with Failed is Failed, with Tekton's reason; its message kept apart (private detail)", () => {
     const s = runState(pipelineRun({ status: "False", reason: "Failed", message: "Task build failed" }));
-    assert.deepEqual(s, { done: true, reason: "Failed", message: "Failed: Task build failed" });
+    assert.deepEqual(s, { done: true, reason: "Failed", message: "Failed", detail: "Task build failed" });
   });
 
   test("False without a reason is Failed", () => {
@@ -413,7 +413,8 @@ describe("runState", () => {
       const s = runState(pipelineRun({ status: "False", reason, message: "stopped by user" }));
       assert.equal(s.done, true);
       assert.equal(s.reason, "Cancelled");
-      assert.match(s.message, new RegExp(`${reason}: stopped by user`));
+      assert.equal(s.message, `internal PipelineRun was cancelled (${reason})`);
+      assert.equal(s.detail, "stopped by user");
     });
   }
 
