@@ -1,5 +1,7 @@
 // `isc controller`: runs the controller until SIGTERM/SIGINT.
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { type ParseArgsOptionDescriptor, parseArgs } from "node:util";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
@@ -8,6 +10,7 @@ import { startManager } from "../manager.ts";
 import { LeaderElector } from "../runtime/leader.ts";
 import { newLogger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
+import { MetricsAuthorizer } from "../runtime/metrics-auth.ts";
 import { parseAddress, startProbeServer } from "../runtime/server.ts";
 import { durationFlag } from "./request-flags.ts";
 
@@ -95,8 +98,24 @@ export const controllerFlags = [
     name: "metrics-address",
     value: "ADDR",
     env: ["ISC_METRICS_ADDRESS"],
-    default: ":8080",
-    meaning: "Prometheus /metrics, host:port or :port",
+    default: "127.0.0.1:8080",
+    meaning:
+      "Prometheus /metrics in plain HTTP, unauthenticated: keep it on loopback, and use --metrics-secure-address to serve scrapers elsewhere",
+  },
+  {
+    name: "metrics-secure-address",
+    value: "ADDR",
+    env: ["ISC_METRICS_SECURE_ADDRESS"],
+    unset: "off",
+    meaning:
+      "/metrics over HTTPS (certificate from --metrics-cert-dir), each scrape's bearer token checked with TokenReview and allowed by a SubjectAccessReview for get on /metrics",
+  },
+  {
+    name: "metrics-cert-dir",
+    value: "DIR",
+    env: ["ISC_METRICS_CERT_DIR"],
+    unset: "none; required with --metrics-secure-address",
+    meaning: "tls.crt and tls.key (PEM) for --metrics-secure-address, e.g. a mounted cert-manager Secret",
   },
   {
     name: "health-address",
@@ -257,6 +276,12 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   if (!serveRequests && !serveCustomTasks)
     throw new ConfigError("--requests and --custom-tasks are both false: nothing to do");
   for (const flag of ["metrics-address", "health-address"] as const) addressFlag(values[flag], `--${flag}`);
+  const secureMetrics = values["metrics-secure-address"];
+  let metricsTls: { cert: string; key: string } | undefined;
+  if (secureMetrics) {
+    addressFlag(secureMetrics, "--metrics-secure-address");
+    metricsTls = readCertDir(values["metrics-cert-dir"]);
+  }
 
   const remote = loadKubeConfig(values.kubeconfig, "--kubeconfig (remote workspaces)");
   const privateKc = serveRequests
@@ -342,6 +367,8 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       })
     : undefined;
   const isReady = () => (elector && !elector.isLeader ? true : (manager?.isReady() ?? false));
+  // Reviews go to the cluster the controller runs in (where Prometheus's identity is).
+  const authorizer = new MetricsAuthorizer(privateKc ?? (workspaces[0]?.kubeConfig as KubeConfig));
   const listen = (flag: string, opts: Parameters<typeof startProbeServer>[0]) =>
     startProbeServer(opts).catch((err: Error) => {
       throw new ConfigError(`--${flag} ${opts.address}: ${err.message}`);
@@ -355,6 +382,20 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
     health.close(); // or the process stays up, serving probes, after the error
     throw err;
   });
+  const secureMetricsServer =
+    secureMetrics && metricsTls
+      ? await listen("metrics-secure-address", {
+          address: secureMetrics,
+          isReady,
+          registry: metrics.registry,
+          tls: metricsTls,
+          authorize: (header) => authorizer.decide(header),
+        }).catch((err: unknown) => {
+          health.close();
+          metricsServer.close();
+          throw err;
+        })
+      : undefined;
   log.info({ workspaces: workspaces.map((w) => w.name), namespace, leaderElect }, "starting");
   if (elector) elector.start();
   else startWork();
@@ -368,6 +409,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   await elector?.stop();
   health.close();
   metricsServer.close();
+  secureMetricsServer?.close();
   return 0;
 }
 
@@ -382,5 +424,20 @@ function addressFlag(v: string, flag: string): void {
     parseAddress(v);
   } catch (err) {
     throw new ConfigError(`${flag}: ${(err as Error).message}`);
+  }
+}
+
+function readCertDir(dir: string | undefined): { cert: string; key: string } {
+  if (!dir)
+    throw new ConfigError(
+      "--metrics-secure-address needs --metrics-cert-dir (a directory with tls.crt and tls.key)",
+    );
+  try {
+    return {
+      cert: readFileSync(join(dir, "tls.crt"), "utf8"),
+      key: readFileSync(join(dir, "tls.key"), "utf8"),
+    };
+  } catch (err) {
+    throw new ConfigError(`--metrics-cert-dir ${dir}: ${(err as Error).message}`);
   }
 }

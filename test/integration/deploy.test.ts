@@ -188,12 +188,11 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     assert.equal(env.get("ISC_LEADER_ELECT")?.value, "true");
     assert.equal(env.has("ISC_PRIVATE_KUBECONFIG"), false, "in-cluster config for the private side");
 
+    // Unauthenticated metrics stay on loopback; only the probes' port is exposed.
+    assert.equal(env.get("ISC_METRICS_ADDRESS")?.value, "127.0.0.1:8080");
     assert.deepEqual(
       (c.ports ?? []).map((p) => [p.name, p.containerPort]),
-      [
-        ["metrics", 8080],
-        ["health", 8081],
-      ],
+      [["health", 8081]],
     );
     assert.equal(c.livenessProbe?.httpGet?.path, "/healthz");
     assert.equal(c.livenessProbe?.httpGet?.port, 8081);
