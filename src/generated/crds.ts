@@ -147,7 +147,7 @@ export interface InternalServiceSpec {
   maxConcurrentRuns?: number;
   /** JSON Schema (e.g. {type: object, required: [...], properties: {name: {type: string, pattern: ...}}}) describing the params an InternalRequest may give in spec.params (an object of string values). The controller validates every request's params with ajv before anything runs and rejects the request (reason Rejected) with the validation errors when they do not match. Unknown params are rejected unless the schema sets additionalProperties. Defaults given in the schema are applied to missing params. When paramsSchema is absent, a request may give no params. */
   paramsSchema?: Record<string, unknown>;
-  /** The Pipeline to run: exactly one of pipelineRef (any Tekton resolver) or pipelineName (a Pipeline in this InternalService's namespace). Unlike raw InternalRequests, this is not checked against the InternalServicesConfig's allowedPipelineSources: creating the InternalService is the approval. */
+  /** The Pipeline to run: exactly one of pipelineRef (any Tekton resolver) or pipelineName (a Pipeline in the namespace its runs go to). Unlike raw InternalRequests, this is not checked against the InternalServicesConfig's allowedPipelineSources: creating the InternalService is the approval. */
   pipeline: InternalServiceSpecPipeline;
   /** What happens to finished PipelineRuns. */
   retention?: InternalServiceSpecRetention;
@@ -155,17 +155,19 @@ export interface InternalServiceSpec {
   runAnnotations?: Record<string, string>;
   /** Labels set on every PipelineRun of this service (and by Tekton on its TaskRuns and Pods), e.g. a fixed internal-services.appstudio.openshift.io/rate-limiting-group for a private admission queue. They win over request labels; the controller's own labels win over them. */
   runLabels?: Record<string, string>;
+  /** Namespace the service's PipelineRuns run in (its ServiceAccounts and Secrets live there), so that services do not share one; the controller needs the run Role there. Default: the controller's namespace. */
+  runNamespace?: string;
   /** Names of params whose values are secret: they are passed to the PipelineRun but never logged, nor written to Events or any status. */
   sensitiveParams?: string[];
-  /** ServiceAccount (in this namespace) that runs the service's PipelineRuns when the request does not choose one. Without it Tekton's default ServiceAccount is used. */
+  /** ServiceAccount (in the run namespace) that runs the service's PipelineRuns when the request does not choose one. Without it Tekton's default ServiceAccount is used. */
   serviceAccount?: string;
   /** Limits on how long the service's PipelineRuns may run, as Go durations (e.g. 1h30m). */
   timeouts?: InternalServiceSpecTimeouts;
 }
 
-/** The Pipeline to run: exactly one of pipelineRef (any Tekton resolver) or pipelineName (a Pipeline in this InternalService's namespace). Unlike raw InternalRequests, this is not checked against the InternalServicesConfig's allowedPipelineSources: creating the InternalService is the approval. */
+/** The Pipeline to run: exactly one of pipelineRef (any Tekton resolver) or pipelineName (a Pipeline in the namespace its runs go to). Unlike raw InternalRequests, this is not checked against the InternalServicesConfig's allowedPipelineSources: creating the InternalService is the approval. */
 export interface InternalServiceSpecPipeline {
-  /** Name of a Pipeline in this InternalService's namespace in the private cluster. */
+  /** Name of a Pipeline in the private cluster, in the namespace the service's runs go to (runNamespace, default the InternalService's). */
   pipelineName?: string;
   /** Reference to the Pipeline, as a Tekton resolver reference (resolver plus resolver params). Any resolver is allowed. */
   pipelineRef?: InternalServiceSpecPipelinePipelineRef;
@@ -284,6 +286,8 @@ export interface InternalServicesConfigSpecRawPipelineRequests {
   maxConcurrentRuns?: number;
   /** Most characters a raw request's spec.params may hold together (they become PipelineRun params). Default 65536. */
   maxParamsSize?: number;
+  /** Namespace raw requests' PipelineRuns run in: one of their own, without the services' ServiceAccounts and Secrets (raw requests run pipeline code their callers chose). The controller needs the run Role there. Default: the controller's namespace, which shares it with the services' runs. */
+  namespace?: string;
   /** Annotations set on every raw request's PipelineRun; the controller's own win over them. */
   runAnnotations?: Record<string, string>;
   /** Labels set on every raw request's PipelineRun (and by Tekton on its TaskRuns and Pods), e.g. a fixed internal-services.appstudio.openshift.io/rate-limiting-group for a private admission queue, as an InternalService's runLabels. They win over request labels; the controller's own labels win over them. */

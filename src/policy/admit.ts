@@ -36,6 +36,9 @@ export interface RunPlan {
   /** PipelineRun params, after the service schema's defaults. */
   params: Record<string, string>;
   serviceAccount?: string;
+  /** Where the run goes (the service's runNamespace, or the config's for raw requests); absent: the
+   *  controller's namespace. */
+  namespace?: string;
   timeouts: Timeouts;
   maxConcurrentRuns?: number;
   /** Param names whose values must never be logged or written to Events or status. */
@@ -191,6 +194,7 @@ function admitService(input: AdmitInput, name: string, service: InternalService)
     pipelineName,
     params: checked.params,
     serviceAccount: request.serviceAccount ?? spec.serviceAccount,
+    namespace: spec.runNamespace,
     maxConcurrentRuns: spec.maxConcurrentRuns,
     sensitiveParams: [...(spec.sensitiveParams ?? [])],
   });
@@ -257,6 +261,7 @@ function admitRaw(
     pipelineRef: { resolver: pipeline.pipelineRef.resolver, params: source.params },
     params: { ...params },
     serviceAccount,
+    namespace: raw.namespace,
     maxConcurrentRuns: raw.maxConcurrentRuns ?? rawDefaults.maxConcurrentRuns,
     sensitiveParams: [],
   });

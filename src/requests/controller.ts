@@ -14,7 +14,7 @@ import type { InternalRequest } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
 import { type ControllerSpec, type KeyCodec, watch } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
-import type { PrivateCluster } from "../sources/private.ts";
+import { configName, type PrivateCluster } from "../sources/private.ts";
 import type { Workspace } from "../sources/workspace.ts";
 import { isTerminal } from "./conditions.ts";
 import {
@@ -28,8 +28,6 @@ import {
 import { runState } from "./pipelinerun.ts";
 import { RequestReconciler, type WorkspaceAccess } from "./reconciler.ts";
 import { RunSlots, slotGroup } from "./slots.ts";
-
-const configName = "config";
 
 export interface RequestControllerOptions {
   workspaces: Workspace[];
@@ -62,7 +60,15 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
       namespace: cluster.namespace,
       pipelineRuns: new ResourceClient<V1PipelineRun>(cluster.kubeConfig, pipelineRuns),
       taskRuns: new ResourceClient<V1TaskRun>(cluster.kubeConfig, taskRuns),
-      getPipelineRun: (name) => cluster.pipelineRuns.get(`${cluster.namespace}/${name}`),
+      findPipelineRun: (name) => {
+        for (const { namespace } of cluster.pipelineRuns.served()) {
+          const run = cluster.pipelineRuns.get(`${namespace}/${name}`);
+          if (run) return run;
+        }
+        return undefined;
+      },
+      watchesRunsIn: (namespace) =>
+        cluster.pipelineRuns.served().some((s) => s.namespace === namespace && s.synced),
       getService: (name) => cluster.services.get(`${cluster.namespace}/${name}`),
       getConfig: () => cluster.configs.get(`${cluster.namespace}/${configName}`),
       slots,

@@ -63,7 +63,10 @@ export interface PrivateAccess {
   namespace: string;
   pipelineRuns: Resources<V1PipelineRun>;
   taskRuns: Resources<V1TaskRun>;
-  getPipelineRun(name: string): V1PipelineRun | undefined;
+  /** A run of ours by name, in whichever namespace it runs (names are unique: see pipelineRunName). */
+  findPipelineRun(name: string): V1PipelineRun | undefined;
+  /** The cache of runs in `namespace` has its first list: runs there can be counted and found. */
+  watchesRunsIn(namespace: string): boolean;
   getService(name: string): InternalService | undefined;
   getConfig(): InternalServicesConfig | undefined;
   /** Concurrency slots, following the cache of internal PipelineRuns. */
@@ -88,6 +91,8 @@ export interface RequestReconcilerDeps {
 }
 
 const defaultQueuedRecheckMs = 2_000;
+/** How often a request waiting for a run namespace's cache looks again. */
+const namespaceRecheckMs = 5_000;
 /** How often a run the Go controller started is looked at (no watch of ours sees it). */
 const legacyPollMs = 10_000;
 
@@ -163,7 +168,7 @@ export class RequestReconciler {
     const leftovers =
       ours ||
       (deleting && finalizers.includes(legacyFinalizer)) ||
-      this.#d.private.getPipelineRun(runName) !== undefined;
+      this.#d.private.findPipelineRun(runName) !== undefined;
     if ((finished || deleting) && !leftovers) return undefined;
     // Status writes build on the conditions (finalizer writes read the list whole themselves).
     request = await this.#complete(ws, request, Part.conditions);
@@ -213,9 +218,10 @@ export class RequestReconciler {
     if (!admission.allowed) return this.#reject(ws, request, admission, log);
     const plan = admission.run;
 
+    const runNamespace = plan.namespace ?? this.#d.private.namespace;
     const run = buildPipelineRun({
       name: runName,
-      namespace: this.#d.private.namespace,
+      namespace: runNamespace,
       workspace: ws.name,
       request,
       plan,
@@ -226,6 +232,9 @@ export class RequestReconciler {
       const message = `the internal PipelineRun would be ${size} characters, over the limit of ${maxPipelineRunChars}: send less data in spec.params (pass large data by reference)`;
       return this.#reject(ws, request, { rule: "PipelineRunTooLarge", message }, log);
     }
+    // Until its runs there are cached, runs cannot be counted against limits, nor found after a crash.
+    if (!this.#d.private.watchesRunsIn(runNamespace))
+      return this.#waitForNamespace(ws, request, runName, runNamespace, plan, log);
     // The finalizer goes on before anything exists in the private cluster, so a deletion can cancel it.
     if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
     const group = plan.service ?? rawPipelineGroup;
@@ -236,12 +245,18 @@ export class RequestReconciler {
 
     let created: V1PipelineRun;
     try {
-      created = await this.#d.private.pipelineRuns.create(this.#d.private.namespace, run);
+      created = await this.#d.private.pipelineRuns.create(runNamespace, run);
       log.info({ pipelineRun: runName }, "internal PipelineRun created");
     } catch (err) {
       const status = apiStatus(err);
       if (status && status.code >= 400 && status.code < 500 && status.code !== 409) {
         this.#d.private.slots.release(runName);
+        if (status.code === 403) {
+          const message = `the controller may not create PipelineRuns in namespace ${runNamespace} of the private cluster (403 Forbidden); ask the platform owners to install the run Role there`;
+          log.warn({ pipelineRun: runName, namespace: runNamespace }, "internal PipelineRun forbidden");
+          const finished = await this.#finish(ws, request, "Failed", message, {});
+          return this.#cleanUpFinished(ws, finished, runName, log);
+        }
         if (status.code === 400 || status.code === 422) {
           // Refused as invalid (e.g. by Tekton's webhook): trying again cannot help.
           // The refusal may quote the run's params: never a sensitive one's value, even in our log.
@@ -255,7 +270,7 @@ export class RequestReconciler {
       }
       if (!isConflict(err)) throw err;
       // Created by an earlier attempt that crashed before recording it: adopt it, never create twice.
-      created = await this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName);
+      created = await this.#d.private.pipelineRuns.get(runNamespace, runName);
       if (created.metadata?.labels?.[requestUidLabel] !== request.metadata.uid)
         return this.#foreignRun(ws, request, runName, runName, log);
       log.info({ pipelineRun: runName }, "adopted existing internal PipelineRun");
@@ -265,14 +280,14 @@ export class RequestReconciler {
     await this.#writeStatus(ws, request, {
       ...this.#running(request, `accepted; internal PipelineRun started${notes}`),
       startTime: rfc3339(this.#now()),
-      pipelineRun: `${this.#d.private.namespace}/${runName}`,
+      pipelineRun: `${runNamespace}/${runName}`,
       ...(plan.service ? { service: plan.service } : {}),
     });
     ws.events.record(
       request,
       "Normal",
       "Started",
-      `internal PipelineRun ${this.#d.private.namespace}/${runName} started${notes}`,
+      `internal PipelineRun ${runNamespace}/${runName} started${notes}`,
     );
     return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
   }
@@ -321,6 +336,38 @@ export class RequestReconciler {
         ? (config?.rawPipelineRequests?.maxConcurrentRuns ?? rawDefaults.maxConcurrentRuns)
         : this.#d.private.getService(group)?.spec.maxConcurrentRuns;
     return max === undefined ? Number.POSITIVE_INFINITY : max - this.#d.private.slots.inUse(group);
+  }
+
+  /** A run namespace whose runs are not cached yet (the controller may lack its Role there): say so and
+   *  look again, until the queue timeout. No slot is taken and nothing private is written. */
+  async #waitForNamespace(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    namespace: string,
+    plan: RunPlan,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    const queueLeft = created + plan.timeouts.queueMs - this.#now();
+    const what = `the controller to see PipelineRuns in namespace ${namespace} of the private cluster (it needs the run Role there: ask the platform owners)`;
+    if (queueLeft <= 0) {
+      const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for ${what}`;
+      const finished = await this.#finish(ws, request, "TimedOut", waited, {});
+      return this.#cleanUpFinished(ws, finished, runName, log);
+    }
+    const message = `queued: waiting for ${what}`;
+    if (succeeded(request.status)?.message !== message)
+      await this.#writeStatus(ws, request, this.#running(request, message));
+    return requeueAfter(Math.min(namespaceRecheckMs, queueLeft));
+  }
+
+  /** Where the request's run goes under the current policy (a run is found by name wherever it is). */
+  #runNamespace(request: InternalRequest): string {
+    const own = request.spec.service
+      ? this.#d.private.getService(request.spec.service)?.spec.runNamespace
+      : this.#d.private.getConfig()?.spec?.rawPipelineRequests?.namespace;
+    return own ?? this.#d.private.namespace;
   }
 
   /** The controller's own size limit, judged from the cached copy (which records the whole size). */
@@ -417,7 +464,7 @@ export class RequestReconciler {
         startTime: run.metadata?.creationTimestamp
           ? rfc3339(new Date(run.metadata.creationTimestamp))
           : rfc3339(this.#now()),
-        pipelineRun: `${this.#d.private.namespace}/${runName}`,
+        pipelineRun: `${run.metadata?.namespace}/${runName}`,
       });
     }
     const state = runState(run);
@@ -520,7 +567,7 @@ export class RequestReconciler {
     for (const child of run.status?.childReferences ?? []) {
       if (child.kind !== "TaskRun" || !child.name) continue;
       const taskRun = await this.#d.private.taskRuns
-        .get(this.#d.private.namespace, child.name)
+        .get(run.metadata?.namespace as string, child.name)
         .catch(() => undefined);
       const c = succeeded(taskRun?.status);
       if (c?.status === "False") {
@@ -678,7 +725,7 @@ export class RequestReconciler {
    * and deleted (kept with debug). Every other run is its request's to look after.
    */
   reconcileRun = async (runName: string, log: Logger): Promise<ReconcileResult | undefined> => {
-    const run = this.#d.private.getPipelineRun(runName);
+    const run = this.#d.private.findPipelineRun(runName);
     const ws = this.#d.workspaces.get(run?.metadata?.annotations?.[workspaceAnnotation] ?? "");
     const [namespace, name] = (run?.metadata?.annotations?.[requestAnnotation] ?? "").split("/");
     const uid = run?.metadata?.labels?.[requestUidLabel];
@@ -728,7 +775,9 @@ export class RequestReconciler {
     live: boolean,
   ): Promise<V1PipelineRun | "foreign" | "unfollowed" | undefined> {
     const recorded = request.status?.pipelineRun;
-    const another = recorded !== undefined && recorded !== `${this.#d.private.namespace}/${runName}`;
+    // Only the name is compared: the run is looked up by it in the namespaces the policy runs in, never
+    // in the namespace the (public) status names.
+    const another = recorded !== undefined && recorded.split("/")[1] !== runName;
     if (!this.#followsGoRuns(ws, request))
       return another ? "unfollowed" : this.#ownRun(request, runName, live);
     if (another) return this.#legacyRun(request, recorded);
@@ -794,9 +843,9 @@ export class RequestReconciler {
     live: boolean,
   ): Promise<V1PipelineRun | "foreign" | undefined> {
     const run =
-      this.#d.private.getPipelineRun(runName) ??
+      this.#d.private.findPipelineRun(runName) ??
       (live
-        ? await ignoreNotFound(this.#d.private.pipelineRuns.get(this.#d.private.namespace, runName))
+        ? await ignoreNotFound(this.#d.private.pipelineRuns.get(this.#runNamespace(request), runName))
         : undefined);
     if (!run) return undefined;
     return run.metadata?.labels?.[requestUidLabel] === request.metadata.uid ? run : "foreign";
@@ -859,7 +908,7 @@ export class RequestReconciler {
   async #cancelRun(run: V1PipelineRun) {
     const name = run.metadata?.name as string;
     await ignoreNotFound(
-      this.#d.private.pipelineRuns.mergePatch(this.#d.private.namespace, name, {
+      this.#d.private.pipelineRuns.mergePatch(run.metadata?.namespace as string, name, {
         metadata: { uid: run.metadata?.uid },
         spec: { status: "Cancelled" },
       }),
@@ -872,7 +921,7 @@ export class RequestReconciler {
     const uid = run.metadata?.uid;
     await ignoreNotFound(
       this.#d.private.pipelineRuns.delete(
-        this.#d.private.namespace,
+        run.metadata?.namespace as string,
         run.metadata?.name as string,
         uid ? { uid } : undefined,
       ),

@@ -14,6 +14,7 @@ export class NamespacedCache<T extends KubernetesObject> implements Source<T> {
   readonly #type: ResourceType;
   readonly #log: Logger;
   readonly #transform: ReflectorOptions<T>["transform"];
+  readonly #labelSelector: string | undefined;
   readonly #byNamespace = new Map<string, Reflector<T>>();
   readonly #handlers: Handler<T>[] = [];
 
@@ -21,12 +22,13 @@ export class NamespacedCache<T extends KubernetesObject> implements Source<T> {
     kubeConfig: KubeConfig,
     type: ResourceType,
     log: Logger,
-    transform?: ReflectorOptions<T>["transform"],
+    opts: Pick<ReflectorOptions<T>, "transform" | "labelSelector"> = {},
   ) {
     this.#kubeConfig = kubeConfig;
     this.#type = type;
     this.#log = log;
-    this.#transform = transform;
+    this.#transform = opts.transform;
+    this.#labelSelector = opts.labelSelector;
   }
 
   /** Follows every served namespace's changes, also of namespaces served later. */
@@ -44,6 +46,7 @@ export class NamespacedCache<T extends KubernetesObject> implements Source<T> {
       namespace,
       log: this.#log,
       transform: this.#transform,
+      labelSelector: this.#labelSelector,
     });
     reflector.subscribe((key, obj, deleted) => {
       for (const handler of this.#handlers) handler(key, obj, deleted);
@@ -58,6 +61,11 @@ export class NamespacedCache<T extends KubernetesObject> implements Source<T> {
     if (!reflector) return;
     reflector.stop();
     this.#byNamespace.delete(namespace);
+  }
+
+  /** The namespaces served, and whether each one's first list is in. */
+  served(): { namespace: string; synced: boolean }[] {
+    return [...this.#byNamespace].map(([namespace, r]) => ({ namespace, synced: r.hasSynced }));
   }
 
   /** Lookup by "namespace/name". */

@@ -141,6 +141,11 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
     return this.#opts.transform ? this.#opts.transform(trimmed) : trimmed;
   }
 
+  /** The first list is in the store. */
+  get hasSynced(): boolean {
+    return this.#hasSynced;
+  }
+
   /** Starts listing and watching; resolves once the first list is in the store. */
   start(): Promise<void> {
     void this.#run();

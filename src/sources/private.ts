@@ -1,6 +1,8 @@
-// The private cluster, from the controller's namespace there: the internal PipelineRuns this
-// controller created (selected by its managed-by label, kept without their params), and the policy
-// objects (InternalServices, the InternalServicesConfig). Controllers subscribe to the caches.
+// The private cluster, from the controller's namespace there: the policy objects (InternalServices,
+// the InternalServicesConfig) and the internal PipelineRuns this controller created (selected by its
+// managed-by label, kept without their params), in every namespace the policy runs them in: the
+// controller's own, the config's rawPipelineRequests.namespace, and each service's runNamespace.
+// Controllers subscribe to the caches.
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { internalServices, internalServicesConfigs, pipelineRuns } from "../api/resources.ts";
@@ -8,12 +10,15 @@ import type { InternalService, InternalServicesConfig } from "../generated/crds.
 import type { V1PipelineRun } from "../generated/tekton.ts";
 import { managedSelector } from "../requests/naming.ts";
 import { summarizeRun } from "../requests/pipelinerun.ts";
+import { NamespacedCache } from "../runtime/namespaced-cache.ts";
 import { Reflector } from "../runtime/reflector.ts";
+
+export const configName = "config";
 
 export interface PrivateCluster {
   kubeConfig: KubeConfig;
   namespace: string;
-  pipelineRuns: Reflector<V1PipelineRun>;
+  pipelineRuns: NamespacedCache<V1PipelineRun>;
   services: Reflector<InternalService>;
   configs: Reflector<InternalServicesConfig>;
   start(): Promise<void>;
@@ -21,11 +26,7 @@ export interface PrivateCluster {
 }
 
 export function openPrivateCluster(kubeConfig: KubeConfig, namespace: string, log: Logger): PrivateCluster {
-  const runs = new Reflector<V1PipelineRun>({
-    kubeConfig,
-    namespace,
-    log,
-    type: pipelineRuns,
+  const runs = new NamespacedCache<V1PipelineRun>(kubeConfig, pipelineRuns, log, {
     labelSelector: managedSelector,
     transform: summarizeRun,
   });
@@ -36,6 +37,17 @@ export function openPrivateCluster(kubeConfig: KubeConfig, namespace: string, lo
     log,
     type: internalServicesConfigs,
   });
+  // Namespaces are added as the policy names them and kept until the process ends: a run may still go
+  // on in a namespace the policy no longer names. Only the controller's own is waited for at start: one
+  // named without a Role for the controller there must not keep it from starting (requests for it
+  // wait for that namespace's cache instead; see RequestReconciler).
+  const named = () => [
+    configs.get(`${namespace}/${configName}`)?.spec?.rawPipelineRequests?.namespace,
+    ...services.list().map((s) => s.spec.runNamespace),
+  ];
+  const follow = () => {
+    for (const ns of named()) if (ns) void runs.serve(ns).catch(() => undefined); // reflectors retry
+  };
   return {
     kubeConfig,
     namespace,
@@ -43,10 +55,16 @@ export function openPrivateCluster(kubeConfig: KubeConfig, namespace: string, lo
     services,
     configs,
     async start() {
-      await Promise.all([runs.start(), services.start(), configs.start()]);
+      await Promise.all([services.start(), configs.start()]);
+      services.subscribe(follow);
+      configs.subscribe(follow);
+      follow();
+      await runs.serve(namespace);
     },
     async stop() {
-      for (const r of [runs, services, configs]) r.stop();
+      services.stop();
+      configs.stop();
+      runs.stop();
     },
   };
 }

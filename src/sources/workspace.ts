@@ -42,9 +42,11 @@ export function openWorkspace(
 ): Workspace {
   const { kubeConfig } = config;
   const log = opts.log;
-  const requests = new NamespacedCache<InternalRequest>(kubeConfig, internalRequests, log, summarizeRequest);
+  const requests = new NamespacedCache<InternalRequest>(kubeConfig, internalRequests, log, {
+    transform: summarizeRequest,
+  });
   const runs = opts.customRuns
-    ? new NamespacedCache<V1beta1CustomRun>(kubeConfig, customRuns, log, summarizeCustomRun)
+    ? new NamespacedCache<V1beta1CustomRun>(kubeConfig, customRuns, log, { transform: summarizeCustomRun })
     : undefined;
   const caches = [requests, ...(runs ? [runs] : [])];
   const serve = (namespace: string | undefined) => Promise.all(caches.map((c) => c.serve(namespace)));

@@ -73,19 +73,28 @@ describe("migration from the Go controller", () => {
     };
     const go = [legacyFinalizer];
 
+    /** A request the Go controller took up: the request, then its run (always created after it), then
+     *  the status it wrote (naming the run, or not yet). */
+    const takenUp = async (
+      name: string,
+      status: (run: string) => InternalRequestStatus,
+      state?: "succeeded",
+    ) => {
+      await request(name, undefined, go);
+      const run = await goRun(name, state);
+      await f.requests.patchStatus(ns, name, status(`${f.privateNs}/${run}`));
+      return run;
+    };
+
     // While this controller is stopped, the Go controller's leftovers:
     await request("new"); // never picked up
-    const running = await goRun("running");
-    await request("running", goRunning(`${f.privateNs}/${running}`), go);
-    const doneWhileDown = await goRun("done-while-down", "succeeded");
-    await request("done-while-down", goRunning(`${f.privateNs}/${doneWhileDown}`), go);
-    const done = await goRun("done", "succeeded");
-    await request("done", goSucceeded(`${f.privateNs}/${done}`), go);
-    const goingWhenDeleted = await goRun("going-when-deleted");
-    await request("going-when-deleted", goRunning(`${f.privateNs}/${goingWhenDeleted}`), go);
+    const running = await takenUp("running", goRunning);
+    const doneWhileDown = await takenUp("done-while-down", goRunning, "succeeded");
+    const done = await takenUp("done", goSucceeded, "succeeded");
+    const goingWhenDeleted = await takenUp("going-when-deleted", goRunning);
     await request("lost-run", goRunning(`${f.privateNs}/lost-run-gone`), go);
-    const unrecorded = await goRun("unrecorded"); // created, the Go controller stopped before recording it
-    await request("unrecorded", goRunning(), go);
+    // Created, the Go controller stopped before recording it:
+    const unrecorded = await takenUp("unrecorded", () => goRunning());
     const other = await goRun("someone-else");
     await request("forged", goRunning(`${f.privateNs}/${other}`), go);
     const goRuns = (await f.tekton.list()).length;

@@ -56,6 +56,8 @@ interface RequestCase {
   goRun?: "succeeded" | "pending";
   /** The workspace the Go controller served (default "public", where the request is). */
   goWorkspace?: string;
+  /** Namespaces whose runs the controller's cache does not have (yet). */
+  unwatched?: string[];
   steps: RequestStep[];
   expect: {
     reason?: string;
@@ -64,6 +66,8 @@ interface RequestCase {
     results?: Record<string, string>;
     /** The request's internal PipelineRun: exists, or gone. */
     run?: "running" | "gone";
+    /** The namespace the run was created in. */
+    runNamespace?: string;
     /** The run was patched to spec.status Cancelled (a finished run is deleted right after). */
     runCancelled?: boolean;
     finalizer?: boolean;
@@ -87,8 +91,9 @@ function requestWorld(c: RequestCase) {
   const events: string[] = [];
   const slots = new RunSlots();
   const seen = new Map<string, V1PipelineRun>();
+  const byName = (name: string) => [...runs.objects.values()].find((r) => r.metadata?.name === name);
   const syncSlots = () => {
-    for (const [name, run] of seen) if (!runs.objects.has(`${privateNs}/${name}`)) slots.observe(run, true);
+    for (const [name, run] of seen) if (!byName(name)) slots.observe(run, true);
     seen.clear();
     for (const run of runs.objects.values()) {
       seen.set(run.metadata?.name as string, run);
@@ -126,7 +131,8 @@ function requestWorld(c: RequestCase) {
       namespace: privateNs,
       pipelineRuns: runs,
       taskRuns,
-      getPipelineRun: (name) => structuredClone(runs.objects.get(`${privateNs}/${name}`)),
+      findPipelineRun: (name) => structuredClone(byName(name)),
+      watchesRunsIn: (namespace) => !(c.unwatched ?? []).includes(namespace),
       getService: (name) => (name === "sign" ? service : undefined),
       getConfig: () => ({
         apiVersion: "appstudio.redhat.com/v1alpha1",
@@ -197,7 +203,7 @@ function requestWorld(c: RequestCase) {
 
   const current = () => requests.objects.get(`${ns}/r1`);
   const goRun = () => runs.objects.get(`${privateNs}/go-run`);
-  const run = () => runs.objects.get(`${privateNs}/${runName}`);
+  const run = () => byName(runName);
   let result: ReconcileResult | undefined;
   const step = async (s: RequestStep) => {
     if (s === "reconcile") {
@@ -219,7 +225,7 @@ function requestWorld(c: RequestCase) {
       if (s.tenant === "delete") await requests.delete(ns, "r1");
       if (s.tenant === "remove finalizer")
         await requests.mergePatch(ns, "r1", { metadata: { finalizers: null } });
-    } else await runs.delete(privateNs, runName);
+    } else await runs.delete(run()?.metadata?.namespace as string, runName);
     syncSlots();
   };
   return { step, current, run, goRun, events, requests, runs, result: () => result };
@@ -374,6 +380,31 @@ const requestCases: RequestCase[] = [
     expect: { status: "Unknown", runCancelled: false, run: "running" },
   },
   {
+    name: "a service's runNamespace is where its runs go, and where they are followed",
+    service: { runNamespace: "sign-runs" },
+    steps: ["reconcile", { tekton: "Succeeded", results: { digest: "sha256:2" } }, "reconcile"],
+    expect: { reason: "Succeeded", results: { digest: "sha256:2" }, run: "gone" },
+  },
+  {
+    name: "a run in the service's runNamespace",
+    service: { runNamespace: "sign-runs" },
+    steps: ["reconcile"],
+    expect: { reason: "Running", run: "running", runNamespace: "sign-runs" },
+  },
+  {
+    name: "a run namespace the controller does not watch yet: queued, saying why; no finalizer, no run",
+    service: { runNamespace: "sign-runs" },
+    unwatched: ["sign-runs"],
+    steps: ["reconcile"],
+    expect: {
+      status: "Unknown",
+      message: /^queued: waiting for the controller to see PipelineRuns in namespace sign-runs/,
+      run: "gone",
+      finalizer: false,
+      requeueAfterMs: 5_000,
+    },
+  },
+  {
     name: "a request the Go controller started is taken over: its run's outcome copied, the run deleted",
     goRun: "succeeded",
     steps: ["reconcile"],
@@ -443,6 +474,7 @@ describe("RequestReconciler rules", () => {
         );
       const run = w.run();
       if (expect.run === "gone") assert.equal(run, undefined, "no run");
+      if (expect.runNamespace) assert.equal(run?.metadata?.namespace, expect.runNamespace);
       if (expect.run === "running") {
         assert.ok(run, "the run exists");
         assert.equal(
