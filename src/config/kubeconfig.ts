@@ -1,7 +1,9 @@
 // Loading kubeconfigs without client-node's silent fallback to localhost:8080, one KubeConfig per
-// context (switching a shared object's current context after creating clients mixes credentials).
+// context (switching a shared object's current context after creating clients mixes credentials),
+// with bearer tokens that follow their files as they rotate (credentials.ts).
 import { existsSync } from "node:fs";
 import { KubeConfig, type RequestContext } from "@kubernetes/client-node";
+import { followTokens, type UserToken } from "./credentials.ts";
 
 export class ConfigError extends Error {}
 
@@ -28,10 +30,16 @@ export const apiCallTimeoutMs = 30_000;
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher>();
   callTimeoutMs = apiCallTimeoutMs;
+  /** By user name: bearer tokens read from their files again when these change (loadKubeConfig). */
+  tokens: ReadonlyMap<string, UserToken> = new Map();
 
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
-    const key = `${this.getCurrentCluster()?.name}\0${this.getCurrentUser()?.name}`;
+    const user = this.getCurrentUser();
+    // After client-node's own header, which holds the token as it was at load (or none, for tokenFile).
+    const token = user ? this.tokens.get(user.name)?.current() : undefined;
+    if (token) context.setHeaderParam("Authorization", `Bearer ${token}`);
+    const key = `${this.getCurrentCluster()?.name}\0${user?.name}`;
     const pooled = this.#dispatchers.get(key);
     const fresh = context.getDispatcher();
     if (pooled) context.setDispatcher(pooled);
@@ -40,12 +48,23 @@ export class PooledKubeConfig extends KubeConfig {
   }
 }
 
-/** A kubeconfig file's contexts; `path` undefined means in-cluster (service account) config. */
+/**
+ * A kubeconfig file's contexts; `path` undefined means in-cluster (service account) config, whose
+ * token client-node itself reads again every 60 s (kubelet renews it long before it expires).
+ */
 export function loadKubeConfig(path: string | undefined, what: string): KubeConfig {
   const kc = new PooledKubeConfig();
   if (path) {
     if (!existsSync(path)) throw new ConfigError(`${what}: kubeconfig file ${path} does not exist`);
     kc.loadFromFile(path);
+    kc.tokens = followTokens(path);
+    for (const token of kc.tokens.values()) {
+      try {
+        token.read();
+      } catch (err) {
+        throw new ConfigError(`${what}: user "${token.user}" of ${path}: ${(err as Error).message}`);
+      }
+    }
   } else if (process.env.KUBERNETES_SERVICE_HOST) {
     kc.loadFromCluster();
   } else {
@@ -69,6 +88,7 @@ export function forContext(kc: KubeConfig, context: string, what: string): KubeC
     throw new ConfigError(`${what}: context "${context}" is not in the kubeconfig (contexts: ${known})`);
   }
   const copy = new PooledKubeConfig();
+  if (kc instanceof PooledKubeConfig) copy.tokens = kc.tokens;
   copy.loadFromOptions({
     clusters: kc.getClusters(),
     users: kc.getUsers(),

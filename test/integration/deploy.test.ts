@@ -1,15 +1,17 @@
 // Keeps deploy/ and the Dockerfile honest: both kustomize bases are rendered with kubectl (built from Go
 // modules) and applied to the real planes with a server-side dry run (Pod Security "restricted" admission
 // included); the Deployment, the RBAC and the default policy are checked against what the docs
-// promise; and deploy/README.md's commands are run as written to turn the public ServiceAccount's token
-// into the kubeconfig the Deployment mounts, which the controller then starts with.
+// promise; and deploy/README.md's commands are run as written: they build the kubeconfig the Deployment
+// mounts and its first bound, expiring token, which the controller then starts with, and rotate that
+// token with deploy/refresh-remote-token.sh, revoking the old one.
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  AuthenticationV1Api,
   CoreV1Api,
   KubeConfig,
   type KubernetesObject,
@@ -18,13 +20,14 @@ import {
   type V1PolicyRule,
   type V1Role,
   type V1RoleBinding,
-  type V1Secret,
 } from "@kubernetes/client-node";
-import { parseAllDocuments, stringify } from "yaml";
+import { parse, parseAllDocuments, stringify } from "yaml";
 import { ensureTools } from "../../envtest/binaries.ts";
 import { createNamespace, readYamlObjects, uniqueName } from "../../envtest/cluster.ts";
 import type { Plane } from "../../envtest/controlplane.ts";
+import { eventually } from "../../envtest/wait.ts";
 import type { InternalServicesConfig } from "../../src/generated/crds.ts";
+import { writeLikeKubelet } from "../support/atomic-writer.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 import { type CommandOptions, type CommandResult, runCommand } from "../support/run-command.ts";
@@ -33,7 +36,7 @@ const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const privateNs = "internal-services";
 const remoteNs = "internal-services-remote";
 const remoteSa = "internal-service-controller-remote";
-const tokenSecret = "internal-service-controller-remote-token";
+const anchorSelector = "app.kubernetes.io/component=remote-token";
 
 /** The public ClusterRole's verbs per resource, as docs/policy-and-security.md lists them. */
 const documentedPublicVerbs: Record<string, string[]> = {
@@ -66,11 +69,21 @@ const ids = (objects: KubernetesObject[]) =>
 
 /** A shell block of deploy/README.md: the first ```sh fence after the marker comment. */
 function readmeBlock(readme: string, marker: string): string {
-  const at = readme.indexOf(`<!-- deploy.test.ts runs this block against the ${marker} plane -->`);
-  assert.ok(at >= 0, `deploy/README.md marks the block run against the ${marker} plane`);
+  const at = readme.indexOf(`<!-- deploy.test.ts runs this block against ${marker} -->`);
+  assert.ok(at >= 0, `deploy/README.md marks the block run against ${marker}`);
   const match = /```sh\n([\s\S]*?)```/.exec(readme.slice(at));
   assert.ok(match?.[1], `a sh block follows the ${marker} marker`);
   return match[1];
+}
+
+/** A JWT's claims (not verified: the API server does that). */
+function jwtClaims(token: string): {
+  sub: string;
+  iat: number;
+  exp: number;
+  "kubernetes.io"?: { secret?: { name: string } };
+} {
+  return JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString());
 }
 
 function assertNoSecrets(rules: V1PolicyRule[], what: string): void {
@@ -217,9 +230,14 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     const remote = mounts.get("/etc/isc/remote");
     assert.equal(remote?.readOnly, true);
     const volumes = new Map((spec?.volumes ?? []).map((v) => [v.name, v]));
+    // The whole volume, no subPath (kubelet would never update the token in a subPath mount).
+    assert.equal(remote?.subPath, undefined);
     assert.deepEqual(volumes.get(remote?.name ?? "")?.secret, {
       secretName: "isc-remote-kubeconfig",
-      items: [{ key: "kubeconfig", path: "kubeconfig" }],
+      items: [
+        { key: "kubeconfig", path: "kubeconfig" },
+        { key: "token", path: "token" },
+      ],
     });
     assert.ok(volumes.get(mounts.get("/tmp")?.name ?? "")?.emptyDir, "an emptyDir at /tmp");
   });
@@ -263,19 +281,15 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     ]);
   });
 
-  it("the public base holds the CRD from crds/, the remote identity and its token Secret", async () => {
+  it("the public base holds the CRD from crds/ and the remote identity, and no token", async () => {
     assert.deepEqual(ids(publicObjects).sort(), [
       "ClusterRole/internal-service-controller-remote",
       "CustomResourceDefinition/internalrequests.appstudio.redhat.com",
       `Namespace/${remoteNs}`,
-      `Secret/${remoteNs}/${tokenSecret}`,
       `ServiceAccount/${remoteNs}/${remoteSa}`,
     ]);
     const [crd] = await readYamlObjects(join(repoRoot, "crds/appstudio.redhat.com_internalrequests.yaml"));
     assert.deepEqual(find(publicObjects, "CustomResourceDefinition", crd?.metadata?.name as string), crd);
-    const secret = find<V1Secret>(publicObjects, "Secret", tokenSecret);
-    assert.equal(secret.type, "kubernetes.io/service-account-token");
-    assert.equal(secret.metadata?.annotations?.["kubernetes.io/service-account.name"], remoteSa);
     const [tenantBinding] = (await readYamlObjects(
       join(repoRoot, "deploy/public/rolebinding-tenant.yaml"),
     )) as V1RoleBinding[];
@@ -339,7 +353,7 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     await ok(dryRun(planes.public, selector), "dry-run workspace-selector.yaml");
   });
 
-  it("deploy/README.md's commands turn the token into a kubeconfig the controller runs with", async () => {
+  it("deploy/README.md's commands build the kubeconfig and a bound token, and rotate and revoke it", async () => {
     const readme = await readFile(join(repoRoot, "deploy/README.md"), "utf8");
     // Public side for real (not the CRD, which the test harness owns), and one tenant binding.
     await apply(
@@ -358,43 +372,50 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
       ]),
       "apply rolebinding-tenant.yaml",
     );
-    // No kube-controller-manager runs here: fill the Secret as its token controller would.
+    // No kube-controller-manager runs here: publish the cluster's CA as its root-ca-cert-publisher would.
     const core = planes.publicAdmin.makeApiClient(CoreV1Api);
-    const token = (
-      await core.createNamespacedServiceAccountToken({
-        name: remoteSa,
-        namespace: remoteNs,
-        body: { spec: { audiences: [], expirationSeconds: 3600 } },
-      })
-    ).status?.token as string;
-    const secret = await core.readNamespacedSecret({ name: tokenSecret, namespace: remoteNs });
-    secret.data = {
-      token: Buffer.from(token).toString("base64"),
-      "ca.crt": Buffer.from(planes.public.caPem).toString("base64"),
-      namespace: Buffer.from(remoteNs).toString("base64"),
-    };
-    await core.replaceNamespacedSecret({ name: tokenSecret, namespace: remoteNs, body: secret });
+    await core.createNamespacedConfigMap({
+      namespace: remoteNs,
+      body: { metadata: { name: "kube-root-ca.crt" }, data: { "ca.crt": planes.public.caPem } },
+    });
 
+    // The README's commands run from the repository's root: deploy/ is there, the rest is scratch.
     const work = await mkdtemp(join(dir, "readme-"));
-    const shell = (plane: Plane, script: string) =>
+    await symlink(join(repoRoot, "deploy"), join(work, "deploy"));
+    const shell = (plane: Plane | Plane[], script: string, env: Record<string, string> = {}) =>
       ok(
         run("bash", ["-euo", "pipefail", "-c", script], {
           cwd: work,
           env: {
             PATH: `${toolsDir}:${process.env.PATH ?? ""}`,
             HOME: work,
-            KUBECONFIG: plane.kubeconfigPath,
+            KUBECONFIG: [plane]
+              .flat()
+              .map((p) => p.kubeconfigPath)
+              .join(":"),
+            ...env,
           },
         }),
-        `README block for the ${plane.name} plane`,
+        `README block for ${[plane].flat().map((p) => p.name)}`,
       );
-    await shell(planes.public, readmeBlock(readme, "public"));
-    const remoteKubeconfig = join(work, "remote.kubeconfig");
-    assert.deepEqual(await readdir(work).then((f) => f.filter((n) => !n.startsWith("."))), [
-      "remote.kubeconfig",
+    await shell(planes.public, readmeBlock(readme, "the public plane"));
+    const remoteKubeconfig = join(work, "remote", "kubeconfig");
+    assert.deepEqual(await readdir(work).then((f) => f.filter((n) => !n.startsWith(".")).sort()), [
+      "deploy",
+      "remote",
     ]);
+    assert.deepEqual((await readdir(join(work, "remote"))).sort(), ["kubeconfig", "token"]);
     const kc = await readFile(remoteKubeconfig, "utf8");
     assert.doesNotMatch(kc, /certificate-authority:/, "the CA is embedded, not a path");
+    const [user] = (parse(kc) as { users: { user: Record<string, unknown> }[] }).users;
+    assert.deepEqual(user?.user, { tokenFile: "token" }, "the token is read from the file beside it");
+    const tokenFile = await readFile(join(work, "remote", "token"), "utf8");
+    const firstToken = tokenFile.trim();
+    const claims = jwtClaims(firstToken);
+    assert.equal(claims.sub, `system:serviceaccount:${remoteNs}:${remoteSa}`);
+    assert.equal(claims.exp - claims.iat, 24 * 3600, "expires in 24 hours");
+    const firstAnchor = claims["kubernetes.io"]?.secret?.name as string;
+    assert.match(firstAnchor, new RegExp(`^${remoteSa}-`), "bound to an anchor Secret");
 
     const canI = async (verb: string, resource: string, ns: string) =>
       (
@@ -418,18 +439,29 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
       planes.private,
       privateObjects.filter((o) => o.kind === "Namespace"),
     );
-    await shell(planes.private, readmeBlock(readme, "private"));
-    const stored = await planes.privateAdmin
-      .makeApiClient(CoreV1Api)
-      .readNamespacedSecret({ name: "isc-remote-kubeconfig", namespace: privateNs });
-    assert.equal(Buffer.from(stored.data?.kubeconfig ?? "", "base64").toString(), kc);
+    await shell(planes.private, readmeBlock(readme, "the private plane"));
+    const privateCore = planes.privateAdmin.makeApiClient(CoreV1Api);
+    const mounted = async () => {
+      const stored = await privateCore.readNamespacedSecret({
+        name: "isc-remote-kubeconfig",
+        namespace: privateNs,
+      });
+      const data = Object.fromEntries(
+        Object.entries(stored.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString()]),
+      );
+      assert.deepEqual(Object.keys(data).sort(), ["kubeconfig", "token"]);
+      return data as { kubeconfig: string; token: string };
+    };
+    assert.deepEqual(await mounted(), { kubeconfig: kc, token: tokenFile });
     const loaded = new KubeConfig();
     loaded.loadFromString(kc);
     assert.equal(loaded.getCurrentContext(), "public");
 
-    // The controller starts and syncs its caches with exactly that kubeconfig, as the pod would.
+    // The controller starts and syncs its caches with the Secret as kubelet mounts it.
+    const mount = join(work, "mount");
+    await writeLikeKubelet(mount, await mounted());
     const controller = await ControllerProcess.start({
-      remoteKubeconfig,
+      remoteKubeconfig: join(mount, "kubeconfig"),
       workspaces: [`public=${tenant}`],
       privateKubeconfig: planes.private.kubeconfigPath,
       namespace: privateNs,
@@ -440,6 +472,50 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     } finally {
       await controller.kill("SIGTERM");
     }
+
+    // Rotation: a new token in the Secret, the kubeconfig untouched, the old token revoked.
+    const auth = (token: string) => {
+      const k = new KubeConfig();
+      k.loadFromOptions({
+        clusters: [
+          {
+            name: "c",
+            server: planes.public.server,
+            caData: Buffer.from(planes.public.caPem).toString("base64"),
+            skipTLSVerify: false,
+          },
+        ],
+        users: [{ name: "u", token }],
+        contexts: [{ name: "c", cluster: "c", user: "u" }],
+        currentContext: "c",
+      });
+      return k.makeApiClient(AuthenticationV1Api);
+    };
+    const whoAmI = (token: string) =>
+      auth(token)
+        .createSelfSubjectReview({ body: {} })
+        .then(
+          (r) => r.status?.userInfo?.username,
+          (err: { code?: number }) => err.code,
+        );
+    assert.equal(await whoAmI(firstToken), claims.sub);
+    // REVOKE_AFTER=0: there is no kubelet here to wait for (the script's default waits 120 s for it).
+    await shell([planes.public, planes.private], readmeBlock(readme, "both planes"), { REVOKE_AFTER: "0" });
+    const rotated = await mounted();
+    assert.equal(rotated.kubeconfig, kc);
+    const secondToken = rotated.token.trim();
+    assert.notEqual(secondToken, firstToken);
+    const secondAnchor = jwtClaims(secondToken)["kubernetes.io"]?.secret?.name;
+    assert.deepEqual(
+      (await core.listNamespacedSecret({ namespace: remoteNs, labelSelector: anchorSelector })).items.map(
+        (s) => s.metadata?.name,
+      ),
+      [secondAnchor],
+      "only the new token's anchor is left",
+    );
+    assert.equal(await whoAmI(secondToken), claims.sub);
+    // The API server may accept a revoked token for a few seconds more (its authentication cache).
+    await eventually(async () => (await whoAmI(firstToken)) === 401, "the old token rejected", 30_000, 200);
   });
 
   it("the Dockerfile builds a non-root image with runtime dependencies only", async () => {

@@ -24,6 +24,18 @@ export interface Faults {
   failWritesTo: string | undefined;
 }
 
+/** One answer the API server gave through the proxy, with the credential the request carried. */
+export interface ProxiedAnswer {
+  /** When the request arrived (ms since the epoch). */
+  at: number;
+  method: string;
+  /** The path without the query. */
+  path: string;
+  watch: boolean;
+  status: number;
+  authorization: string;
+}
+
 export class FaultProxy {
   readonly faults: Faults = {
     latencyMs: 0,
@@ -35,6 +47,8 @@ export class FaultProxy {
   };
   /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
   readonly stats = { requests: 0, writes: 0, dropped: 0, errors: 0 };
+  /** Told of every answer passed on from the API server (not of injected faults). */
+  onAnswer: ((answer: ProxiedAnswer) => void) | undefined;
   /** Writes per resource (the plural in the request path, e.g. "pipelineruns", "leases"). */
   readonly #writesByResource = new Map<string, number>();
   readonly #server: Server;
@@ -59,6 +73,7 @@ export class FaultProxy {
       socket.on("close", () => this.#sockets.delete(socket));
     });
     server.on("request", (req, res) => {
+      const at = Date.now();
       this.stats.requests++;
       if (!["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET")) {
         this.stats.writes++;
@@ -111,6 +126,15 @@ export class FaultProxy {
             ca: this.#upstreamCa,
           },
           (answer) => {
+            const [path = "", query = ""] = (req.url ?? "").split("?", 2);
+            this.onAnswer?.({
+              at,
+              method: req.method ?? "GET",
+              path,
+              watch: /(^|&)watch=(true|1)(&|$)/.test(query),
+              status: answer.statusCode ?? 502,
+              authorization: req.headers.authorization ?? "",
+            });
             res.writeHead(answer.statusCode ?? 502, answer.headers);
             answer.pipe(res);
           },

@@ -1,11 +1,17 @@
-// PooledKubeConfig: every API call of one context gets the same connection pool (dispatcher), and
-// no API call can hang.
+// PooledKubeConfig: every API call of one context gets the same connection pool (dispatcher), no API
+// call can hang, and bearer tokens follow their files as they rotate.
 import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { describe, it } from "node:test";
-import { CoreV1Api, RequestContext, Watch } from "@kubernetes/client-node";
-import { PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { CoreV1Api, type KubeConfig, RequestContext, Watch } from "@kubernetes/client-node";
+import { stringify } from "yaml";
+import { FollowedFile, tokenText, tokenUsers } from "../../src/config/credentials.ts";
+import { ConfigError, forContext, loadKubeConfig, PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import { writeLikeKubelet } from "../support/atomic-writer.ts";
 
 const config = (server: string) => ({
   // A CA makes client-node build a dispatcher (it only connects, and parses the CA, on first use).
@@ -83,5 +89,199 @@ describe("PooledKubeConfig", () => {
       for (const res of open) res.destroy();
       server.close();
     }
+  });
+});
+
+// Tokens that rotate under a running process: the kubeconfig, and the token file it names, are read
+// again when they change, as kubelet changes a mounted Secret (a symlink swap), with no reload.
+describe("rotating bearer tokens", () => {
+  const dirs: string[] = [];
+  after(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+  const tempDir = async () => {
+    const dir = await mkdtemp(join(tmpdir(), "isc-kubeconfig-"));
+    dirs.push(dir);
+    return dir;
+  };
+  const kubeconfig = (server: string, user: Record<string, unknown>) =>
+    stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
+      users: [{ name: "u", user }],
+      contexts: [
+        { name: "ctx", context: { cluster: "c", user: "u" } },
+        { name: "other", context: { cluster: "c", user: "u" } },
+      ],
+      "current-context": "ctx",
+    });
+  const authorization = async (kc: KubeConfig) => {
+    const context = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
+    await kc.applySecurityAuthentication(context);
+    return context.getHeaders().Authorization;
+  };
+
+  it("finds the users with a token of their own, resolving tokenFile against the kubeconfig's directory", () => {
+    const text = stringify({
+      users: [
+        { name: "inline", user: { token: "t" } },
+        { name: "file", user: { tokenFile: "secrets/token" } },
+        { name: "absolute", user: { tokenFile: "/run/token" } },
+        { name: "client-node-spelling", user: { "token-file": "token" } },
+        { name: "both", user: { token: "t", tokenFile: "token" } },
+        { name: "exec", user: { exec: { command: "plugin" }, token: "ignored" } },
+        { name: "provider", user: { "auth-provider": { name: "oidc" } } },
+        { name: "certificate", user: { "client-certificate-data": "x" } },
+        { user: { token: "nameless" } },
+      ],
+    });
+    assert.deepEqual(Object.fromEntries(tokenUsers(text, "/etc/isc/remote")), {
+      inline: { token: "t" },
+      file: { tokenFile: "/etc/isc/remote/secrets/token" },
+      absolute: { tokenFile: "/run/token" },
+      "client-node-spelling": { tokenFile: "/etc/isc/remote/token" },
+      both: { tokenFile: "/etc/isc/remote/token" },
+    });
+    assert.deepEqual(tokenUsers("", "/"), new Map());
+  });
+
+  it("takes a token file's token without the newline around it, and refuses an empty one", () => {
+    assert.equal(tokenText("eyJhbGc.x.y\n"), "eyJhbGc.x.y");
+    assert.throws(() => tokenText(" \n"), /empty/);
+  });
+
+  it("reads a followed file again only when kubelet swapped it, or it was rewritten", async () => {
+    const dir = await tempDir();
+    await writeLikeKubelet(dir, { token: "one" });
+    let reads = 0;
+    const file = new FollowedFile(join(dir, "token"), (text) => {
+      reads++;
+      return text;
+    });
+    assert.equal(file.get(), "one");
+    assert.equal(file.get(), "one");
+    assert.equal(reads, 1, "unchanged: not read again");
+    await writeLikeKubelet(dir, { token: "two" });
+    assert.equal(file.get(), "two");
+    await writeFile(join(dir, "plain"), "a");
+    const plain = new FollowedFile(join(dir, "plain"), (text) => text);
+    assert.equal(plain.get(), "a");
+    await writeFile(join(dir, "plain"), "bb");
+    assert.equal(plain.get(), "bb", "rewritten in place");
+  });
+
+  it("sends the token file's newest token on the next call, in every context, without a reload", async () => {
+    const dir = await tempDir();
+    await writeLikeKubelet(dir, {
+      kubeconfig: kubeconfig("https://127.0.0.1:6443", { tokenFile: "token" }),
+      token: "first\n",
+    });
+    const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
+    const other = forContext(kc, "other", "--workspace other");
+    assert.equal(await authorization(kc), "Bearer first");
+    assert.equal(await authorization(other), "Bearer first");
+    await writeLikeKubelet(dir, {
+      kubeconfig: kubeconfig("https://127.0.0.1:6443", { tokenFile: "token" }),
+      token: "second\n",
+    });
+    assert.equal(await authorization(kc), "Bearer second");
+    assert.equal(await authorization(other), "Bearer second");
+  });
+
+  it("follows an inline token when the kubeconfig itself is replaced", async () => {
+    const dir = await tempDir();
+    await writeLikeKubelet(dir, { kubeconfig: kubeconfig("https://127.0.0.1:6443", { token: "old" }) });
+    const kc = forContext(loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig"), "ctx", "ctx");
+    assert.equal(await authorization(kc), "Bearer old");
+    await writeLikeKubelet(dir, { kubeconfig: kubeconfig("https://127.0.0.1:6443", { token: "new" }) });
+    assert.equal(await authorization(kc), "Bearer new");
+    // Switched to a token file: followed from then on.
+    await writeLikeKubelet(dir, {
+      kubeconfig: kubeconfig("https://127.0.0.1:6443", { tokenFile: "token" }),
+      token: "from-file",
+    });
+    assert.equal(await authorization(kc), "Bearer from-file");
+  });
+
+  it("refuses a token file that is missing at start, and keeps the last token while one is unreadable", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "kubeconfig"), kubeconfig("https://127.0.0.1:6443", { tokenFile: "token" }));
+    assert.throws(
+      () => loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig"),
+      (err: Error) =>
+        err instanceof ConfigError && err.message.includes('user "u"') && err.message.includes("ENOENT"),
+    );
+    await writeFile(join(dir, "token"), "kept");
+    const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
+    assert.equal(await authorization(kc), "Bearer kept");
+    await writeFile(join(dir, "token"), ""); // a writer half done
+    assert.equal(await authorization(kc), "Bearer kept");
+    await rm(join(dir, "token"));
+    assert.equal(await authorization(kc), "Bearer kept");
+    await writeFile(join(dir, "token"), "back");
+    assert.equal(await authorization(kc), "Bearer back");
+  });
+
+  it("after a 401, the retry carries the token written since", async () => {
+    let valid = "old";
+    const seen: string[] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.headers.authorization ?? "");
+      const ok = req.headers.authorization === `Bearer ${valid}`;
+      res.writeHead(ok ? 200 : 401, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify(
+          ok
+            ? { kind: "NamespaceList", apiVersion: "v1", metadata: {}, items: [] }
+            : { kind: "Status", apiVersion: "v1", status: "Failure", reason: "Unauthorized", code: 401 },
+        ),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const dir = await tempDir();
+      const files = (token: string) => ({
+        kubeconfig: kubeconfig(`http://127.0.0.1:${port}`, { tokenFile: "token" }),
+        token,
+      });
+      await writeLikeKubelet(dir, files("old"));
+      const api = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig").makeApiClient(CoreV1Api);
+      await api.listNamespace();
+      valid = "new"; // the old token is revoked before its successor is in place
+      await assert.rejects(api.listNamespace(), { code: 401 });
+      await writeLikeKubelet(dir, files("new"));
+      await api.listNamespace();
+      assert.deepEqual(seen, ["Bearer old", "Bearer old", "Bearer new"]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("leaves exec credential plugins to client-node, which runs them again once expired", async () => {
+    const dir = await tempDir();
+    const counter = join(dir, "runs");
+    await writeFile(counter, "0");
+    // A plugin that hands out a new, already expired token on every run.
+    const plugin = `const fs = require("node:fs"); const n = Number(fs.readFileSync(${JSON.stringify(counter)}, "utf8")) + 1;
+fs.writeFileSync(${JSON.stringify(counter)}, String(n));
+console.log(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind: "ExecCredential",
+  status: { token: "exec-" + n, expirationTimestamp: new Date(Date.now() - 1000).toISOString() } }));`;
+    await writeFile(
+      join(dir, "kubeconfig"),
+      kubeconfig("https://127.0.0.1:6443", {
+        exec: {
+          apiVersion: "client.authentication.k8s.io/v1",
+          command: process.execPath,
+          args: ["-e", plugin],
+          interactiveMode: "Never",
+        },
+      }),
+    );
+    const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
+    assert.equal((kc as PooledKubeConfig).tokens.size, 0, "not followed here");
+    assert.equal(await authorization(kc), "Bearer exec-1");
+    assert.equal(await authorization(kc), "Bearer exec-2");
   });
 });
