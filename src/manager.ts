@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { customRunController } from "./customtask/controller.ts";
 import { requestControllers } from "./requests/controller.ts";
 import { type ControllerSpec, runController } from "./runtime/controller.ts";
+import { Heartbeat } from "./runtime/heartbeat.ts";
 import { Metrics } from "./runtime/metrics.ts";
 import { WorkQueue } from "./runtime/queue.ts";
 import { openPrivateCluster, type PrivateCluster } from "./sources/private.ts";
@@ -28,6 +29,8 @@ export interface ManagerOptions {
   workers?: number;
   log: Logger;
   metrics?: Metrics;
+  /** Once serving, renew a Lease in each workspace saying so (see Heartbeat); absent: none. */
+  heartbeat?: { namespace: string; name: string; identity: string; intervalMs: number };
   /** Test-only fault injection, see RequestReconcilerDeps.afterCreate. */
   afterCreate?: () => void;
   /** See RequestReconcilerDeps.queuedRecheckMs. */
@@ -88,6 +91,18 @@ export function startManager(opts: ManagerOptions): Manager {
     return { spec, queue };
   });
 
+  const heartbeats = opts.heartbeat
+    ? workspaces.map(
+        (ws, i) =>
+          new Heartbeat({
+            ...(opts.heartbeat as NonNullable<ManagerOptions["heartbeat"]>),
+            kubeConfig: ws.kubeConfig,
+            serving: serving(opts.workspaces[i] as WorkspaceConfig, { serveRequests, serveCustomTasks }),
+            log,
+          }),
+      )
+    : [];
+
   const abort = new AbortController();
   let ready = false;
   let workersDone: Promise<unknown> = Promise.resolve();
@@ -109,6 +124,7 @@ export function startManager(opts: ManagerOptions): Manager {
       ),
     );
     ready = true;
+    for (const h of heartbeats) h.start();
     log.info(
       { workspaces: workspaces.map((w) => w.name), controllers: specs.map((s) => s.name) },
       "controller ready",
@@ -120,6 +136,7 @@ export function startManager(opts: ManagerOptions): Manager {
     ready: readyPromise,
     isReady: () => ready,
     stop: async () => {
+      for (const h of heartbeats) h.stop();
       await privateCluster?.stop();
       abort.abort();
       for (const c of controllers) c.queue.shutDown();
@@ -128,4 +145,18 @@ export function startManager(opts: ManagerOptions): Manager {
       await Promise.all(workspaces.map((ws) => ws.stop()));
     },
   };
+}
+
+/** What a workspace is served for, as its heartbeat says it: counts and selectors, never tenants' names. */
+function serving(ws: WorkspaceConfig, serves: { serveRequests: boolean; serveCustomTasks: boolean }): string {
+  const what = [
+    ...(serves.serveRequests ? ["InternalRequests"] : []),
+    ...(serves.serveCustomTasks ? ["InternalRequest CustomRuns"] : []),
+  ].join(" and ");
+  const where = ws.namespaces?.length
+    ? `${ws.namespaces.length} listed namespace${ws.namespaces.length === 1 ? "" : "s"}`
+    : ws.namespaceSelector
+      ? `the namespaces labelled ${ws.namespaceSelector}`
+      : "all namespaces";
+  return `${what} in ${where} of workspace ${ws.name}`;
 }

@@ -53,6 +53,12 @@ export const customRuns: ResourceType = {
 };
 
 export const namespaces: ResourceType = { group: "", version: "v1", plural: "namespaces", kind: "Namespace" };
+export const leases: ResourceType = {
+  group: "coordination.k8s.io",
+  version: "v1",
+  plural: "leases",
+  kind: "Lease",
+};
 
 export const apiVersionOf = (type: ResourceType) =>
   type.group ? `${type.group}/${type.version}` : type.version;

@@ -7,6 +7,7 @@ import type { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
 import { startManager } from "../manager.ts";
+import { defaultHeartbeat } from "../runtime/heartbeat.ts";
 import { LeaderElector } from "../runtime/leader.ts";
 import { newLogger } from "../runtime/log.ts";
 import { Metrics } from "../runtime/metrics.ts";
@@ -168,6 +169,20 @@ export const controllerFlags = [
       'the workspace the original Go controller served: the requests it was running there are taken over (see the cutover in docs/migrating.md); "" for none',
   },
   {
+    name: "heartbeat-namespace",
+    value: "NS",
+    env: ["ISC_HEARTBEAT_NAMESPACE"],
+    default: defaultHeartbeat.namespace,
+    meaning: `renew the Lease ${defaultHeartbeat.name} there in every workspace while serving, so callers can see the controller is alive (the CLI and the Task read it); "" for none`,
+  },
+  {
+    name: "heartbeat-interval",
+    value: "D",
+    env: ["ISC_HEARTBEAT_INTERVAL"],
+    default: "1m",
+    meaning: "how often the heartbeat Lease is renewed: one write per workspace each time",
+  },
+  {
     name: "workers",
     value: "N",
     env: ["ISC_WORKERS"],
@@ -320,6 +335,19 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       `--go-workspace ${goWorkspace}: not a served workspace (${workspaces.map((w) => w.name).join(", ")})`,
     );
 
+  const heartbeatIntervalMs = durationFlag(values["heartbeat-interval"], "--heartbeat-interval");
+  if (heartbeatIntervalMs < 1000)
+    throw new ConfigError(`--heartbeat-interval must be at least 1s, got "${values["heartbeat-interval"]}"`);
+  const identity = `${hostname()}_${process.pid}`;
+  const heartbeat = values["heartbeat-namespace"]
+    ? {
+        namespace: values["heartbeat-namespace"],
+        name: defaultHeartbeat.name,
+        identity,
+        intervalMs: heartbeatIntervalMs,
+      }
+    : undefined;
+
   const metrics = new Metrics();
   let manager: ReturnType<typeof startManager> | undefined;
   const startWork = () => {
@@ -330,6 +358,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       privateKubeConfig: privateKc,
       controllerNamespace: namespace,
       goWorkspace,
+      heartbeat,
       workers,
       log,
       metrics,
@@ -350,7 +379,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
         kubeConfig: privateKc ?? (workspaces[0]?.kubeConfig as KubeConfig),
         namespace,
         name: values["leader-election-id"],
-        identity: `${hostname()}_${process.pid}`,
+        identity,
         leaseDurationMs: durationFlag(values["leader-lease-duration"], "--leader-lease-duration"),
         renewDeadlineMs: durationFlag(values["leader-renew-deadline"], "--leader-renew-deadline"),
         retryPeriodMs: durationFlag(values["leader-retry-period"], "--leader-retry-period"),

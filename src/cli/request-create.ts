@@ -15,13 +15,21 @@ import {
 } from "./request-flags.ts";
 import { formatObjects } from "./request-output.ts";
 import { Progress, waitForRequests } from "./request-wait.ts";
-import { finishWait, resultsFlagsHelp, resultsOptions } from "./request-wait-command.ts";
+import {
+  finishWait,
+  pickupFlags,
+  pickupFlagsHelp,
+  pickupOptions,
+  resultsFlagsHelp,
+  resultsOptions,
+} from "./request-wait-command.ts";
 
 const help = `Usage: isc request create (--service NAME | --pipeline-resolver R) [flags]
 
 Creates an InternalRequest in the namespace. Without --wait it prints the new request's name (-o).
-With --wait it then waits like "isc request wait" (same progress, results and exit codes: 0, 21, 124),
-and cancels the request if the wait times out or is interrupted (SIGINT/SIGTERM).
+With --wait it then waits like "isc request wait" (same progress, results and exit codes: 0, 21, 22,
+124), and cancels the request if the wait times out, no controller takes it up within
+--pickup-timeout, or it is interrupted (SIGINT/SIGTERM).
 
 Flags:
   --service NAME            the InternalService to call (spec.service)
@@ -38,6 +46,7 @@ Flags:
                             finished request instead of its results
   --wait                    wait until the request finishes
   --wait-timeout DURATION   with --wait: how long to wait (default 1h, or --timeout plus 1m)
+${pickupFlagsHelp}
 ${resultsFlagsHelp}
   -q, --quiet               no progress lines
 `;
@@ -107,6 +116,7 @@ export const createCommand: Subcommand = {
     output: { type: "string", short: "o" },
     wait: { type: "boolean" },
     "wait-timeout": { type: "string" },
+    ...pickupFlags,
     results: { type: "string" },
     "results-dir": { type: "string" },
     quiet: { type: "boolean", short: "q" },
@@ -119,10 +129,14 @@ export const createCommand: Subcommand = {
       throw new UsageError(`-o must be one of ${outputs.join(", ")}, got "${output}"`);
     const wait = bool(values, "wait");
     const waitTimeout = str(values, "wait-timeout");
-    if (!wait && (waitTimeout || str(values, "results") || str(values, "results-dir")))
-      throw new UsageError("--wait-timeout, --results and --results-dir need --wait");
+    const waitOnly = ["wait-timeout", "pickup-timeout", "heartbeat-lease", "results", "results-dir"];
+    if (!wait && waitOnly.some((flag) => str(values, flag) !== undefined))
+      throw new UsageError(
+        "--wait-timeout, --pickup-timeout, --heartbeat-lease, --results and --results-dir need --wait",
+      );
     const body = buildRequest(values);
     const results = resultsOptions(values);
+    const pickup = pickupOptions(values);
     const requestTimeoutMs = durationFlag(body.spec.timeouts?.pipeline ?? "0", "--timeout", true);
     const timeoutMs = waitTimeout
       ? durationFlag(waitTimeout, "--wait-timeout")
@@ -146,8 +160,9 @@ export const createCommand: Subcommand = {
       namespace: session.namespace,
       names: [name],
       timeoutMs,
+      pickupTimeoutMs: pickup.pickupTimeoutMs,
       progress: new Progress({ quiet: bool(values, "quiet") }),
     });
-    return finishWait(session, outcome, { timeoutMs, cancelUnfinished: true, results, output });
+    return finishWait(session, outcome, { timeoutMs, ...pickup, cancelUnfinished: true, results, output });
   },
 };

@@ -6,6 +6,7 @@ import { collectionPath, internalRequests, type ResourceClient } from "../api/re
 import type { InternalRequest } from "../generated/crds.ts";
 import { formatDuration } from "../policy/duration.ts";
 import { CommandError, httpCode } from "./request-errors.ts";
+import { pickedUp } from "./request-heartbeat.ts";
 import { isFinished, messageOf, oneLine, reasonOf } from "./request-output.ts";
 
 export interface WaitOptions {
@@ -16,6 +17,8 @@ export interface WaitOptions {
   names?: string[];
   selector?: string;
   timeoutMs: number;
+  /** Give up this soon when a request still has no status (no controller took it up); 0: never. */
+  pickupTimeoutMs?: number;
   pollMs?: number;
   progress: Progress;
 }
@@ -23,11 +26,13 @@ export interface WaitOptions {
 export type WaitOutcome =
   | { kind: "finished"; requests: InternalRequest[] }
   | { kind: "timeout"; requests: InternalRequest[] }
+  | { kind: "not-picked-up"; requests: InternalRequest[] }
   | { kind: "interrupted"; signal: NodeJS.Signals; requests: InternalRequest[] };
 
 export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
   const pollMs = opts.pollMs ?? 2_000;
   const deadline = Date.now() + opts.timeoutMs;
+  const pickupDeadline = opts.pickupTimeoutMs ? Date.now() + opts.pickupTimeoutMs : Number.POSITIVE_INFINITY;
   const byName = new Map<string, InternalRequest>();
   const wanted = opts.names ? new Set(opts.names) : undefined;
   let wake = () => {};
@@ -119,8 +124,10 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
       if (interrupted) return { kind: "interrupted", signal: interrupted, requests };
       const now = Date.now();
       if (now >= deadline) return { kind: "timeout", requests };
+      if (now >= pickupDeadline && requests.some((r) => !pickedUp(r)))
+        return { kind: "not-picked-up", requests };
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(nextPoll, deadline) - now);
+        const timer = setTimeout(resolve, Math.min(nextPoll, deadline, pickupDeadline) - now);
         wake = () => {
           clearTimeout(timer);
           resolve();

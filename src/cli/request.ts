@@ -21,7 +21,8 @@ Create, wait for, inspect and cancel InternalRequests (appstudio.redhat.com/v1al
 
 Commands:
   create     create a request for an InternalService (or a raw pipeline), optionally wait for it
-  wait       wait until requests finish; exit 0 succeeded, 21 failed/rejected/cancelled, 124 timed out
+  wait       wait until requests finish; exit 0 succeeded, 21 failed/rejected/cancelled, 22 not
+             picked up by any controller, 124 timed out
   get        show one request (its results as JSON by default)
   list       list requests as a table
   describe   show a request in detail: spec, conditions, its PipelineRun, results and Events

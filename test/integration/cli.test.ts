@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { mintIdentity } from "../../envtest/cluster.ts";
+import { createNamespace, mintIdentity, uniqueName } from "../../envtest/cluster.ts";
 import { freePort } from "../../envtest/controlplane.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { ResourceClient } from "../../src/api/resources.ts";
@@ -63,9 +63,19 @@ const show = (r: Run) => `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.std
 describe("isc request", () => {
   let f: Fixture;
   let ns: string;
+  let heartbeatNs: string;
+  const heartbeatName = "internal-service-controller";
   before(async () => {
-    f = await Fixture.create({ config: (n) => ({ allowList: n }), services: { sign: signService } });
+    f = await Fixture.create({
+      config: (n) => ({ allowList: n }),
+      services: { sign: signService },
+      startController: false,
+    });
     ns = f.namespaces[0] as string;
+    heartbeatNs = await createNamespace(testPlanes().publicAdmin, uniqueName("heartbeat"));
+    await f.startController({
+      heartbeat: { namespace: heartbeatNs, name: heartbeatName, identity: "cli-test", intervalMs: 1000 },
+    });
   });
   after(async () => {
     await f?.stop();
@@ -254,6 +264,42 @@ describe("isc request", () => {
     assert.match(r.stderr, /isc: timed out after 2s waiting for slow \(Running: /);
     assert.match(r.stderr, /isc: cancelled slow/);
     await f.waitForReason("slow", "Cancelled");
+  });
+
+  it("exits 22 when no controller takes a request up, saying when one was last seen", async () => {
+    const unserved = await createNamespace(testPlanes().publicAdmin, uniqueName("unserved"));
+    const lease = `${heartbeatNs}/${heartbeatName}`;
+    const started = Date.now();
+    const r = await isc([
+      ...["create", "-n", unserved, "--service", "sign", "-p", `digest=${digest}`, "--name", "nobody"],
+      ...["--wait", "--pickup-timeout", "2s", "--heartbeat-lease", lease],
+    ]);
+    assert.equal(r.code, 22, show(r));
+    assert.ok(Date.now() - started < 30_000);
+    assert.match(
+      r.stderr,
+      /isc: no controller has picked up nobody after 2s \(no status yet\); a controller is running \(seen \d+s ago: cli-test, serving InternalRequests and InternalRequest CustomRuns in 1 listed namespace of workspace public\), but has not taken this request up: it may not serve this namespace; ask the platform owners\n/,
+    );
+    // create --wait gives up for good: the request is cancelled, so a controller arriving later runs nothing.
+    assert.equal((await f.requests.get(unserved, "nobody")).spec.status, "Cancelled");
+
+    // No heartbeat at all; and --pickup-timeout 0 waits for the whole --timeout instead.
+    const none = await isc([
+      ...["wait", "-n", unserved, "nobody", "--pickup-timeout", "1s"],
+      ...["--heartbeat-lease", `${heartbeatNs}/absent`],
+    ]);
+    assert.equal(none.code, 22, show(none));
+    assert.match(
+      none.stderr,
+      new RegExp(
+        `no controller has left a heartbeat in this cluster \\(Lease ${heartbeatNs}/absent not found\\): is one deployed and serving this cluster\\?`,
+      ),
+    );
+    const patient = await isc(["wait", "-n", unserved, "nobody", "--pickup-timeout", "0", "--timeout", "2s"]);
+    assert.equal(patient.code, 124, show(patient));
+    const bad = await isc(["wait", "-n", unserved, "nobody", "--heartbeat-lease", "just-a-name"]);
+    assert.equal(bad.code, 2, show(bad));
+    assert.match(bad.stderr, /--heartbeat-lease: want NAMESPACE\/NAME, got "just-a-name"/);
   });
 
   it("create --wait cancels its request when it is terminated (SIGTERM), exit 143", async () => {

@@ -84,6 +84,11 @@ describe("isc controller: misconfiguration", () => {
       () => [...withConfig(), "--leader-retry-period", "0s"],
       /--leader-retry-period must be positive/,
     ],
+    [
+      "a heartbeat faster than a second",
+      () => [...withConfig(), "--heartbeat-interval", "500ms"],
+      /--heartbeat-interval must be at least 1s, got "500ms"/,
+    ],
     ["an unknown flag", () => ["--namespace", "isc", "--wrokers", "2"], /Unknown option '--wrokers'/],
   ];
   for (const [what, args, message] of cases) {

@@ -286,6 +286,10 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
       "ClusterRole/internal-service-controller-remote",
       "CustomResourceDefinition/internalrequests.appstudio.redhat.com",
       `Namespace/${remoteNs}`,
+      `Role/${remoteNs}/internal-service-controller-heartbeat`,
+      `Role/${remoteNs}/internal-service-controller-heartbeat-reader`,
+      `RoleBinding/${remoteNs}/internal-service-controller-heartbeat`,
+      `RoleBinding/${remoteNs}/internal-service-controller-heartbeat-reader`,
       `ServiceAccount/${remoteNs}/${remoteSa}`,
     ]);
     const [crd] = await readYamlObjects(join(repoRoot, "crds/appstudio.redhat.com_internalrequests.yaml"));

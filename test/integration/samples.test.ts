@@ -14,7 +14,12 @@ import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import { ensureTools } from "../../envtest/binaries.ts";
 import { createNamespace, readYamlObjects, uniqueName } from "../../envtest/cluster.ts";
 import { eventually } from "../../envtest/wait.ts";
-import { internalRequests, ResourceClient, type ResourceType } from "../../src/api/resources.ts";
+import {
+  internalRequests,
+  leases as leaseType,
+  ResourceClient,
+  type ResourceType,
+} from "../../src/api/resources.ts";
 import { plannedSpec } from "../../src/customtask/request.ts";
 import type { InternalRequest, InternalService, InternalServicesConfig } from "../../src/generated/crds.ts";
 import type {
@@ -24,6 +29,7 @@ import type {
   V1TaskSpec,
 } from "../../src/generated/tekton.ts";
 import { admit } from "../../src/policy/admit.ts";
+import { servingAnnotation } from "../../src/runtime/heartbeat.ts";
 import { testPlanes } from "../support/planes.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -394,6 +400,39 @@ describe("tasks/internal-request.yaml step script", { concurrency: true }, () =>
     assert.equal(await step.result("reason"), "Timeout");
   });
 
+  it("exits 22 and cancels when no controller picks the request up, saying when one was last seen", async () => {
+    // A controller that renewed its heartbeat ten minutes ago, every minute, and then stopped.
+    const leases = new ResourceClient<Obj>(planes.publicAdmin, leaseType, "samples-test");
+    const renewTime = new Date(Date.now() - 600_000).toISOString().replace(/Z$/, "000Z");
+    await leases.create(ns, {
+      apiVersion: "coordination.k8s.io/v1",
+      kind: "Lease",
+      metadata: { name: "gone", annotations: { [servingAnnotation]: "InternalRequests in all namespaces" } },
+      spec: { holderIdentity: "isc-7d9f_1", leaseDurationSeconds: 180, renewTime },
+    });
+    const step = await runStep({
+      service: "sign-artifact",
+      pickupTimeout: "1s",
+      heartbeatLease: `${ns}/gone`,
+    });
+    assert.equal(await step.exited, 22, step.output());
+    assert.match(
+      step.output(),
+      /no controller has picked up \S+ after 1s \(no status yet\); a controller was last seen 6\d\ds ago \(isc-7d9f_1, serving InternalRequests in all namespaces\) and has missed its heartbeats since: it is probably down; cancelling it/,
+    );
+    assert.equal((await step.created()).spec.status, "Cancelled");
+    assert.equal(await step.result("reason"), "NotPickedUp");
+    assert.equal(await step.result("results"), "{}");
+
+    const none = await runStep({
+      service: "sign-artifact",
+      pickupTimeout: "1s",
+      heartbeatLease: `${ns}/absent`,
+    });
+    assert.equal(await none.exited, 22, none.output());
+    assert.match(none.output(), new RegExp(`Lease ${ns}/absent not found\\): is one deployed`));
+  });
+
   it("refuses params that are not a JSON object of strings, creating nothing", async () => {
     const cases: [Record<string, string>, RegExp][] = [
       ...['{"digest": 1}', '{"a":"b"}, "pipeline": {}', "[]", "not json"].map(
@@ -403,6 +442,11 @@ describe("tasks/internal-request.yaml step script", { concurrency: true }, () =>
         ],
       ),
       [{ service: "sign-artifact", timeout: "soon" }, /timeout "soon" must be a duration/],
+      [{ service: "sign-artifact", pickupTimeout: "2" }, /pickupTimeout "2" must be a duration/],
+      [
+        { service: "sign-artifact", heartbeatLease: "a/b/c" },
+        /heartbeatLease "a\/b\/c" must be NAMESPACE\/NAME/,
+      ],
       [{ service: "" }, /service is empty/],
     ];
     for (const [params, message] of cases) {

@@ -14,14 +14,15 @@ import {
   CoreV1Api,
   KubeConfig,
   type V1Deployment,
+  type V1Lease,
   type V1ResourceAttributes,
   Watch,
 } from "@kubernetes/client-node";
 import { ensureTools } from "../../envtest/binaries.ts";
-import { readYamlObjects } from "../../envtest/cluster.ts";
+import { mintIdentity, readYamlObjects } from "../../envtest/cluster.ts";
 import { eventually } from "../../envtest/wait.ts";
-import { apiStatus } from "../../src/api/errors.ts";
-import { customRuns, ResourceClient } from "../../src/api/resources.ts";
+import { apiStatus, ignoreNotFound } from "../../src/api/errors.ts";
+import { customRuns, leases as leaseType, ResourceClient } from "../../src/api/resources.ts";
 import type {
   InternalRequest,
   InternalServiceSpec,
@@ -29,6 +30,7 @@ import type {
 } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1beta1CustomRunSpec, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { labelPrefix } from "../../src/requests/naming.ts";
+import { servingAnnotation } from "../../src/runtime/heartbeat.ts";
 import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { shippedIdentities } from "../support/identities.ts";
@@ -95,7 +97,7 @@ describe("security", () => {
 
   it("the shipped Roles grant exactly what the controller needs, and it works under them", async () => {
     const f = await fixture({ namespaces: 2, config: (ns) => ({ allowList: ns }), services: { vault } });
-    const { remote, priv } = await restricted(f);
+    const { remote, priv, heartbeatNamespace } = await restricted(f);
     const ns = f.namespaces[0] as string;
     type Check = [allowed: boolean, attrs: V1ResourceAttributes];
     const ir = "appstudio.redhat.com";
@@ -104,6 +106,12 @@ describe("security", () => {
         const [res, sub] = resource.split("/");
         return [allowed, { group, resource: res, subresource: sub, verb, namespace }];
       });
+    const lease = {
+      group: "coordination.k8s.io",
+      resource: "leases",
+      namespace: heartbeatNamespace,
+      name: "internal-service-controller",
+    };
     const publicChecks: Check[] = [
       ...verbs(true, ir, "internalrequests", ["get", "list", "watch", "patch", "create"]),
       ...verbs(true, ir, "internalrequests", ["get", "list", "watch"], f.namespaces[1]),
@@ -112,6 +120,13 @@ describe("security", () => {
       ...verbs(true, "tekton.dev", "customruns", ["get", "list", "watch"]),
       ...verbs(true, "tekton.dev", "customruns/status", ["get", "patch"]),
       ...verbs(true, "", "events", ["create", "patch"]),
+      // Its heartbeat: create a Lease, renew its own; nothing else on Leases.
+      ...verbs(true, "coordination.k8s.io", "leases", ["create"], heartbeatNamespace),
+      [true, { ...lease, verb: "patch" }],
+      [false, { ...lease, verb: "delete" }],
+      [false, { ...lease, verb: "update" }],
+      [false, { ...lease, name: "someone-elses", verb: "patch" }],
+      ...verbs(false, "coordination.k8s.io", "leases", ["list", "watch", "create"]),
       // No secrets, no config, no pods, no changes to anyone's spec beyond what the bridge needs.
       ...verbs(false, "", "secrets", ["get", "list", "watch", "create"]),
       ...verbs(false, "", "configmaps", ["get", "list"]),
@@ -196,7 +211,30 @@ describe("security", () => {
     await f.startController({
       workspaces: [{ name: "public", kubeConfig: remote.kubeConfig, namespaces: f.namespaces }],
       privateKubeConfig: priv.kubeConfig,
+      heartbeat: {
+        namespace: heartbeatNamespace,
+        name: lease.name,
+        identity: "least-privilege",
+        intervalMs: 1000,
+      },
     });
+    // Its heartbeat is renewed, and any authenticated caller (here: an identity with no Role) reads it.
+    const nobody = await mintIdentity(planes.public, planes.publicAdmin, { namespace: ns, name: "nobody" });
+    const leases = new ResourceClient<V1Lease & { metadata: object }>(nobody.kubeConfig, leaseType);
+    const first = await eventually(
+      () => ignoreNotFound(leases.get(heartbeatNamespace, lease.name)),
+      "heartbeat Lease written",
+    );
+    assert.equal(first.spec?.holderIdentity, "least-privilege");
+    assert.equal(first.spec?.leaseDurationSeconds, 3);
+    assert.equal(
+      first.metadata?.annotations?.[servingAnnotation],
+      "InternalRequests and InternalRequest CustomRuns in 2 listed namespaces of workspace public",
+    );
+    await eventually(async () => {
+      const now = await leases.get(heartbeatNamespace, lease.name);
+      return String(now.spec?.renewTime) > String(first.spec?.renewTime) ? true : undefined;
+    }, "heartbeat renewed");
     await f.createRequest("least-ir", { service: "vault", params: { digest } });
     await f.tekton.succeed(await runOf(f, "least-ir"), [{ name: "signature", value: "sig-ir" }]);
     assert.deepEqual((await f.waitForReason("least-ir", "Succeeded")).status?.results, {

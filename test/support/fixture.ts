@@ -17,7 +17,7 @@ import type {
   InternalServicesConfig,
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
-import { type Manager, startManager, type WorkspaceConfig } from "../../src/manager.ts";
+import { type Manager, type ManagerOptions, startManager, type WorkspaceConfig } from "../../src/manager.ts";
 import { newLogger, silentLogger } from "../../src/runtime/log.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { type TestPlanes, testPlanes } from "./planes.ts";
@@ -97,6 +97,7 @@ export class Fixture {
       queuedRecheckMs?: number;
       serveRequests?: boolean;
       serveCustomTasks?: boolean;
+      heartbeat?: ManagerOptions["heartbeat"];
     } = {},
   ): Promise<Manager> {
     this.manager = startManager({
@@ -111,6 +112,7 @@ export class Fixture {
       queuedRecheckMs: extra.queuedRecheckMs,
       serveRequests: extra.serveRequests,
       serveCustomTasks: extra.serveCustomTasks,
+      heartbeat: extra.heartbeat,
     });
     const ready = this.manager.ready;
     await eventually(
