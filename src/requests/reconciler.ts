@@ -251,14 +251,16 @@ export class RequestReconciler {
       const status = apiStatus(err);
       if (status && status.code >= 400 && status.code < 500 && status.code !== 409) {
         this.#d.private.slots.release(runName);
-        if (status.code === 403) {
+        // An admission policy's 403 is a refusal like any other, not a missing Role.
+        const byPolicy = status.code === 403 && /ValidatingAdmissionPolicy/.test(status.message ?? "");
+        if (status.code === 403 && !byPolicy) {
           const message = `the controller may not create PipelineRuns in namespace ${runNamespace} of the private cluster (403 Forbidden); ask the platform owners to install the run Role there`;
           log.warn({ pipelineRun: runName, namespace: runNamespace }, "internal PipelineRun forbidden");
           const finished = await this.#finish(ws, request, "Failed", message, {});
           return this.#cleanUpFinished(ws, finished, runName, log);
         }
-        if (status.code === 400 || status.code === 422) {
-          // Refused as invalid (e.g. by Tekton's webhook): trying again cannot help.
+        if (status.code === 400 || status.code === 422 || byPolicy) {
+          // Refused as invalid (e.g. by Tekton's webhook or an admission policy): trying again cannot help.
           // The refusal may quote the run's params: never a sensitive one's value, even in our log.
           const secrets = plan.sensitiveParams.map((name) => plan.params[name] ?? "");
           const why = redact(describeError(err), { secrets, patterns: [] });
