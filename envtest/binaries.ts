@@ -27,6 +27,11 @@ export function ensureTools(): Promise<string> {
   return build("tools");
 }
 
+/** kcp (cmd/kcp), built once from the wrapper module in envtest/kcp/. Resolves with the binary's path. */
+export function ensureKcp(): Promise<string> {
+  return build("kcp");
+}
+
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 let compiled: Promise<string> | undefined;
 
@@ -40,7 +45,7 @@ export function compiledCli(): Promise<string> {
   return compiled;
 }
 
-function build(target: "kube" | "tekton" | "tools"): Promise<string> {
+function build(target: "kube" | "tekton" | "tools" | "kcp"): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn("bash", [script, target], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
