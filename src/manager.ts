@@ -1,14 +1,16 @@
-// Wires the data path, top-down: sources (watch -> cache) for every remote workspace and the private
-// cluster; the controllers declared over them (what wakes each, mapped to its keys); one work queue
-// per controller; workers that reconcile its keys and write through the API.
+// Wires the data path, top-down: sources (watch -> cache) for every remote workspace (kubeconfig
+// contexts, and kcp APIExports' virtual workspaces) and the private cluster; the controllers declared
+// over them (what wakes each, mapped to its keys); one work queue per controller; workers that
+// reconcile its keys and write through the API.
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { customRunController } from "./customtask/controller.ts";
-import { requestControllers } from "./requests/controller.ts";
+import { fromWorkspace, requestControllers } from "./requests/controller.ts";
 import { type ControllerSpec, runController } from "./runtime/controller.ts";
 import { Heartbeat } from "./runtime/heartbeat.ts";
 import { Metrics } from "./runtime/metrics.ts";
 import { WorkQueue } from "./runtime/queue.ts";
+import { type KcpConfig, openKcp } from "./sources/kcp.ts";
 import { openPrivateCluster, type PrivateCluster } from "./sources/private.ts";
 import { openWorkspace, type WorkspaceConfig } from "./sources/workspace.ts";
 
@@ -16,6 +18,8 @@ export type { WorkspaceConfig } from "./sources/workspace.ts";
 
 export interface ManagerOptions {
   workspaces: WorkspaceConfig[];
+  /** kcp APIExports whose bound workspaces are served too (InternalRequests only: no Tekton on kcp). */
+  kcp?: KcpConfig[];
   /** Fulfil InternalRequests (needs the private cluster). Default true. */
   serveRequests?: boolean;
   /** Bridge Tekton CustomRuns to InternalRequests (needs Tekton's CRDs in the workspaces). Default true. */
@@ -59,6 +63,7 @@ export function startManager(opts: ManagerOptions): Manager {
   const workspaces = opts.workspaces.map((config) =>
     openWorkspace(config, { customRuns: serveCustomTasks, log }),
   );
+  const kcp = (opts.kcp ?? []).map((config) => openKcp(config, { log }));
   let privateCluster: PrivateCluster | undefined;
   const specs: ControllerSpec<never>[] = [];
   if (serveRequests) {
@@ -70,7 +75,7 @@ export function startManager(opts: ManagerOptions): Manager {
     privateCluster = openPrivateCluster(opts.privateKubeConfig, opts.controllerNamespace, log);
     specs.push(
       ...requestControllers({
-        workspaces,
+        sources: [...workspaces.map(fromWorkspace), ...kcp],
         private: privateCluster,
         metrics,
         goWorkspace: opts.goWorkspace ?? (workspaces.length === 1 ? workspaces[0]?.name : undefined),
@@ -109,7 +114,7 @@ export function startManager(opts: ManagerOptions): Manager {
   const readyPromise = (async () => {
     // The private caches first: reconciling a request needs its service and config.
     await privateCluster?.start();
-    await Promise.all(workspaces.map((ws) => ws.start()));
+    await Promise.all([...workspaces, ...kcp].map((source) => source.start()));
     const workers = opts.workers ?? 16;
     workersDone = Promise.all(
       controllers.map(({ spec, queue }) =>
@@ -142,7 +147,7 @@ export function startManager(opts: ManagerOptions): Manager {
       for (const c of controllers) c.queue.shutDown();
       await workersDone;
       // Last: the workspaces send the Events still queued.
-      await Promise.all(workspaces.map((ws) => ws.stop()));
+      await Promise.all([...workspaces, ...kcp].map((source) => source.stop()));
     },
   };
 }

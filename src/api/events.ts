@@ -35,6 +35,9 @@ export class EventRecorder {
       if (this.dropped++ % 100 === 0) this.#log.warn({ dropped: this.dropped }, "event queue full; dropping");
     }
     this.#queued.push({
+      // kcp's virtual workspaces refuse an Event without its kind (kube-apiserver defaults it).
+      apiVersion: "v1",
+      kind: "Event",
       metadata: { generateName: `${obj.metadata?.name}.`, namespace },
       involvedObject: {
         apiVersion: obj.apiVersion,

@@ -109,11 +109,11 @@ export class ResourceClient<T> {
   /** One page of a list; namespace undefined lists across all namespaces. */
   async list(
     namespace: string | undefined,
-    opts: { labelSelector?: string; limit?: number; continue?: string } = {},
+    opts: { labelSelector?: string; fieldSelector?: string; limit?: number; continue?: string } = {},
   ): Promise<ListPage<T>> {
     if (!this.#type.group) {
       // Core kinds (namespaces) are not custom objects: list them through the generic client.
-      const { labelSelector, limit, continue: token } = opts;
+      const { labelSelector, fieldSelector, limit, continue: token } = opts;
       const t = this.#type;
       const list = await this.#objects.list(
         t.version,
@@ -122,14 +122,19 @@ export class ResourceClient<T> {
         undefined,
         undefined,
         undefined,
-        undefined,
+        fieldSelector,
         labelSelector,
         limit,
         token,
       );
       return list as unknown as ListPage<T>;
     }
-    const query = { labelSelector: opts.labelSelector, limit: opts.limit, _continue: opts.continue };
+    const query = {
+      labelSelector: opts.labelSelector,
+      fieldSelector: opts.fieldSelector,
+      limit: opts.limit,
+      _continue: opts.continue,
+    };
     const page = namespace
       ? await this.#api.listNamespacedCustomObject({ ...this.#base(), namespace, ...query })
       : await this.#api.listClusterCustomObject({ ...this.#base(), ...query });

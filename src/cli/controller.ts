@@ -66,6 +66,15 @@ export const controllerFlags = [
       "serve context CTX's namespaces that match a label selector, following them as they come and go (needs list/watch on namespaces); repeat for several",
   },
   {
+    name: "kcp-export",
+    value: "[CTX=]EXPORT",
+    env: ["ISC_KCP_EXPORTS"],
+    list: true,
+    unset: "none",
+    meaning:
+      "serve every kcp workspace bound to APIExport EXPORT, through its virtual workspace; CTX (default the current context) is the provider workspace's context in --kubeconfig; repeat for several",
+  },
+  {
     name: "private-kubeconfig",
     value: "PATH",
     env: ["ISC_PRIVATE_KUBECONFIG"],
@@ -303,8 +312,11 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
     ? loadKubeConfig(values["private-kubeconfig"], "--private-kubeconfig")
     : undefined;
   const selectors = values["workspace-selector"];
+  const exports = values["kcp-export"];
   const specs =
-    values.workspace.length > 0 || selectors.length > 0 ? values.workspace : [remote.getCurrentContext()];
+    values.workspace.length > 0 || selectors.length > 0 || exports.length > 0
+      ? values.workspace
+      : [remote.getCurrentContext()];
   const workspace = (flag: string, context: string): WorkspaceConfig => {
     if (context.includes("/"))
       throw new ConfigError(`${flag}: a workspace (context) name cannot contain "/"`);
@@ -328,6 +340,15 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
       };
     }),
   ];
+
+  const kcp = exports.map((spec) => {
+    const [context, name] = spec.includes("=") ? spec.split("=", 2) : [remote.getCurrentContext(), spec];
+    if (!name || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name))
+      throw new ConfigError(`--kcp-export ${spec}: want [CONTEXT=]APIEXPORT-NAME`);
+    return { export: name, kubeConfig: forContext(remote, context as string, `--kcp-export ${spec}`) };
+  });
+  if (kcp.length > 0 && !serveRequests)
+    throw new ConfigError("--kcp-export needs --requests: kcp workspaces are served InternalRequests only");
 
   const goWorkspace = values["go-workspace"];
   if (goWorkspace && !workspaces.some((w) => w.name === goWorkspace))
@@ -353,6 +374,7 @@ export async function runControllerCommand(argv: string[]): Promise<number> {
   const startWork = () => {
     manager = startManager({
       workspaces,
+      kcp,
       serveRequests,
       serveCustomTasks,
       privateKubeConfig: privateKc,

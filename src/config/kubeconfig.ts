@@ -97,3 +97,23 @@ export function forContext(kc: KubeConfig, context: string, what: string): KubeC
   });
   return copy;
 }
+
+/**
+ * A copy of kc (its current context: credentials, CA) talking to another URL on the same servers, e.g.
+ * a kcp virtual workspace or one logical cluster behind it.
+ */
+export function withServer(kc: KubeConfig, server: string): KubeConfig {
+  const cluster = kc.getCurrentCluster();
+  const user = kc.getCurrentUser();
+  const context = kc.getContextObject(kc.getCurrentContext());
+  if (!cluster || !user || !context) throw new ConfigError("the kubeconfig has no current context");
+  const copy = new PooledKubeConfig();
+  if (kc instanceof PooledKubeConfig) copy.tokens = kc.tokens;
+  copy.loadFromOptions({
+    clusters: [{ ...cluster, server }],
+    users: [user],
+    contexts: [context],
+    currentContext: context.name,
+  });
+  return copy;
+}

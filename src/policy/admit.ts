@@ -19,6 +19,8 @@ export { DEFAULT_PIPELINE_TIMEOUT_MS, DEFAULT_QUEUE_TIMEOUT_MS } from "./timeout
 export interface AdmitInput {
   /** Name of the remote workspace (cluster) the request lives in. */
   workspace: string;
+  /** The workspace is one tenants create themselves (kcp): allow-list entries must name it. */
+  namedOnly?: boolean;
   namespace: string;
   request: InternalRequestSpec;
   /** spec of the InternalServicesConfig "config"; undefined when it does not exist. */
@@ -61,7 +63,7 @@ const deny = (rule: string, message: string): Denied => ({ allowed: false, rule,
 export function callerRejection(
   input: Omit<AdmitInput, "request"> & { request: Pick<InternalRequestSpec, "service"> },
 ): Denied | undefined {
-  const { workspace, namespace, config, service } = input;
+  const { workspace, namespace, config, service, namedOnly } = input;
   if (config === undefined) {
     return deny(
       "ConfigMissing",
@@ -69,14 +71,16 @@ export function callerRejection(
     );
   }
   const where = `namespace ${quote(namespace)} in workspace ${quote(workspace)}`;
-  const suggestion = `${quote(`${workspace}/${namespace}`)} or ${quote(namespace)}`;
+  const suggestion = namedOnly
+    ? quote(`${workspace}/${namespace}`)
+    : `${quote(`${workspace}/${namespace}`)} or ${quote(namespace)}`;
   if ((config.allowList ?? []).length === 0) {
     return deny(
       "NamespaceNotAllowed",
       `${where} is not allowed: the InternalServicesConfig allowList is empty, so every request is rejected (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
     );
   }
-  if (!isAllowed(config.allowList ?? [], workspace, namespace)) {
+  if (!isAllowed(config.allowList ?? [], workspace, namespace, namedOnly)) {
     return deny(
       "NamespaceNotAllowed",
       `${where} is not in the InternalServicesConfig allowList (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
@@ -92,7 +96,7 @@ export function callerRejection(
     );
   }
   const allowedNamespaces = service.spec.allowedNamespaces ?? [];
-  if (allowedNamespaces.length > 0 && !isAllowed(allowedNamespaces, workspace, namespace)) {
+  if (allowedNamespaces.length > 0 && !isAllowed(allowedNamespaces, workspace, namespace, namedOnly)) {
     return deny(
       "ServiceNamespaceNotAllowed",
       `${where} may not use ${svc}: it is not in the service's allowedNamespaces (ask the owners of ${svc} to add ${suggestion} to its spec.allowedNamespaces)`,

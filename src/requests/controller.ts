@@ -1,7 +1,7 @@
 // The InternalRequest controllers and what wakes them.
 //
 // internalrequest (key: workspace/namespace/name) reconciles a request:
-//   for      its InternalRequest, in every workspace;
+//   for      its InternalRequest, in every workspace of every request source;
 //   owns     the internal PipelineRun it created (mapped back by the run's annotations); a run that
 //            finishes or goes also wakes the requests waiting for a concurrency slot;
 //   watches  InternalServices and the InternalServicesConfig: requests not started yet may now
@@ -14,6 +14,7 @@ import type { InternalRequest } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";
 import { type ControllerSpec, type KeyCodec, watch } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
+import type { Source } from "../runtime/source.ts";
 import { configName, type PrivateCluster } from "../sources/private.ts";
 import type { Workspace } from "../sources/workspace.ts";
 import { isTerminal } from "./conditions.ts";
@@ -29,8 +30,22 @@ import { runState } from "./pipelinerun.ts";
 import { RequestReconciler, type WorkspaceAccess } from "./reconciler.ts";
 import { RunSlots, slotGroup } from "./slots.ts";
 
+/**
+ * Where InternalRequests come from: one workspace (a kubeconfig context, see fromWorkspace) or many
+ * behind one cache (kcp's APIExport virtual workspace), whose workspaces may come and go.
+ */
+export interface RequestSource {
+  requests: Source<InternalRequest>;
+  /** The workspace a request of `requests` is in. */
+  workspaceOf(request: InternalRequest): string;
+  /** A workspace it serves now, by name. */
+  workspace(name: string): WorkspaceAccess | undefined;
+  /** Every cached request. */
+  list(): InternalRequest[];
+}
+
 export interface RequestControllerOptions {
-  workspaces: Workspace[];
+  sources: RequestSource[];
   private: PrivateCluster;
   metrics: Metrics;
   /** See RequestReconcilerDeps.goWorkspace. */
@@ -48,14 +63,14 @@ const runKeys: KeyCodec<string> = {
 };
 
 export function requestControllers(opts: RequestControllerOptions): ControllerSpec<never>[] {
-  const { workspaces, metrics } = opts;
+  const { sources, metrics } = opts;
   const cluster = opts.private;
   const slots = new RunSlots();
   // Slots follow the private cache before anything is woken by the same event.
   cluster.pipelineRuns.subscribe((_key, run, deleted) => slots.observe(run, deleted));
   metrics.activeRunsSource = () => slots.byGroup();
   const reconciler = new RequestReconciler({
-    workspaces: new Map(workspaces.map((ws) => [ws.name, workspaceAccess(ws)])),
+    workspaces: { get: (name) => sources.map((s) => s.workspace(name)).find((ws) => ws !== undefined) },
     private: {
       namespace: cluster.namespace,
       pipelineRuns: new ResourceClient<V1PipelineRun>(cluster.kubeConfig, pipelineRuns),
@@ -87,18 +102,20 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
   };
   /** Requests not started yet: a policy change may decide them differently. */
   const unstarted = (): RequestKey[] =>
-    workspaces.flatMap((ws) =>
-      ws.requests
+    sources.flatMap((source) =>
+      source
         .list()
         .filter((r) => !isTerminal(r.status) && !r.status?.pipelineRun)
-        .map((r) => keyOf(ws.name, r)),
+        .map((r) => keyOf(source.workspaceOf(r), r)),
     );
 
   const requests: ControllerSpec<RequestKey> = {
     name: "internalrequest",
     key: requestKeys,
     watches: [
-      ...workspaces.map((ws) => watch(ws.requests, (_key, request) => [keyOf(ws.name, request)])),
+      ...sources.map((source) =>
+        watch(source.requests, (_key, request) => [keyOf(source.workspaceOf(request), request)]),
+      ),
       watch(cluster.pipelineRuns, (_key, run, deleted) => [
         ...owner(run),
         // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
@@ -115,12 +132,11 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
     watches: [
       // Every run is looked at once it is cached (at start: every run there is) and when it changes.
       watch(cluster.pipelineRuns, (_key, run, deleted) => (deleted ? [] : [run.metadata?.name as string])),
-      ...workspaces.map((ws) =>
-        watch(ws.requests, (_key, request, deleted) =>
-          deleted
-            ? [pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string)]
-            : [],
-        ),
+      ...sources.map((source) =>
+        watch(source.requests, (_key, request, deleted) => {
+          const { name, uid } = request.metadata as { name: string; uid: string };
+          return deleted ? [pipelineRunName(source.workspaceOf(request), name, uid)] : [];
+        }),
       ),
     ],
     reconcile: reconciler.reconcileRun,
@@ -128,12 +144,19 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
   return [requests, sweep] as ControllerSpec<never>[];
 }
 
-function workspaceAccess(ws: Workspace): WorkspaceAccess {
-  return {
+/** A kubeconfig context's workspace as a request source. */
+export function fromWorkspace(ws: Workspace): RequestSource {
+  const access: WorkspaceAccess = {
     name: ws.name,
     requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
     getRequest: (key) => ws.requests.get(key),
     observe: (request) => ws.requests.observe(request),
     events: ws.events,
+  };
+  return {
+    requests: ws.requests,
+    workspaceOf: () => ws.name,
+    workspace: (name) => (name === ws.name ? access : undefined),
+    list: () => ws.requests.list(),
   };
 }

@@ -50,6 +50,8 @@ import { Part } from "./summary.ts";
 /** One remote workspace: where requests live. */
 export interface WorkspaceAccess {
   name: string;
+  /** Tenants create such workspaces themselves (kcp): allow-list entries must name it (see admit). */
+  namedOnly?: boolean;
   requests: Resources<InternalRequest>;
   /** Informer cache lookup by "namespace/name". */
   getRequest(key: string): InternalRequest | undefined;
@@ -74,7 +76,7 @@ export interface PrivateAccess {
 }
 
 export interface RequestReconcilerDeps {
-  workspaces: Map<string, WorkspaceAccess>;
+  workspaces: { get(name: string): WorkspaceAccess | undefined };
   private: PrivateAccess;
   metrics: Metrics;
   now?: Clock;
@@ -194,15 +196,8 @@ export class RequestReconciler {
 
   async #start(key: string, ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     // Rejected requests get no finalizer: nothing of theirs ever exists in the private cluster.
+    const caller = this.#caller(ws, request);
     const config = this.#d.private.getConfig();
-    const serviceName = request.spec.service;
-    const service = serviceName ? this.#d.private.getService(serviceName) : undefined;
-    const caller = {
-      workspace: ws.name,
-      namespace: request.metadata.namespace as string,
-      config: config?.spec,
-      service,
-    };
     // Decided from the cached copy alone, so a request nobody may make is never read whole.
     const early = callerRejection({ ...caller, request: request.spec }) ?? this.#oversize(request);
     if (early) return this.#reject(ws, request, early, log);
@@ -364,6 +359,18 @@ export class RequestReconciler {
     return requeueAfter(Math.min(namespaceRecheckMs, queueLeft));
   }
 
+  /** Who asks, for admission: the request's workspace and namespace, and the policy objects now. */
+  #caller(ws: WorkspaceAccess, request: InternalRequest) {
+    const service = request.spec.service;
+    return {
+      workspace: ws.name,
+      namedOnly: ws.namedOnly,
+      namespace: request.metadata.namespace as string,
+      config: this.#d.private.getConfig()?.spec,
+      service: service ? this.#d.private.getService(service) : undefined,
+    };
+  }
+
   /** Where the request's run goes under the current policy (a run is found by name wherever it is). */
   #runNamespace(request: InternalRequest): string {
     const own = request.spec.service
@@ -399,13 +406,7 @@ export class RequestReconciler {
   /** The status names a run that is not this controller's, where Go runs are not followed (see
    *  #followsGoRuns): nothing is run for it (it may have run already), and nothing private is touched. */
   async #unfollowed(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    const caller = {
-      workspace: ws.name,
-      namespace: request.metadata.namespace as string,
-      config: this.#d.private.getConfig()?.spec,
-      service: request.spec.service ? this.#d.private.getService(request.spec.service) : undefined,
-    };
-    const rejected = callerRejection({ ...caller, request: request.spec });
+    const rejected = callerRejection({ ...this.#caller(ws, request), request: request.spec });
     if (rejected) return this.#reject(ws, request, rejected, log);
     const served = this.#d.goWorkspace
       ? `workspace "${this.#d.goWorkspace}"`
@@ -794,15 +795,7 @@ export class RequestReconciler {
    *  are followed only for requests of the workspace it served, from callers the config allows. */
   #followsGoRuns(ws: WorkspaceAccess, request: InternalRequest): boolean {
     if (ws.name !== this.#d.goWorkspace) return false;
-    const service = request.spec.service ? this.#d.private.getService(request.spec.service) : undefined;
-    const rejected = callerRejection({
-      workspace: ws.name,
-      namespace: request.metadata.namespace as string,
-      config: this.#d.private.getConfig()?.spec,
-      service,
-      request: request.spec,
-    });
-    return rejected === undefined;
+    return callerRejection({ ...this.#caller(ws, request), request: request.spec }) === undefined;
   }
 
   /**

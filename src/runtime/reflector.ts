@@ -15,6 +15,10 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   /** Undefined: all namespaces. */
   namespace?: string;
   labelSelector?: string;
+  /** e.g. metadata.name=x, where RBAC allows one object by name only. */
+  fieldSelector?: string;
+  /** The store's key of an object: "namespace/name" by default (objectKey). */
+  key?: (obj: T) => string;
   /**
    * What of an object to keep in the cache (client-go's SetTransform): the whole object by default;
    * undefined keeps nothing (the object is not of interest and costs no memory, and no handler call).
@@ -101,8 +105,11 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
   /** The state must be read (again) before watching from a resourceVersion. */
   #needList = true;
 
+  readonly #key: (obj: T) => string;
+
   constructor(opts: ReflectorOptions<T>) {
     this.#opts = opts;
+    this.#key = opts.key ?? objectKey;
     this.#client = new ResourceClient<T>(opts.kubeConfig, opts.type);
   }
 
@@ -128,7 +135,7 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
    * with a newer version of it: it never adds one, so an object deleted meanwhile stays deleted.
    */
   observe(obj: T): void {
-    const key = objectKey(obj);
+    const key = this.#key(obj);
     const cached = this.#store.get(key);
     if (!cached || !isNewerVersion(obj.metadata?.resourceVersion, cached.metadata?.resourceVersion)) return;
     const kept = this.#keep(obj);
@@ -210,12 +217,13 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
       const page = await oneAtATime(async () => {
         const { items, metadata } = await this.#client.list(this.#opts.namespace, {
           labelSelector: this.#opts.labelSelector,
+          fieldSelector: this.#opts.fieldSelector,
           limit: this.#opts.pageSize ?? fallbackPageSize,
           continue: next,
         });
         for (const item of items) {
           const kept = this.#keep(item);
-          if (kept) fresh.set(objectKey(item), kept);
+          if (kept) fresh.set(this.#key(item), kept);
         }
         return metadata;
       });
@@ -268,6 +276,7 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
       allowWatchBookmarks: true,
       timeoutSeconds: this.#opts.watchTimeoutSeconds ?? 300,
       ...(this.#opts.labelSelector ? { labelSelector: this.#opts.labelSelector } : {}),
+      ...(this.#opts.fieldSelector ? { fieldSelector: this.#opts.fieldSelector } : {}),
     };
     let initial: Map<string, T> | undefined = list ? new Map() : undefined;
     this.#lastActivity = Date.now();
@@ -292,8 +301,8 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
             initial = undefined;
           } else {
             const kept = type === "DELETED" ? undefined : this.#keep(obj);
-            if (kept) initial.set(objectKey(obj), kept);
-            else initial.delete(objectKey(obj));
+            if (kept) initial.set(this.#key(obj), kept);
+            else initial.delete(this.#key(obj));
           }
           return;
         }
@@ -329,7 +338,7 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
     const rv = obj.metadata?.resourceVersion;
     if (rv) this.#resourceVersion = rv;
     if (type === "BOOKMARK") return false;
-    const key = objectKey(obj);
+    const key = this.#key(obj);
     const cached = this.#store.get(key);
     if (type === "DELETED") {
       this.#store.delete(key);

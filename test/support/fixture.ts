@@ -98,6 +98,7 @@ export class Fixture {
       serveRequests?: boolean;
       serveCustomTasks?: boolean;
       heartbeat?: ManagerOptions["heartbeat"];
+      kcp?: ManagerOptions["kcp"];
     } = {},
   ): Promise<Manager> {
     this.manager = startManager({
@@ -113,6 +114,7 @@ export class Fixture {
       serveRequests: extra.serveRequests,
       serveCustomTasks: extra.serveCustomTasks,
       heartbeat: extra.heartbeat,
+      kcp: extra.kcp,
     });
     const ready = this.manager.ready;
     await eventually(

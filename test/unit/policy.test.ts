@@ -116,6 +116,22 @@ describe("allow-list", () => {
     test(`${JSON.stringify(entries)} ${expected ? "allows" : "rejects"} ${ws}/${ns}`, () =>
       assert.equal(isAllowed(entries, ws, ns), expected));
   }
+
+  // kcp workspaces (named by path; tenants create them): only entries that name the workspace apply.
+  const kcp: [string[], string, string, boolean][] = [
+    [["default"], "root:team-a", "default", false],
+    [["*"], "root:team-a", "default", false],
+    [["root:team-a/default"], "root:team-a", "default", true],
+    [["root:team-a/default"], "root:team-b", "default", false],
+    [["root:org:*/default"], "root:org:team", "default", true],
+    [["root:org:*/default"], "root:org:team:sub", "default", true], // * crosses ":", never "/"
+    [["root:org:*/default"], "root:other:team", "default", false],
+    [["*/default"], "root:team-a", "default", true],
+  ];
+  for (const [entries, ws, ns, expected] of kcp) {
+    test(`kcp: ${JSON.stringify(entries)} ${expected ? "allows" : "rejects"} ${ws}/${ns}`, () =>
+      assert.equal(isAllowed(entries, ws, ns, true), expected));
+  }
 });
 
 describe("params schema", () => {
