@@ -1,14 +1,14 @@
 // kcp workspaces through one APIExport's virtual workspace: one kubeconfig (for the provider workspace)
 // and the export's name. The export's APIExportEndpointSlice lists a URL per shard, followed as shards
-// and first bindings come and go; per URL, one cache of the InternalRequests of every workspace bound
-// to the export (a cross-cluster list/watch of <url>/clusters/*), keyed by logical cluster. Writes go
-// to <url>/clusters/<logical cluster>. A request's workspace is its logical cluster's path
-// (root:org:team), read once from the cluster's LogicalCluster through the export's permission claim,
-// so policy, keys, logs and the private run name it as people know it. Until its path is known a
-// workspace's requests are held back: they are never reconciled under another name.
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+// and first bindings come and go; per URL, two caches across every workspace bound to the export
+// (cross-cluster list/watches of <url>/clusters/*): the InternalRequests, keyed by logical cluster, and
+// the workspaces' LogicalClusters, which the export's permission claim makes readable and which map
+// each logical cluster to its path (root:org:team). Writes go to <url>/clusters/<logical cluster>.
+// A request's workspace is its path, so policy, keys, logs and the private run name it as people know
+// it; the requests of a workspace whose path is not known (its binding rejects the claim) wait, and
+// are never reconciled under another name.
+import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
-import { apiStatus, describeError } from "../api/errors.ts";
 import { EventRecorder } from "../api/events.ts";
 import { internalRequests, ResourceClient, type ResourceType } from "../api/resources.ts";
 import { withServer } from "../config/kubeconfig.ts";
@@ -29,6 +29,13 @@ const endpointSlices: ResourceType = {
   version: "v1alpha1",
   plural: "apiexportendpointslices",
   kind: "APIExportEndpointSlice",
+};
+
+const logicalClusters: ResourceType = {
+  group: "core.kcp.io",
+  version: "v1alpha1",
+  plural: "logicalclusters",
+  kind: "LogicalCluster",
 };
 
 interface EndpointSlice extends KubernetesObject {
@@ -56,14 +63,16 @@ export interface KcpSource extends RequestSource {
 interface Shard {
   url: string;
   requests: Reflector<InternalRequest>;
+  /** One per bound workspace that accepts the claim, kept as its id and path only. */
+  workspaces: Reflector<KubernetesObject>;
+  /** Both caches have their first list. */
+  synced?: Promise<void>;
 }
 
-interface Cluster {
+interface BoundWorkspace {
   id: string;
+  path: string;
   shard: Shard;
-  path?: string;
-  resolving?: boolean;
-  failures: number;
   access?: WorkspaceAccess;
 }
 
@@ -73,9 +82,11 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
   const log = opts.log.child({ apiExport: config.export });
   const handlers: Handler<InternalRequest>[] = [];
   const shards = new Map<string, Shard>();
-  const clusters = new Map<string, Cluster>();
-  const byPath = new Map<string, Cluster>();
-  let stopped = false;
+  /** By logical cluster id, and by path. */
+  const byId = new Map<string, BoundWorkspace>();
+  const byPath = new Map<string, BoundWorkspace>();
+  /** Logical clusters with requests but no known path, each told once. */
+  const unnamed = new Set<string>();
 
   const slices = new Reflector<EndpointSlice>({
     kubeConfig: config.kubeConfig,
@@ -93,46 +104,10 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
       );
   };
 
-  /** Learns a logical cluster's path (once; retried with backoff), then hands on its requests. */
-  const resolve = async (cluster: Cluster) => {
-    if (cluster.path || cluster.resolving || stopped) return;
-    cluster.resolving = true;
-    try {
-      const kc = withServer(config.kubeConfig, `${cluster.shard.url}/clusters/${cluster.id}`);
-      const lc = (await kc.makeApiClient(CustomObjectsApi).getClusterCustomObject({
-        group: "core.kcp.io",
-        version: "v1alpha1",
-        plural: "logicalclusters",
-        name: "cluster",
-      })) as KubernetesObject;
-      const path = lc.metadata?.annotations?.[pathAnnotation] ?? "";
-      if (!pathPattern.test(path))
-        throw new Error(`its LogicalCluster names no valid path ("${path.slice(0, 80)}")`);
-      cluster.path = path;
-      // A workspace deleted and made again under the same path is a new logical cluster: the newest wins.
-      byPath.set(path, cluster);
-      log.info({ logicalCluster: cluster.id, workspace: path }, "kcp workspace served");
-      for (const r of cluster.shard.requests.list()) if (clusterOf(r) === cluster.id) emit(r, false);
-    } catch (err) {
-      cluster.failures++;
-      const forbidden = apiStatus(err)?.code === 403;
-      if (cluster.failures === 1)
-        log.warn(
-          { logicalCluster: cluster.id, err: describeError(err) },
-          forbidden
-            ? "cannot read this workspace's path: its APIBinding must accept the export's logicalclusters permission claim; its requests wait until it does"
-            : "cannot read this workspace's path yet; its requests wait",
-        );
-      const delay = Math.min(60_000, 500 * 2 ** Math.min(cluster.failures, 7));
-      setTimeout(() => void resolve(cluster), delay).unref();
-    } finally {
-      cluster.resolving = false;
-    }
-  };
-
   const openShard = (url: string): Shard => {
+    const kubeConfig = withServer(config.kubeConfig, `${url}/clusters/*`);
     const requests = new Reflector<InternalRequest>({
-      kubeConfig: withServer(config.kubeConfig, `${url}/clusters/*`),
+      kubeConfig,
       type: internalRequests,
       key: (r) => `${clusterOf(r)}/${r.metadata?.namespace}/${r.metadata?.name}`,
       // The summary keeps no annotations but the logical cluster's (every later step keys on it).
@@ -145,16 +120,52 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
       },
       log,
     });
-    const shard = { url, requests };
+    const workspaces = new Reflector<KubernetesObject>({
+      kubeConfig,
+      type: logicalClusters,
+      key: clusterOf,
+      transform: (lc) => {
+        const id = clusterOf(lc);
+        const path = lc.metadata?.annotations?.[pathAnnotation] ?? "";
+        if (!clusterPattern.test(id) || !pathPattern.test(path)) return undefined;
+        return {
+          metadata: {
+            name: lc.metadata?.name,
+            annotations: { [clusterAnnotation]: id, [pathAnnotation]: path },
+          },
+        };
+      },
+      log,
+    });
+    const shard = { url, requests, workspaces };
     requests.subscribe((_key, request, deleted) => {
       const id = clusterOf(request);
-      let cluster = clusters.get(id);
-      if (!cluster) {
-        cluster = { id, shard, failures: 0 };
-        clusters.set(id, cluster);
+      if (byId.has(id)) emit(request, deleted);
+      else if (!unnamed.has(id)) {
+        unnamed.add(id);
+        log.warn(
+          { logicalCluster: id },
+          "a workspace's requests wait: its path is unknown (its APIBinding must accept the export's logicalclusters permission claim)",
+        );
       }
-      if (cluster.path) emit(request, deleted);
-      else void resolve(cluster);
+    });
+    workspaces.subscribe((_key, lc, deleted) => {
+      const id = clusterOf(lc);
+      const path = lc.metadata?.annotations?.[pathAnnotation] as string;
+      if (deleted) {
+        // Unbound (or the claim withdrawn): its requests are out of reach, and leave the cache with it.
+        if (byPath.get(path)?.id === id) byPath.delete(path);
+        byId.delete(id);
+        return;
+      }
+      if (byId.has(id)) return; // a path never changes
+      // A workspace deleted and made again under the same path is a new logical cluster: the newest wins.
+      const ws = { id, path, shard };
+      byId.set(id, ws);
+      byPath.set(path, ws);
+      unnamed.delete(id);
+      log.info({ logicalCluster: id, workspace: path }, "kcp workspace served");
+      for (const r of requests.list()) if (clusterOf(r) === id) emit(r, false);
     });
     return shard;
   };
@@ -167,72 +178,76 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
         .map((e) => e.url)
         .filter((u): u is string => typeof u === "string" && /^https:\/\//.test(u)),
     );
-    const started: Promise<void>[] = [];
     for (const url of urls) {
       if (shards.has(url)) continue;
       const shard = openShard(url);
       shards.set(url, shard);
       log.info({ url }, "kcp virtual workspace endpoint followed");
-      started.push(shard.requests.start());
+      // The paths first, so that the listed requests are handed on at once.
+      shard.synced = shard.workspaces.start().then(() => shard.requests.start());
     }
     for (const [url, shard] of shards) {
       if (urls.has(url)) continue;
       shard.requests.stop();
+      shard.workspaces.stop();
       shards.delete(url);
-      for (const [id, cluster] of clusters) {
-        if (cluster.shard !== shard) continue;
-        clusters.delete(id);
-        if (cluster.path && byPath.get(cluster.path) === cluster) byPath.delete(cluster.path);
+      for (const [id, ws] of byId) {
+        if (ws.shard !== shard) continue;
+        byId.delete(id);
+        if (byPath.get(ws.path) === ws) byPath.delete(ws.path);
       }
       log.info({ url }, "kcp virtual workspace endpoint gone");
     }
-    await Promise.all(started);
+    // Also the shards an earlier call opened (the slice's first event calls it too).
+    await Promise.all([...shards.values()].map((s) => s.synced));
   };
 
-  const accessOf = (cluster: Cluster, path: string): WorkspaceAccess => {
-    const kc = withServer(config.kubeConfig, `${cluster.shard.url}/clusters/${cluster.id}`);
-    const { requests } = cluster.shard;
+  const recorders = new Set<EventRecorder>();
+  const accessOf = (ws: BoundWorkspace): WorkspaceAccess => {
+    const kc = withServer(config.kubeConfig, `${ws.shard.url}/clusters/${ws.id}`);
+    const { requests } = ws.shard;
+    const events = new EventRecorder(kc, log);
+    recorders.add(events);
     return {
-      name: path,
+      name: ws.path,
       namedOnly: true,
       requests: new ResourceClient<InternalRequest>(kc, internalRequests),
-      getRequest: (key) => requests.get(`${cluster.id}/${key}`),
+      getRequest: (key) => requests.get(`${ws.id}/${key}`),
       // A write's answer may lack the annotation the cache keys on.
       observe: (request) =>
         requests.observe({
           ...request,
           metadata: {
             ...request.metadata,
-            annotations: { ...request.metadata.annotations, [clusterAnnotation]: cluster.id },
+            annotations: { ...request.metadata.annotations, [clusterAnnotation]: ws.id },
           },
         }),
-      events: new EventRecorder(kc, log),
+      events,
     };
   };
 
   return {
     requests: { subscribe: (handler) => handlers.push(handler) },
-    workspaceOf: (request) => clusters.get(clusterOf(request))?.path ?? "",
+    workspaceOf: (request) => byId.get(clusterOf(request))?.path ?? "",
     workspace(name) {
-      const cluster = byPath.get(name);
-      if (!cluster) return undefined;
-      cluster.access ??= accessOf(cluster, name);
-      return cluster.access;
+      const ws = byPath.get(name);
+      if (!ws) return undefined;
+      ws.access ??= accessOf(ws);
+      return ws.access;
     },
-    list: () =>
-      [...shards.values()].flatMap((s) => s.requests.list()).filter((r) => clusters.get(clusterOf(r))?.path),
+    list: () => [...shards.values()].flatMap((s) => s.requests.list()).filter((r) => byId.has(clusterOf(r))),
     async start() {
       slices.subscribe(() => void follow().catch(() => undefined)); // the reflectors retry themselves
       await slices.start();
       await follow();
     },
     async stop() {
-      stopped = true;
       slices.stop();
-      for (const shard of shards.values()) shard.requests.stop();
-      await Promise.all(
-        [...clusters.values()].flatMap((c) => (c.access ? [(c.access.events as EventRecorder).flush()] : [])),
-      );
+      for (const shard of shards.values()) {
+        shard.requests.stop();
+        shard.workspaces.stop();
+      }
+      await Promise.all([...recorders].map((r) => r.flush()));
     },
   };
 }
