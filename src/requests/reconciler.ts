@@ -20,6 +20,7 @@ import {
   type RunPlan,
   rawDefaults,
 } from "../policy/admit.ts";
+import { isAllowed } from "../policy/allowlist.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
 import { redact } from "../policy/redact.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
@@ -359,6 +360,14 @@ export class RequestReconciler {
     return requeueAfter(Math.min(namespaceRecheckMs, queueLeft));
   }
 
+  /** A workspace tenants create themselves (kcp) is a metric label only once the config allows it:
+   *  series stay bounded by the configuration, whatever tenants make. */
+  #metricWorkspace(ws: WorkspaceAccess, request: InternalRequest): string {
+    if (!ws.namedOnly) return ws.name;
+    const { config, namespace } = this.#caller(ws, request);
+    return isAllowed(config?.allowList ?? [], ws.name, namespace, true) ? ws.name : "(not allowed)";
+  }
+
   /** Who asks, for admission: the request's workspace and namespace, and the policy objects now. */
   #caller(ws: WorkspaceAccess, request: InternalRequest) {
     const service = request.spec.service;
@@ -641,7 +650,7 @@ export class RequestReconciler {
     };
     const updated = await this.#writeStatus(ws, request, status);
     const service = this.#metricService(request);
-    this.#d.metrics.requestOutcomes.inc({ workspace: ws.name, service, reason });
+    this.#d.metrics.requestOutcomes.inc({ workspace: this.#metricWorkspace(ws, request), service, reason });
     const started = Date.parse(request.status?.startTime ?? "");
     if (started) this.#d.metrics.requestDuration.observe({ service, reason }, (this.#now() - started) / 1000);
     if (reason !== "Rejected") {

@@ -185,6 +185,17 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
       ).length,
       0,
     );
+    // Tenants make kcp workspaces: one the config does not name never becomes a metric label.
+    const metrics = (await f.manager?.metrics.registry.metrics()) ?? "";
+    assert.match(
+      metrics,
+      /internal_requests_completed_total\{workspace="\(not allowed\)",service="advise",reason="Rejected"\} 1/,
+    );
+    assert.doesNotMatch(metrics, /root:outsider/);
+    assert.match(
+      metrics,
+      /internal_requests_completed_total\{workspace="root:tenant-a",service="advise",reason="Succeeded"\}/,
+    );
   });
 
   it("serves a workspace that binds the export while it runs", async () => {
