@@ -198,6 +198,34 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
     );
   });
 
+  it("a tenant cannot pass its request off as another workspace's (kcp.io/cluster is kcp's, not the tenant's)", async (t) => {
+    const outsider = ws.outsider as KcpWorkspace;
+    const a = ws["tenant-a"] as KcpWorkspace;
+    const forged = {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalRequest",
+      metadata: { name: "forged", annotations: { "kcp.io/cluster": a.logicalCluster } },
+      spec: { service: "advise" },
+    };
+    const created = await tenantRequests(outsider)
+      .create("default", forged as InternalRequest)
+      .catch((err: unknown) => apiStatus(err)?.code ?? 0);
+    if (typeof created === "number") {
+      assert.ok(created >= 400 && created < 500, `refused (${created})`);
+      t.diagnostic(`kcp refused the forged kcp.io/cluster annotation: ${created}`);
+      return;
+    }
+    t.diagnostic(`kcp accepted the object, naming its real logical cluster`);
+    assert.equal(created.metadata.annotations?.["kcp.io/cluster"], outsider.logicalCluster);
+    // Accepted: then kcp names the real logical cluster, and the controller treats it as the outsider's.
+    const r = await waitForReason(outsider, "forged", "Rejected");
+    assert.match(r.status?.conditions?.[0]?.message ?? "", /workspace "root:outsider"/);
+    await assert.rejects(
+      tenantRequests(a).get("default", "forged"),
+      (err: unknown) => apiStatus(err)?.code === 404,
+    );
+  });
+
   it("serves a workspace that binds the export while it runs", async () => {
     const c = ws["tenant-c"] as KcpWorkspace;
     await bind(c);
