@@ -260,6 +260,8 @@ export interface InternalServicesConfigSpec {
   rawPipelineRequests?: InternalServicesConfigSpecRawPipelineRequests;
   /** RE2 patterns (e.g. internal host names, [a-z0-9.-]+\.corp\.example\.com) whose matches are replaced by <redacted> in every failure message published to a caller, on top of each service's sensitiveParams and the built-in credential rules. A pattern that does not compile withholds the messages (fail closed). */
   redactPatterns?: string[];
+  /** Opt-in: the controller deletes finished InternalRequests (Succeeded, Failed, Rejected, Cancelled, TimedOut) once they have been finished for keepFinished, at most maxDeletionsPerMinute, and never one a Tekton run that is still going refers to (an owning CustomRun, PipelineRun or TaskRun, or the PipelineRun its pipelinerun-uid label names). Needs the public Role's retention rule (deploy/public/request-retention.yaml). Absent: requests are never deleted. */
+  requestRetention?: InternalServicesConfigSpecRequestRetention;
   /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */
   volumeClaim?: InternalServicesConfigSpecVolumeClaim;
 }
@@ -304,6 +306,21 @@ export interface InternalServicesConfigSpecRawPipelineRequestsTimeouts {
   maximum?: string;
   /** Longest a raw request may wait for its PipelineRun to start running (see InternalService timeouts.queue). Absent: a request's own, else 24h. */
   queue?: string;
+}
+
+/** Opt-in: the controller deletes finished InternalRequests (Succeeded, Failed, Rejected, Cancelled, TimedOut) once they have been finished for keepFinished, at most maxDeletionsPerMinute, and never one a Tekton run that is still going refers to (an owning CustomRun, PipelineRun or TaskRun, or the PipelineRun its pipelinerun-uid label names). Needs the public Role's retention rule (deploy/public/request-retention.yaml). Absent: requests are never deleted. */
+export interface InternalServicesConfigSpecRequestRetention {
+  /** How long a request stays after it finished, as a Go duration (e.g. 24h). */
+  keepFinished: string;
+  /** Deletions at most, per minute, over all workspaces. Default 300. */
+  maxDeletionsPerMinute?: number;
+  /** Per-workspace exceptions, the first match wins: a workspace glob (`*` within a name; kcp paths too) and its own keepFinished, or none to keep that workspace's requests. */
+  workspaces?: InternalServicesConfigSpecRequestRetentionWorkspacesItem[];
+}
+
+export interface InternalServicesConfigSpecRequestRetentionWorkspacesItem {
+  keepFinished?: string;
+  workspace: string;
 }
 
 /** The volumeClaimTemplate workspace bound to every internal PipelineRun whose Pipeline declares a workspace of this name. */

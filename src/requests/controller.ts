@@ -28,6 +28,7 @@ import {
 } from "./naming.ts";
 import { runState } from "./pipelinerun.ts";
 import { RequestReconciler, type WorkspaceAccess } from "./reconciler.ts";
+import { liveReferrer } from "./retention.ts";
 import { RunSlots, slotGroup } from "./slots.ts";
 
 /**
@@ -151,6 +152,7 @@ export function fromWorkspace(ws: Workspace): RequestSource {
     requests: new ResourceClient<InternalRequest>(ws.kubeConfig, internalRequests),
     getRequest: (key) => ws.requests.get(key),
     observe: (request) => ws.requests.observe(request),
+    referrer: (request) => liveReferrer(ws.kubeConfig, request),
     events: ws.events,
   };
   return {

@@ -45,6 +45,7 @@ import {
   workspaceAnnotation,
 } from "./naming.ts";
 import { buildPipelineRun, copyResults, pendingStatus, runStartedAt, runState } from "./pipelinerun.ts";
+import { DeletionPace, keepFinishedMs } from "./retention.ts";
 import { type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
 import { Part } from "./summary.ts";
 
@@ -58,6 +59,8 @@ export interface WorkspaceAccess {
   getRequest(key: string): InternalRequest | undefined;
   /** Our own write's result into the cache ahead of its watch event (see Reflector.observe). */
   observe(request: InternalRequest): void;
+  /** A Tekton run, still going, that the request belongs to (see liveReferrer); undefined: none. */
+  referrer(request: InternalRequest): Promise<string | undefined>;
   events: Pick<EventRecorder, "record">;
 }
 
@@ -96,6 +99,8 @@ export interface RequestReconcilerDeps {
 const defaultQueuedRecheckMs = 2_000;
 /** How often a request waiting for a run namespace's cache looks again. */
 const namespaceRecheckMs = 5_000;
+/** How often a finished request that cannot go yet (a Tekton run still refers to it) is looked at. */
+const referrerRecheckMs = 5 * 60_000;
 /** How often a run the Go controller started is looked at (no watch of ours sees it). */
 const legacyPollMs = 10_000;
 
@@ -126,6 +131,9 @@ export class RequestReconciler {
   readonly #now: Clock;
   /** Requests queued behind a concurrency limit (by key, oldest first): their group and queue deadline. */
   readonly #waitingForSlot = new Map<string, { group: string; deadline: number }>();
+  /** Finished requests due for deletion (requestRetention), by key: the moment each may go. */
+  readonly #retiring = new Map<string, number>();
+  readonly #deletions = new DeletionPace();
 
   constructor(deps: RequestReconcilerDeps) {
     this.#d = deps;
@@ -157,6 +165,7 @@ export class RequestReconciler {
       // Deleted: the finalizer did the cleanup (or, if a tenant removed it, the run sweep does).
       this.#d.private.slots.releaseFor(key);
       this.#waitingForSlot.delete(key);
+      this.#retiring.delete(key);
       return undefined;
     }
     const finalizers = request.metadata.finalizers ?? [];
@@ -172,7 +181,8 @@ export class RequestReconciler {
       ours ||
       (deleting && finalizers.includes(legacyFinalizer)) ||
       this.#d.private.findPipelineRun(runName) !== undefined;
-    if ((finished || deleting) && !leftovers) return undefined;
+    if ((finished || deleting) && !leftovers)
+      return finished && !deleting ? this.#retire(key, ws, request, log) : undefined;
     // Status writes build on the conditions (finalizer writes read the list whole themselves).
     request = await this.#complete(ws, request, Part.conditions);
     if (!request) return undefined;
@@ -366,6 +376,62 @@ export class RequestReconciler {
     if (!ws.namedOnly) return ws.name;
     const { config, namespace } = this.#caller(ws, request);
     return isAllowed(config?.allowList ?? [], ws.name, namespace, true) ? ws.name : "(not allowed)";
+  }
+
+  /**
+   * A finished request with nothing of ours left, under the config's requestRetention: deleted once it
+   * has been finished for its workspace's keepFinished, each deletion at its own moment of an even
+   * pace, unless a Tekton run still going refers to it (then looked at again later).
+   */
+  async #retire(key: string, ws: WorkspaceAccess, request: InternalRequest, log: Logger) {
+    const config = this.#d.private.getConfig()?.spec;
+    const keep = keepFinishedMs(config, ws.name);
+    if (keep === undefined) {
+      this.#retiring.delete(key);
+      return undefined;
+    }
+    const now = this.#now();
+    const finishedAt = Date.parse(request.status?.completionTime ?? "") || now;
+    if (now < finishedAt + keep) return requeueAfter(finishedAt + keep - now);
+    let at = this.#retiring.get(key);
+    if (at === undefined) {
+      at = this.#deletions.reserve(now, config);
+      this.#retiring.set(key, at);
+    }
+    if (now < at) return requeueAfter(at - now);
+    this.#retiring.delete(key);
+    const { namespace, name, uid } = request.metadata as Record<string, string>;
+    // Read whole: the cache keeps no labels or owners of a finished request.
+    const whole = await ignoreNotFound(ws.requests.get(namespace as string, name as string));
+    if (!whole || whole.metadata.uid !== uid) return undefined;
+    let referrer: string | undefined;
+    try {
+      referrer = await ws.referrer(whole);
+    } catch (err) {
+      referrer = `(unknown: ${describeError(err)})`;
+    }
+    if (referrer) {
+      log.debug({ referrer }, "finished request kept: a Tekton run still going refers to it");
+      return requeueAfter(referrerRecheckMs);
+    }
+    try {
+      await ws.requests.delete(namespace as string, name as string, { uid });
+    } catch (err) {
+      if (apiStatus(err)?.code === 403) {
+        log.warn(
+          { err: describeError(err) },
+          "cannot delete a finished request under requestRetention: bind the public retention Role (deploy/public/request-retention.yaml) in its namespace",
+        );
+        return requeueAfter(referrerRecheckMs);
+      }
+      if (apiStatus(err)?.code !== 404 && !isConflict(err)) throw err;
+      return undefined;
+    }
+    log.info(
+      { finishedFor: formatDuration(now - finishedAt) },
+      "finished request deleted (requestRetention)",
+    );
+    return undefined;
   }
 
   /** Who asks, for admission: the request's workspace and namespace, and the policy objects now. */

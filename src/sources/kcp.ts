@@ -222,6 +222,8 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
             annotations: { ...request.metadata.annotations, [clusterAnnotation]: ws.id },
           },
         }),
+      // No Tekton runs on kcp: nothing there can still be using a finished request.
+      referrer: async () => undefined,
       events,
     };
   };

@@ -355,6 +355,8 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     await ok(dryRun(planes.public, tenantBinding, ["-n", tenant]), "dry-run rolebinding-tenant.yaml");
     const selector = await readFile(join(repoRoot, "deploy/public/workspace-selector.yaml"), "utf8");
     await ok(dryRun(planes.public, selector), "dry-run workspace-selector.yaml");
+    const retention = await readFile(join(repoRoot, "deploy/public/request-retention.yaml"), "utf8");
+    await ok(dryRun(planes.public, retention), "dry-run request-retention.yaml");
   });
 
   it("deploy/README.md's commands build the kubeconfig and a bound token, and rotate and revoke it", async () => {

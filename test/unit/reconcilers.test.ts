@@ -58,6 +58,8 @@ interface RequestCase {
   goWorkspace?: string;
   /** Namespaces whose runs the controller's cache does not have (yet). */
   unwatched?: string[];
+  /** A Tekton run still going that refers to the request (see liveReferrer). */
+  referrer?: string;
   steps: RequestStep[];
   expect: {
     reason?: string;
@@ -123,6 +125,7 @@ function requestWorld(c: RequestCase) {
           requests,
           getRequest: (key) => structuredClone(requests.objects.get(key)),
           observe: () => undefined, // the cache is the store itself
+          referrer: async () => c.referrer,
           events: { record: (_obj, _type, reason) => events.push(reason) },
         },
       ],
@@ -291,6 +294,41 @@ const requestCases: RequestCase[] = [
       finalizer: false,
       events: ["Started", "Succeeded"],
     },
+  },
+  {
+    name: "retention: a finished request stays for keepFinished, looked at again when it is due",
+    config: { allowList: [ns], requestRetention: { keepFinished: "1h" } },
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 30 * M }, "reconcile"],
+    expect: { reason: "Succeeded", requeueAfterMs: 30 * M, lastStepWrites: { delete: 0, status: 0 } },
+  },
+  {
+    name: "retention: then it is deleted, with one delete and nothing else",
+    config: { allowList: [ns], requestRetention: { keepFinished: "1h" } },
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 61 * M }, "reconcile"],
+    expect: { requestGone: true, requeueAfterMs: "none", lastStepWrites: { delete: 1, status: 0, patch: 0 } },
+  },
+  {
+    name: "retention: a rejected request goes too",
+    config: { allowList: [ns], requestRetention: { keepFinished: "10m" } },
+    request: { service: "nope" },
+    steps: ["reconcile", { advance: 11 * M }, "reconcile"],
+    expect: { requestGone: true },
+  },
+  {
+    name: "retention: a Tekton run still going that refers to it keeps it, looked at again in 5 minutes",
+    config: { allowList: [ns], requestRetention: { keepFinished: "1h" } },
+    referrer: "PipelineRun release-1",
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 2 * H }, "reconcile"],
+    expect: { reason: "Succeeded", requeueAfterMs: 5 * M, lastStepWrites: { delete: 0 } },
+  },
+  {
+    name: "retention: a workspace excepted without keepFinished keeps its requests",
+    config: {
+      allowList: [ns],
+      requestRetention: { keepFinished: "1h", workspaces: [{ workspace: "pub*" }] },
+    },
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", { advance: 2 * H }, "reconcile"],
+    expect: { reason: "Succeeded", requeueAfterMs: "none", lastStepWrites: { delete: 0 } },
   },
   {
     name: "a run that fails: Failed",
