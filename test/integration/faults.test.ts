@@ -19,6 +19,7 @@ import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import type { TestPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
+import { watchIsGone } from "../support/watch-gone.ts";
 
 const service: InternalServiceSpec = {
   pipeline: { pipelineName: "publish" },
@@ -270,7 +271,7 @@ describe("faults", { timeout: 600_000 }, () => {
     const current = (await f.requests.list(f.namespaces[0])).metadata.resourceVersion;
     await eventually(
       // A watch from that resourceVersion answers 410 once etcd has compacted past it.
-      () => watchIsGone(planes, f.namespaces[0] as string, current),
+      () => watchIsGone(planes.publicAdmin, f.namespaces[0] as string, current),
       "the controller's last resourceVersion compacted away",
       30_000,
       500,
@@ -353,7 +354,7 @@ describe("faults", { timeout: 600_000 }, () => {
     reflector.observe(written);
     const current = (await f.requests.list(ns)).metadata.resourceVersion;
     await eventually(
-      () => watchIsGone(planes, ns, current),
+      () => watchIsGone(planes.publicAdmin, ns, current),
       "the reflector's last resourceVersion compacted away",
       30_000,
       500,
@@ -422,25 +423,3 @@ describe("faults", { timeout: 600_000 }, () => {
     await executor.stop();
   });
 });
-
-async function watchIsGone(planes: TestPlanes, namespace: string, resourceVersion: string): Promise<boolean> {
-  const { Watch } = await import("@kubernetes/client-node");
-  return new Promise((resolve) => {
-    let settled = false;
-    const finish = (gone: boolean) => {
-      if (!settled) {
-        settled = true;
-        resolve(gone);
-      }
-    };
-    new Watch(planes.publicAdmin)
-      .watch(
-        `/apis/appstudio.redhat.com/v1alpha1/namespaces/${namespace}/internalrequests`,
-        { resourceVersion, timeoutSeconds: 1 },
-        (type, obj: { code?: number }) => finish(type === "ERROR" && obj.code === 410),
-        () => finish(false),
-      )
-      .then((req) => setTimeout(() => req.abort(), 1500))
-      .catch((err: { statusCode?: number }) => finish(err.statusCode === 410));
-  });
-}

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { CustomObjectsApi, type KubeConfig, Watch } from "@kubernetes/client-node";
+import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
 import { type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
@@ -24,6 +24,7 @@ import { FaultProxy } from "../support/fault-proxy.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
+import { watchIsGone } from "../support/watch-gone.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const kcpDir = join(repoRoot, "deploy/kcp");
@@ -248,7 +249,7 @@ describe("kcp workspaces under faults", () => {
     for (let i = 0; i < 5; i++) await create(`while-cut-${i}`);
     const current = (await requests().list("default")).metadata.resourceVersion;
     await eventually(
-      () => watchIsGone(kcp.tokenKubeConfig(`${vw}/clusters/*`, token), current),
+      () => watchIsGone(kcp.tokenKubeConfig(`${vw}/clusters/*`, token), undefined, current),
       "the reflector's last resourceVersion compacted away",
       30_000,
       500,
@@ -263,25 +264,3 @@ describe("kcp workspaces under faults", () => {
     await proxy.stop();
   });
 });
-
-/** Whether a cross-workspace watch from `resourceVersion` answers 410 Gone. */
-function watchIsGone(kubeConfig: KubeConfig, resourceVersion: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    let settled = false;
-    const finish = (gone: boolean) => {
-      if (!settled) {
-        settled = true;
-        resolve(gone);
-      }
-    };
-    new Watch(kubeConfig)
-      .watch(
-        "/apis/appstudio.redhat.com/v1alpha1/internalrequests",
-        { resourceVersion, timeoutSeconds: 1 },
-        (type, obj: { code?: number }) => finish(type === "ERROR" && obj.code === 410),
-        () => finish(false),
-      )
-      .then((req) => setTimeout(() => req.abort(), 1500))
-      .catch((err: { statusCode?: number }) => finish(err.statusCode === 410));
-  });
-}
