@@ -32,6 +32,11 @@ export function ensureKcp(): Promise<string> {
   return build("kcp");
 }
 
+/** kcp, kcp-front-proxy and cache-server, for several shards behind one front proxy; their directory. */
+export function ensureKcpShards(): Promise<string> {
+  return build("kcp-shards");
+}
+
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 let compiled: Promise<string> | undefined;
 
@@ -45,7 +50,7 @@ export function compiledCli(): Promise<string> {
   return compiled;
 }
 
-function build(target: "kube" | "tekton" | "tools" | "kcp"): Promise<string> {
+function build(target: "kube" | "tekton" | "tools" | "kcp" | "kcp-shards"): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn("bash", [script, target], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";

@@ -6,7 +6,9 @@
 # that run shell steps, and prints their directory. `build-binaries.sh kcp` builds kcp (cmd/kcp) from
 # the wrapper module committed in envtest/kcp/ (go.mod and go.sum: every module is checked against
 # that go.sum), and prints the path of the binary; `build-binaries.sh kcp-module` regenerates that
-# wrapper from kcp's own go.mod (after changing KCP_VERSION).
+# wrapper from kcp's own go.mod (after changing KCP_VERSION). `build-binaries.sh kcp-shards` also builds
+# kcp-front-proxy and cache-server (cmd/kcp-front-proxy, cmd/cache-server) from the same wrapper module
+# into kcp's directory, for several shards behind one front proxy, and prints that directory.
 #
 # Honours KUBEBUILDER_ASSETS: when it names a directory with both binaries, nothing is built.
 # Why a wrapper module: k8s.io/kubernetes requires its staging modules at v0.0.0 with
@@ -39,9 +41,15 @@ fi
 BIN_DIR="$CACHE_ROOT/bin/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 TEKTON_BIN="$CACHE_ROOT/bin/tekton-$TEKTON_VERSION/controller"
 TOOLS_DIR="$CACHE_ROOT/bin/tools-k8s-$K8S_VERSION-gojq-$GOJQ_VERSION-tkn-$TKN_VERSION"
-KCP_BIN="$CACHE_ROOT/bin/kcp-$KCP_VERSION/kcp"
+KCP_DIR="$CACHE_ROOT/bin/kcp-$KCP_VERSION"
+KCP_BIN="$KCP_DIR/kcp"
+KCP_SHARD_CMDS=(kcp-front-proxy cache-server)
 if [[ "$TARGET" == kcp && -x "$KCP_BIN" ]]; then
   echo "$KCP_BIN"
+  exit 0
+fi
+if [[ "$TARGET" == kcp-shards && -x "$KCP_BIN" && -x "$KCP_DIR/kcp-front-proxy" && -x "$KCP_DIR/cache-server" ]]; then
+  echo "$KCP_DIR"
   exit 0
 fi
 if [[ "$TARGET" == tools && -x "$TOOLS_DIR/kubectl" && -x "$TOOLS_DIR/jq" && -x "$TOOLS_DIR/tkn" ]]; then
@@ -208,9 +216,11 @@ kcp_module() {
   go get "github.com/kcp-dev/kcp/cmd/kcp@$KCP_VERSION" 2>&1 | progress kcp-download "modules resolved" || failed kcp-download
 }
 
-build_kcp() {
-  local dir="$WORK/kcp" started=$SECONDS minor commit pkg ldflags="-s -w" kube_version
-  echo "build-binaries: building kcp $KCP_VERSION (first run only; takes several minutes)" >&2
+# Sets up the wrapper module in $WORK/kcp (once) and KCP_LDFLAGS, the version stamped into every kcp binary.
+KCP_LDFLAGS=
+kcp_prepare() {
+  local dir="$WORK/kcp" minor commit pkg kube_version
+  [[ -n "$KCP_LDFLAGS" ]] && { cd "$dir"; return 0; }
   if grep -qE "^(require )?\s*github.com/kcp-dev/kcp $KCP_VERSION(\s|\$)" "$KCP_MODULE_DIR/go.mod" 2>/dev/null; then
     mkdir -p "$dir" && cp "$KCP_MODULE_DIR/go.mod" "$KCP_MODULE_DIR/go.sum" "$dir/" && cd "$dir"
   else
@@ -220,20 +230,33 @@ build_kcp() {
   # -mod=readonly: the build uses exactly the committed requirements, and fails on any module
   # whose checksum is not in go.sum (rather than adding it).
   export GOFLAGS=-mod=readonly
-  go list -deps github.com/kcp-dev/kcp/cmd/kcp 2>&1 | progress kcp-download "packages resolved" || failed kcp-download
   kube_version="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
   minor="${kube_version#v1.}"
   minor="${minor%%.*}"
   commit="$(sed -n 's/.*"Hash":"\([0-9a-f]*\)".*/\1/p' "$(go mod download -json "github.com/kcp-dev/kcp@$KCP_VERSION" | sed -n 's/.*"Info": "\(.*\)".*/\1/p')" | cut -c1-8)"
+  KCP_LDFLAGS="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$kube_version+kcp-$KCP_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=${commit:-unknown}"
+    KCP_LDFLAGS+=" -X $pkg.gitVersion=$kube_version+kcp-$KCP_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    KCP_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit=${commit:-unknown}"
   done
-  go build -v -trimpath -ldflags "$ldflags" -o "$dir/kcp" github.com/kcp-dev/kcp/cmd/kcp 2>&1 |
-    progress kcp || failed kcp
-  mkdir -p "$(dirname "$KCP_BIN")"
-  mv "$dir/kcp" "$KCP_BIN"
-  echo "build-binaries: kcp built in $((SECONDS - started))s" >&2
+}
+
+# build_kcp_cmd <command>: builds github.com/kcp-dev/kcp/cmd/<command> into $KCP_DIR (kept when there).
+build_kcp_cmd() {
+  local cmd="$1" started=$SECONDS
+  [[ -x "$KCP_DIR/$cmd" ]] && return 0
+  if [[ "$cmd" == kcp ]]; then
+    echo "build-binaries: building kcp $KCP_VERSION (first run only; takes several minutes)" >&2
+  else
+    echo "build-binaries: building $cmd of kcp $KCP_VERSION (first run only; quick once kcp is built)" >&2
+  fi
+  kcp_prepare
+  go list -deps "github.com/kcp-dev/kcp/cmd/$cmd" 2>&1 | progress "$cmd-download" "packages resolved" || failed "$cmd-download"
+  go build -v -trimpath -ldflags "$KCP_LDFLAGS" -o "$WORK/kcp/$cmd" "github.com/kcp-dev/kcp/cmd/$cmd" 2>&1 |
+    progress "$cmd" || failed "$cmd"
+  mkdir -p "$KCP_DIR"
+  mv "$WORK/kcp/$cmd" "$KCP_DIR/$cmd"
+  echo "build-binaries: $cmd built in $((SECONDS - started))s" >&2
 }
 
 case "$TARGET" in
@@ -253,8 +276,12 @@ case "$TARGET" in
     echo "$TEKTON_BIN"
     ;;
   kcp)
-    build_kcp
+    build_kcp_cmd kcp
     echo "$KCP_BIN"
+    ;;
+  kcp-shards)
+    for cmd in kcp "${KCP_SHARD_CMDS[@]}"; do build_kcp_cmd "$cmd"; done
+    echo "$KCP_DIR"
     ;;
   kcp-module)
     kcp_module "$WORK/kcp-module"
@@ -262,5 +289,5 @@ case "$TARGET" in
     cp go.mod go.sum "$KCP_MODULE_DIR/"
     echo "$KCP_MODULE_DIR"
     ;;
-  *) echo "usage: build-binaries.sh [kube|tekton|tools|kcp|kcp-module]" >&2; exit 2 ;;
+  *) echo "usage: build-binaries.sh [kube|tekton|tools|kcp|kcp-shards|kcp-module]" >&2; exit 2 ;;
 esac

@@ -76,6 +76,9 @@ interface BoundWorkspace {
   access?: WorkspaceAccess;
 }
 
+/** How long start waits for the shards' first lists before serving those that have them. */
+const shardStartMs = 30_000;
+
 const clusterOf = (obj: KubernetesObject) => obj.metadata?.annotations?.[clusterAnnotation] ?? "";
 
 export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
@@ -106,6 +109,9 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
 
   const openShard = (url: string): Shard => {
     const kubeConfig = withServer(config.kubeConfig, `${url}/clusters/*`);
+    // With several shards, each one's list/watch failures (a shard down, or refusing the credentials
+    // its peers accept) name it.
+    const shardLog = log.child({ url });
     const requests = new Reflector<InternalRequest>({
       kubeConfig,
       type: internalRequests,
@@ -118,7 +124,7 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
         kept.metadata.annotations = { [clusterAnnotation]: id };
         return kept;
       },
-      log,
+      log: shardLog,
     });
     const workspaces = new Reflector<KubernetesObject>({
       kubeConfig,
@@ -135,7 +141,7 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
           },
         };
       },
-      log,
+      log: shardLog,
     });
     const shard = { url, requests, workspaces };
     requests.subscribe((_key, request, deleted) => {
@@ -143,7 +149,7 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
       if (byId.has(id)) emit(request, deleted);
       else if (!unnamed.has(id)) {
         unnamed.add(id);
-        log.warn(
+        shardLog.warn(
           { logicalCluster: id },
           "a workspace's requests wait: its path is unknown (its APIBinding must accept the export's logicalclusters permission claim)",
         );
@@ -171,7 +177,7 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
   };
 
   /** Follows the endpoint slice: a shard per URL it lists. */
-  const follow = async () => {
+  const follow = () => {
     const slice = slices.get(`/${config.export}`);
     const urls = new Set(
       (slice?.status?.endpoints ?? [])
@@ -198,8 +204,6 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
       }
       log.info({ url }, "kcp virtual workspace endpoint gone");
     }
-    // Also the shards an earlier call opened (the slice's first event calls it too).
-    await Promise.all([...shards.values()].map((s) => s.synced));
   };
 
   const recorders = new Set<EventRecorder>();
@@ -239,9 +243,28 @@ export function openKcp(config: KcpConfig, opts: { log: Logger }): KcpSource {
     },
     list: () => [...shards.values()].flatMap((s) => s.requests.list()).filter((r) => byId.has(clusterOf(r))),
     async start() {
-      slices.subscribe(() => void follow().catch(() => undefined)); // the reflectors retry themselves
+      slices.subscribe(() => follow()); // the reflectors retry themselves
       await slices.start();
-      await follow();
+      follow();
+      // Each shard's workspaces are served once its caches are listed; a shard that cannot be listed
+      // (down, or refusing the credentials) must not hold the others back: its workspaces are
+      // unknown until then, and nothing of theirs is acted on (the run sweep leaves runs of unknown
+      // workspaces alone).
+      const synced = Promise.all([...shards.values()].map((s) => s.synced));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), shardStartMs);
+      });
+      if ((await Promise.race([synced, late])) === "late")
+        log.warn(
+          {
+            shards: [...shards.values()]
+              .filter((s) => !s.workspaces.hasSynced || !s.requests.hasSynced)
+              .map((s) => s.url),
+          },
+          `kcp shards not listed within ${shardStartMs / 1000} s; serving the others, these once they are`,
+        );
+      clearTimeout(timer);
     },
     async stop() {
       slices.stop();
