@@ -10,6 +10,7 @@ import { compiledCli } from "../envtest/binaries.ts";
 import { type BaselineResult, rawBaseline } from "./lib/baseline.ts";
 import { ControllerProcess, defaultControllerCmd } from "./lib/controller.ts";
 import { hostile } from "./lib/hostile.ts";
+import { type BenchKcp, kcpComparison, startBenchKcp } from "./lib/kcp.ts";
 import { type BenchPlanes, startBenchPlanes } from "./lib/planes.ts";
 import { evaluateTargets, markdown, type Results } from "./lib/report.ts";
 import { type BenchContext, burst, customRuns, type LoadResult, scale } from "./lib/scenarios.ts";
@@ -17,8 +18,9 @@ import { round } from "./lib/stats.ts";
 
 const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
-  --scenario S          burst | customruns | scale | hostile | all (default all)
-  --requests N          requests in scenario 1 and on top of scenarios 3 and 4 (default 1000)
+  --scenario S          burst | customruns | scale | hostile | all (default all), or kcp (not in all)
+  --requests N          requests in scenario 1 and on top of scenarios 3 and 4 (default 1000); in
+                        the kcp scenario, on each side (default 500)
   --namespaces N        remote namespaces the requests are spread over (default 50)
   --in-flight N         requests in flight at once (default 100)
   --sizes A,B,C         scenario 1 also at these sizes, to show linearity (default with "all":
@@ -28,8 +30,10 @@ const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags
                         (default 10000)
   --hostile N           maximum-size hostile objects present before the controller starts in
                         scenario 4 (default 10000)
+  --kcp-workspaces N    kcp scenario: tenant workspaces on kcp, and namespaces on the kube-apiserver
+                        (default 50)
   --controller-cmd CMD  the controller's command line (default "${defaultControllerCmd}"); the bench
-                        appends --kubeconfig, --workspace, --private-kubeconfig, --namespace,
+                        appends --kubeconfig, --workspace (kcp: --kcp-export), --private-kubeconfig, --namespace,
                         --leader-elect=false, --metrics-address, --health-address, --log-level=warn
   --out FILE            results JSON (default bench/results/<date>-<host>.json); Markdown next to it
   --render FILE         run nothing: re-check the targets of a results JSON and rewrite its Markdown
@@ -39,13 +43,14 @@ const repoRoot = fileURLToPath(new URL("../", import.meta.url));
 const { values } = parseArgs({
   options: {
     scenario: { type: "string", default: "all" },
-    requests: { type: "string", default: "1000" },
+    requests: { type: "string" },
     namespaces: { type: "string", default: "50" },
     "in-flight": { type: "string", default: "100" },
     sizes: { type: "string" },
     customruns: { type: "string", default: "200" },
     existing: { type: "string", default: "10000" },
     hostile: { type: "string", default: "10000" },
+    "kcp-workspaces": { type: "string", default: "50" },
     "controller-cmd": { type: "string", default: defaultControllerCmd },
     out: { type: "string" },
     render: { type: "string" },
@@ -65,11 +70,12 @@ const positive = (flag: string, v: string) => {
   return n;
 };
 const scenario = values.scenario;
-if (!["burst", "customruns", "scale", "hostile", "all"].includes(scenario)) {
-  process.stderr.write(`bench: --scenario must be burst, customruns, scale, hostile or all\n\n${usage}`);
+if (!["burst", "customruns", "scale", "hostile", "all", "kcp"].includes(scenario)) {
+  process.stderr.write(`bench: --scenario must be burst, customruns, scale, hostile, all or kcp\n\n${usage}`);
   process.exit(2);
 }
-const requests = positive("--requests", values.requests);
+const requests = positive("--requests", values.requests ?? (scenario === "kcp" ? "500" : "1000"));
+const kcpWorkspaces = positive("--kcp-workspaces", values["kcp-workspaces"]);
 const namespaces = positive("--namespaces", values.namespaces);
 const inFlight = positive("--in-flight", values["in-flight"]);
 const customRunCount = positive("--customruns", values.customruns);
@@ -89,7 +95,12 @@ const host = {
 const date = new Date().toISOString().slice(0, 10);
 const out =
   values.out ??
-  join(repoRoot, "bench", "results", `${date}-${host.platform}-${host.cpus}cpu-${host.memoryGb}gb.json`);
+  join(
+    repoRoot,
+    "bench",
+    "results",
+    `${date}-${host.platform}-${host.cpus}cpu-${host.memoryGb}gb${scenario === "kcp" ? "-kcp" : ""}.json`,
+  );
 const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`);
 const argv = process.argv.slice(2).map(quote);
 const command =
@@ -104,17 +115,20 @@ const log = (msg: string) =>
   );
 
 let bench: BenchPlanes | undefined;
+let benchKcp: BenchKcp | undefined;
 let stopping: Promise<void> | undefined;
 const stopAll = () => {
   stopping ??= (async () => {
     await ControllerProcess.stopAll();
-    await bench?.stop();
+    await Promise.all([bench?.stop(), benchKcp?.stop()]);
   })();
   return stopping;
 };
+// "on", not "once": envtest's kcp kills kcp on a signal and raises it again, which must find this
+// handler still there rather than end the process before the planes are stopped.
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    log(`${sig}: stopping the controller and the control planes`);
+  process.on(sig, () => {
+    if (!stopping) log(`${sig}: stopping the controller and the control planes`);
     void stopAll().then(() => process.exit(130));
   });
 }
@@ -177,6 +191,7 @@ try {
       customRuns: customRunCount,
       existing,
       hostile: hostileCount,
+      ...(scenario === "kcp" ? { kcpWorkspaces } : {}),
     },
     controllerCmd: values["controller-cmd"],
     durationS: 0,
@@ -184,7 +199,10 @@ try {
   };
 
   let mixSource: LoadResult | undefined;
-  if (runBurst) {
+  if (scenario === "kcp") {
+    benchKcp = await startBenchKcp(repoRoot, log);
+    results.kcp = await kcpComparison(ctx, benchKcp, requests, kcpWorkspaces, inFlight, summary);
+  } else if (runBurst) {
     const all = [...new Set([...sizes, requests])].sort((a, b) => a - b);
     const linearity: LoadResult[] = [];
     for (const n of all) {

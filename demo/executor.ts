@@ -18,9 +18,9 @@ export class LocalExecutor {
   readonly #privateKey: KeyObject;
   readonly #publicKey: KeyObject;
   readonly #privateRuns: ResourceClient<V1PipelineRun>;
-  readonly #publicTaskRuns: ResourceClient<V1TaskRun>;
+  readonly #publicTaskRuns: ResourceClient<V1TaskRun> | undefined;
   readonly #privateNs: string;
-  readonly #publicNs: string;
+  readonly #publicNs: string | undefined;
   readonly #done = new Set<string>();
   readonly #events: ExecutorEvents;
   #timer: NodeJS.Timeout | undefined;
@@ -30,8 +30,9 @@ export class LocalExecutor {
   constructor(opts: {
     privateKc: KubeConfig;
     privateNs: string;
-    publicKc: KubeConfig;
-    publicNs: string;
+    /** Where downstream TaskRuns are completed; without it (kcp: no Tekton there), none are. */
+    publicKc?: KubeConfig;
+    publicNs?: string;
     events: ExecutorEvents;
   }) {
     const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -39,7 +40,9 @@ export class LocalExecutor {
     this.#publicKey = publicKey;
     this.publicKeyPem = publicKey.export({ type: "spki", format: "pem" }).toString();
     this.#privateRuns = new ResourceClient<V1PipelineRun>(opts.privateKc, pipelineRuns, "isc-demo-executor");
-    this.#publicTaskRuns = new ResourceClient<V1TaskRun>(opts.publicKc, taskRuns, "isc-demo-executor");
+    this.#publicTaskRuns = opts.publicKc
+      ? new ResourceClient<V1TaskRun>(opts.publicKc, taskRuns, "isc-demo-executor")
+      : undefined;
     this.#privateNs = opts.privateNs;
     this.#publicNs = opts.publicNs;
     this.#events = opts.events;
@@ -107,7 +110,10 @@ export class LocalExecutor {
   }
 
   async #runDownstream(): Promise<void> {
-    for (const tr of (await this.#publicTaskRuns.list(this.#publicNs)).items) {
+    const publicTaskRuns = this.#publicTaskRuns;
+    const publicNs = this.#publicNs;
+    if (!publicTaskRuns || !publicNs) return;
+    for (const tr of (await publicTaskRuns.list(publicNs)).items) {
       const name = tr.metadata?.name as string;
       if (this.#done.has(`public/${name}`) || tr.status?.completionTime) continue;
       const params = Object.fromEntries((tr.spec?.params ?? []).map((p) => [p.name, String(p.value)]));
@@ -115,7 +121,7 @@ export class LocalExecutor {
         params.signature !== undefined && params.digest !== undefined
           ? verify(null, Buffer.from(params.digest), this.#publicKey, Buffer.from(params.signature, "base64"))
           : false;
-      await this.#publicTaskRuns.patchStatus(this.#publicNs, name, {
+      await publicTaskRuns.patchStatus(publicNs, name, {
         podName: "",
         startTime: new Date().toISOString(),
         completionTime: new Date().toISOString(),

@@ -5,11 +5,9 @@
 // exists here: a local executor plays the private cluster's Tekton (it signs with an Ed25519 key that
 // exists only on the private side) and completes the downstream TaskRun by verifying the signature.
 // The development harness (envtest/) provides the control planes and Tekton's controller.
-import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import { ensureTools } from "../envtest/binaries.ts";
@@ -30,22 +28,22 @@ import type { V1beta1CustomRun, V1PipelineRun } from "../src/generated/tekton.ts
 import { startManager } from "../src/manager.ts";
 import { newLogger } from "../src/runtime/log.ts";
 import { LocalExecutor } from "./executor.ts";
+import { kcpDemo, kcpHelp } from "./kcp.ts";
+import { bold, done, event, say, short, show, step, until } from "./ui.ts";
 
 const repo = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
-const say = (line = "") => process.stdout.write(`${line}\n`);
-const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
 const privateNs = "internal-services";
 const tenantNs = "releng-tenant";
 const intruderNs = "intruder";
-const stageTimeoutMs = 120_000;
 
-const demoHelp = `Usage: npm run demo [-- --help]
+const demoHelp = `Usage: npm run demo [-- --kcp] [-- --help]
 
 Runs one release end to end on this machine: local public and private control planes, Tekton's
 pipelines controller, this controller, a release PipelineRun that asks the private side to sign an
 artifact digest, and a request from a namespace that is not allowed. Builds the binaries it needs
 on first use (several minutes). Ctrl-C stops everything it started.
-`;
+
+${kcpHelp}`;
 
 async function runDemo(argv: string[]): Promise<number> {
   if (argv.includes("-h") || argv.includes("--help")) {
@@ -53,18 +51,24 @@ async function runDemo(argv: string[]): Promise<number> {
     return 0;
   }
   const cleanup: (() => Promise<void> | void)[] = [];
-  const stopAll = async () => {
-    for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => undefined);
-    cleanup.length = 0;
+  let stopping: Promise<void> | undefined;
+  const stopAll = () => {
+    stopping ??= (async () => {
+      for (const fn of cleanup.reverse()) await Promise.resolve(fn()).catch(() => undefined);
+      cleanup.length = 0;
+    })();
+    return stopping;
   };
   const onSignal = () => {
-    say("\nstopping everything the demo started…");
+    if (!stopping) say("\nstopping everything the demo started…");
     void stopAll().then(() => process.exit(130));
   };
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
+  // "on", not "once": envtest's kcp kills kcp on a signal and raises it again, which must find this
+  // handler still there rather than end the demo before the rest is stopped.
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   try {
-    await demo(cleanup);
+    await (argv.includes("--kcp") ? kcpDemo(cleanup) : demo(cleanup));
     return 0;
   } catch (err) {
     say(`\ndemo failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -256,47 +260,6 @@ async function applyInNamespace(kc: KubeConfig, namespace: string, objects: Kube
     kc,
     objects.map((o) => ({ ...o, metadata: { ...o.metadata, namespace } })),
   );
-}
-
-/** Runs one of the harness's CLIs (kubectl, tkn) and prints the command and its output as is. */
-async function show(toolsDir: string, cli: string, args: string[], env: Record<string, string>) {
-  say();
-  say(bold(`$ ${cli} ${args.join(" ")}`));
-  const { stdout, stderr } = await promisify(execFile)(join(toolsDir, cli), args, {
-    env: { ...process.env, ...env },
-    timeout: 30_000,
-  }).catch((err: Error & { stderr?: string }) => {
-    throw new Error(`${cli} ${args.join(" ")} failed: ${err.stderr?.trim() || err.message}`);
-  });
-  for (const line of `${stdout}${stderr}`.trimEnd().split("\n")) say(`  ${line}`);
-}
-
-function step(n: number, text: string) {
-  say(bold(`[${n}/5] ${text}`));
-}
-
-function done(since: number) {
-  say(`      ready in ${((Date.now() - since) / 1000).toFixed(1)}s`);
-}
-
-function event(text: string) {
-  say(`      → ${text}`);
-}
-
-const short = (s: string) => (s.length > 24 ? `${s.slice(0, 24)}…` : s);
-
-/** Waits for a stage (poll with a deadline), then prints it. */
-async function until<T>(probe: () => Promise<T | undefined>, describe: (value: T) => string): Promise<T> {
-  const deadline = Date.now() + stageTimeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) {
-      event(describe(value));
-      return value;
-    }
-    if (Date.now() > deadline) throw new Error(`a stage did not happen within ${stageTimeoutMs / 1000}s`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 process.exitCode = await runDemo(process.argv.slice(2));

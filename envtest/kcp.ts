@@ -831,3 +831,14 @@ function run(cmd: string, args: string[], stdin?: string, timeoutMs = 60_000): P
     });
   });
 }
+
+/** The phase of a workspace's APIBinding `name` (e.g. "Bound"), undefined while it has none. */
+export async function bindingPhase(kubeConfig: KubeConfig, name: string): Promise<string | undefined> {
+  const binding = (await kubeConfig.makeApiClient(CustomObjectsApi).getClusterCustomObject({
+    group: "apis.kcp.io",
+    version: "v1alpha2",
+    plural: "apibindings",
+    name,
+  })) as { status?: { phase?: string } };
+  return binding.status?.phase;
+}

@@ -3,7 +3,7 @@
 // controller — measured from the audit log of a controller run — plus the bench's own two (creating the
 // request, the executor's status patch), at the same concurrency, against the same planes.
 import { randomBytes } from "node:crypto";
-import { finalizer } from "../../src/requests/naming.ts";
+import { finalizer, isValidLabelValue } from "../../src/requests/naming.ts";
 import { succeededRunStatus } from "./executor.ts";
 import { mergePatch, paths, type RawClient } from "./http.ts";
 import type { BenchPlanes } from "./planes.ts";
@@ -46,8 +46,26 @@ const rests = [
   "public patch internalrequests",
 ];
 
+/**
+ * The remote side for the plain client, when it is not the public kube-apiserver (where it makes
+ * fresh namespaces and does every write as the bench's admin): kcp, where the tenants create the
+ * requests in their workspaces and the controller's writes go through the export's virtual workspace
+ * as its identity.
+ */
+export interface BaselineRemote {
+  /** Creates the requests (the tenants' identity). */
+  create: RawClient;
+  /** Makes the controller's writes on the remote side. */
+  write: RawClient;
+  /** Slot i of the load: its namespace, its path prefix on each client, its workspace's name. */
+  slots: { namespace: string; createPrefix: string; writePrefix: string; workspace: string }[];
+}
+
 interface RequestState {
   ns: string;
+  createPrefix: string;
+  writePrefix: string;
+  workspace: string;
   name: string;
   runName: string;
   resourceVersion: string;
@@ -70,6 +88,7 @@ export async function rawBaseline(
   namespaceCount: number,
   inFlight: number,
   log: (msg: string) => void,
+  remote?: BaselineRemote,
 ): Promise<BaselineResult> {
   const full: Record<string, number> = {
     ...mix,
@@ -77,10 +96,21 @@ export async function rawBaseline(
     "private patch pipelineruns/status": (mix["private patch pipelineruns/status"] ?? 0) + 1,
   };
   const tag = `raw-${randomBytes(2).toString("hex")}`;
-  const namespaces = Array.from({ length: namespaceCount }, (_, i) => `${tag}-${i}`);
-  await pool(namespaceCount, 25, async (i) => {
-    await bench.raw.public.retrying("POST", paths.namespaces(), { metadata: { name: namespaces[i] } });
-  });
+  let slots = remote?.slots;
+  if (!slots) {
+    const namespaces = Array.from({ length: namespaceCount }, (_, i) => `${tag}-${i}`);
+    await pool(namespaceCount, 25, async (i) => {
+      await bench.raw.public.retrying("POST", paths.namespaces(), { metadata: { name: namespaces[i] } });
+    });
+    slots = namespaces.map((namespace) => ({
+      namespace,
+      createPrefix: "",
+      writePrefix: "",
+      workspace: "public",
+    }));
+  }
+  const creator = remote?.create ?? bench.raw.public;
+  const writer = remote?.write ?? bench.raw.public;
   const privateNs = `${tag}-private`;
   await bench.raw.private.retrying("POST", paths.namespaces(), { metadata: { name: privateNs } });
 
@@ -114,7 +144,7 @@ export async function rawBaseline(
   };
 
   const write = async (kind: string, s: RequestState): Promise<void> => {
-    const irPath = `${paths.requests(s.ns)}/${s.name}`;
+    const irPath = `${s.writePrefix}${paths.requests(s.ns)}/${s.name}`;
     const runPath = `${paths.pipelineRuns(privateNs)}/${s.runName}`;
     const now = new Date().toISOString().replace(/\.\d+Z$/, "Z");
     const remember = (obj: { metadata?: { resourceVersion?: string; uid?: string } }) => {
@@ -123,9 +153,9 @@ export async function rawBaseline(
     switch (kind) {
       case "public create internalrequests": {
         const obj = await timed(
-          bench.raw.public,
+          creator,
           "POST",
-          paths.requests(s.ns),
+          `${s.createPrefix}${paths.requests(s.ns)}`,
           requestBody(s.name, { [runLabel]: tag }),
         );
         remember(obj);
@@ -137,7 +167,7 @@ export async function rawBaseline(
         const on = s.patches++ % 2 === 0;
         remember(
           await timed(
-            bench.raw.public,
+            writer,
             "PATCH",
             irPath,
             { metadata: { resourceVersion: s.resourceVersion, finalizers: on ? [finalizer] : [] } },
@@ -165,7 +195,7 @@ export async function rawBaseline(
         };
         remember(
           await timed(
-            bench.raw.public,
+            writer,
             "PATCH",
             `${irPath}/status`,
             { metadata: { resourceVersion: s.resourceVersion }, status },
@@ -175,7 +205,10 @@ export async function rawBaseline(
         return;
       }
       case "public create events": {
-        await timed(bench.raw.public, "POST", paths.events(s.ns), {
+        // kcp's virtual workspace refuses an Event without its kind.
+        await timed(writer, "POST", `${s.writePrefix}${paths.events(s.ns)}`, {
+          apiVersion: "v1",
+          kind: "Event",
           metadata: { generateName: `${s.name}.`, namespace: s.ns },
           involvedObject: {
             apiVersion: "appstudio.redhat.com/v1alpha1",
@@ -230,7 +263,7 @@ export async function rawBaseline(
         // A kind this baseline does not model: the cheapest equivalent write, a label patch on the request.
         remember(
           await timed(
-            bench.raw.public,
+            writer,
             "PATCH",
             irPath,
             { metadata: { labels: { "bench.isc.dev/other": String(writes) } } },
@@ -248,9 +281,15 @@ export async function rawBaseline(
   await pool(count, inFlight, async (i) => {
     const steps = plan(i);
     planned += steps.length;
+    const slot = slots[i % slots.length] as BaselineRemote["slots"][number];
     const s: RequestState = {
-      ns: namespaces[i % namespaceCount] as string,
-      name: `r-${i}`,
+      ns: slot.namespace,
+      createPrefix: slot.createPrefix,
+      writePrefix: slot.writePrefix,
+      workspace: slot.workspace,
+      // Unique in the run (kcp's namespaces are all "default"), apart from the controller run's and
+      // from another baseline's in the same workspaces.
+      name: remote ? `${tag}-r-${i}` : `r-${i}`,
       runName: `r-${i}-${randomBytes(8).toString("hex")}`,
       resourceVersion: "",
       uid: "",
@@ -303,10 +342,10 @@ function pipelineRunBody(s: RequestState, tag: string) {
         [`${prefix}/name`]: s.name,
         [`${prefix}/namespace`]: s.ns,
         [`${prefix}/request-uid`]: s.uid,
-        [`${prefix}/workspace`]: "public",
+        ...(isValidLabelValue(s.workspace) ? { [`${prefix}/workspace`]: s.workspace } : {}),
         [`${prefix}/service`]: serviceName,
       },
-      annotations: { [`${prefix}/workspace`]: "public", [`${prefix}/request`]: `${s.ns}/${s.name}` },
+      annotations: { [`${prefix}/workspace`]: s.workspace, [`${prefix}/request`]: `${s.ns}/${s.name}` },
     },
     spec: {
       pipelineRef: { name: "bench" },

@@ -18,10 +18,13 @@ export interface ControllerOptions {
   /** Command line; a leading `node` is this Node binary. The harness appends its flags. */
   cmd: string;
   cwd: string;
+  /** The remote side's kubeconfig: a kube-apiserver's, or a kcp provider workspace's. */
   publicKubeconfig: string;
   privateKubeconfig: string;
-  /** Remote namespaces to serve in workspace "public". */
-  namespaces: string[];
+  /** Remote namespaces to serve in workspace "public" (its current context). */
+  namespaces?: string[];
+  /** An APIExport to serve every bound kcp workspace of (`--kcp-export`; the current context). */
+  kcpExport?: string;
   privateNamespace: string;
   logFile: string;
 }
@@ -63,7 +66,8 @@ export class ControllerProcess {
     const binary = command === "node" ? process.execPath : command;
     const flags = [
       `--kubeconfig=${opts.publicKubeconfig}`,
-      `--workspace=public=${opts.namespaces.join(",")}`,
+      ...(opts.namespaces ? [`--workspace=public=${opts.namespaces.join(",")}`] : []),
+      ...(opts.kcpExport ? [`--kcp-export=${opts.kcpExport}`] : []),
       `--private-kubeconfig=${opts.privateKubeconfig}`,
       `--namespace=${opts.privateNamespace}`,
       "--leader-elect=false",
@@ -123,24 +127,7 @@ export class ControllerProcess {
   /** CPU seconds and memory of the process and its descendants, now. */
   async usage(): Promise<Usage> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.#lastUsage;
-    let ticks = 0;
-    let rssKb = 0;
-    let hwmKb = 0;
-    let anonKb = 0;
-    for (const pid of await processTree(this.pid)) {
-      try {
-        const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-        // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
-        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-        ticks += Number(fields[11]) + Number(fields[12]);
-        const status = await readFile(`/proc/${pid}/status`, "utf8");
-        rssKb += kb(status, "VmRSS");
-        anonKb += kb(status, "RssAnon");
-        hwmKb = Math.max(hwmKb, kb(status, "VmHWM"));
-      } catch {
-        // exited meanwhile
-      }
-    }
+    const { ticks, rssKb, hwmKb, anonKb } = await readProcs(await processTree(this.pid));
     this.#peakSampledKb = Math.max(this.#peakSampledKb, rssKb);
     this.#lastUsage = {
       cpuSeconds: ticks / clockTicksPerSecond,
@@ -166,6 +153,37 @@ export class ControllerProcess {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+/** CPU ticks and memory (kB) of some processes, summed (VmHWM: the largest). */
+async function readProcs(pids: number[]) {
+  let ticks = 0;
+  let rssKb = 0;
+  let hwmKb = 0;
+  let anonKb = 0;
+  for (const pid of pids) {
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      // Fields after the ")" that ends the command name: state is field 3, utime 14, stime 15.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]);
+      const status = await readFile(`/proc/${pid}/status`, "utf8");
+      rssKb += kb(status, "VmRSS");
+      anonKb += kb(status, "RssAnon");
+      hwmKb = Math.max(hwmKb, kb(status, "VmHWM"));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { ticks, rssKb, hwmKb, anonKb };
+}
+
+/** CPU seconds, resident and peak resident memory of a process this bench did not start (a server). */
+export async function processUsage(
+  pid: number,
+): Promise<{ cpuSeconds: number; rssMb: number; peakRssMb: number }> {
+  const { ticks, rssKb, hwmKb } = await readProcs([pid]);
+  return { cpuSeconds: ticks / clockTicksPerSecond, rssMb: rssKb / 1024, peakRssMb: hwmKb / 1024 };
 }
 
 function kb(status: string, field: string): number {

@@ -24,27 +24,52 @@ export class ApiError extends Error {
 
 export const mergePatch = "application/merge-patch+json";
 
+/** Where a RawClient goes and how it authenticates: a client certificate or a bearer token. */
+export interface RawTarget {
+  name: string;
+  /** https://host:port, optionally with a path every call's path is appended to. */
+  server: string;
+  caPem: string;
+  cert?: Buffer;
+  key?: Buffer;
+  token?: string;
+}
+
 export class RawClient {
   readonly #agent: Agent;
   readonly #host: string;
   readonly #port: number;
-  readonly plane: Plane;
+  readonly #prefix: string;
+  readonly #auth: Record<string, string>;
+  readonly name: string;
 
-  constructor(plane: Plane, maxSockets = 256) {
-    const user = adminKubeConfig(plane).getCurrentUser();
-    if (!user?.certData || !user.keyData)
-      throw new Error(`${plane.name}: admin kubeconfig has no client cert`);
-    const url = new URL(plane.server);
+  /** A plane (its admin client certificate), or any server with a certificate or a token. */
+  constructor(target: Plane | RawTarget, maxSockets = 256) {
+    let cert: Buffer | undefined;
+    let key: Buffer | undefined;
+    let token: string | undefined;
+    if ("kubeconfigPath" in target) {
+      const user = adminKubeConfig(target).getCurrentUser();
+      if (!user?.certData || !user.keyData)
+        throw new Error(`${target.name}: admin kubeconfig has no client cert`);
+      cert = Buffer.from(user.certData, "base64");
+      key = Buffer.from(user.keyData, "base64");
+    } else {
+      ({ cert, key, token } = target);
+    }
+    const url = new URL(target.server);
     this.#host = url.hostname;
     this.#port = Number(url.port);
-    this.plane = plane;
+    this.#prefix = url.pathname.replace(/\/$/, "");
+    this.#auth = token ? { Authorization: `Bearer ${token}` } : {};
+    this.name = target.name;
     this.#agent = new Agent({
       keepAlive: true,
       maxSockets,
       maxFreeSockets: maxSockets,
-      ca: plane.caPem,
-      cert: Buffer.from(user.certData, "base64"),
-      key: Buffer.from(user.keyData, "base64"),
+      ca: target.caPem,
+      cert,
+      key,
     });
   }
 
@@ -65,9 +90,10 @@ export class RawClient {
           host: this.#host,
           port: this.#port,
           method,
-          path,
+          path: `${this.#prefix}${path}`,
           headers: {
             Accept: "application/json",
+            ...this.#auth,
             ...(payload === undefined
               ? {}
               : { "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) }),

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { adminKubeConfig, createNamespace, mintIdentity } from "../../envtest/cluster.ts";
-import { type ControlPlanes, startControlPlanes } from "../../envtest/controlplane.ts";
+import { type ControlPlanes, type PlaneName, startControlPlanes } from "../../envtest/controlplane.ts";
 import { installCrds } from "../../envtest/lifecycle.ts";
 import { AuditLog, auditArgs, auditPolicyYaml } from "./audit.ts";
 import { RawClient } from "./http.ts";
@@ -18,6 +18,8 @@ const identityName = "isc-controller";
 export interface BenchPlanes {
   planes: ControlPlanes;
   audit: AuditLog;
+  /** Each kube-apiserver's log, with its audit events. */
+  auditFiles: Record<PlaneName, string>;
   publicAdmin: KubeConfig;
   privateAdmin: KubeConfig;
   raw: { public: RawClient; private: RawClient };
@@ -63,18 +65,16 @@ export async function startBenchPlanes(log: (msg: string) => void): Promise<Benc
     );
     if (!pub || !priv) throw new Error("could not mint the controller's identities");
     log("CRDs installed; controller identity minted on both planes");
-    const audit = new AuditLog(
-      {
-        public: join(planes.dir, "public", "kube-apiserver.log"),
-        private: join(planes.dir, "private", "kube-apiserver.log"),
-      },
-      pub.user,
-      benchUser,
-    );
+    const auditFiles = {
+      public: join(planes.dir, "public", "kube-apiserver.log"),
+      private: join(planes.dir, "private", "kube-apiserver.log"),
+    };
+    const audit = new AuditLog(auditFiles, pub.user, benchUser);
     const raw = { public: new RawClient(planes.public), private: new RawClient(planes.private) };
     return {
       planes,
       audit,
+      auditFiles,
       publicAdmin,
       privateAdmin,
       raw,

@@ -1,6 +1,7 @@
 // The results: targets checked against the figures, and the Markdown rendering of the JSON.
 import type { BaselineResult } from "./baseline.ts";
 import type { HostileResult } from "./hostile.ts";
+import type { KcpResult, KcpSide } from "./kcp.ts";
 import type { LoadResult, ScaleResult } from "./scenarios.ts";
 import { type Distribution, ratio, round } from "./stats.ts";
 
@@ -16,6 +17,8 @@ export interface Results {
   customRuns?: LoadResult;
   scale?: ScaleResult;
   hostile?: HostileResult;
+  /** The kcp scenario: the same burst on kcp workspaces and on kube-apiserver namespaces. */
+  kcp?: KcpResult;
   baseline?: BaselineResult;
   /** Raw ceiling in requests/s: the plain client's writes/s divided by the writes a request needs. */
   ceilingRequestsPerSecond?: number;
@@ -107,6 +110,27 @@ export function evaluateTargets(r: Results): Target[] {
       met: h.burst.notSucceeded === 0,
     });
   }
+  if (r.kcp) {
+    for (const side of [r.kcp.kube, r.kcp.kcp]) {
+      const where = `${side.platform}, burst ${side.burst.requests} over ${side.burst.namespaces} ${side.platform === "kcp" ? "workspaces" : "namespaces"}`;
+      const share = side.burst.throughput / side.ceilingRequestsPerSecond;
+      targets.push({
+        name: `throughput (${where})`,
+        value: `${num(side.burst.throughput)} req/s = ${(share * 100).toFixed(0)}% of its ceiling ${num(side.ceilingRequestsPerSecond)} req/s`,
+        target: "≥ 50% of raw ceiling ÷ writes per request",
+        met: share >= 0.5,
+      });
+      const d = side.burst.overhead.createToRun;
+      const rttP50 = side.baseline.writeRtt.p50;
+      if (d)
+        targets.push({
+          name: `overhead p50, create → PipelineRun created (${where})`,
+          value: `${ms(d.p50)} = ${times(ratio(d.p50, rttP50))} its raw write RTT p50 (${ms(rttP50)}); the plain client's same stage ${ms(side.baseline.stages.createToRun.p50)}`,
+          target: "≤ 3× one raw write round trip",
+          met: d.p50 <= 3 * rttP50,
+        });
+    }
+  }
   const lin = [...(r.linearity ?? [])].sort((a, b) => a.requests - b.requests);
   if (lin.length >= 2) {
     const cpu = lin.map((l) => l.controller.cpuMsPerRequest);
@@ -169,10 +193,12 @@ export function markdown(r: Results): string {
       `| ${t.name} | ${t.value} | ${t.target} | ${t.met === undefined ? "—" : t.met ? "yes" : "**no**"} |`,
     );
   out.push("");
-  out.push("## Figures and their ratio to the raw ceiling");
-  out.push("");
-  out.push("| figure | value | ratio to raw ceiling |");
-  out.push("| --- | --- | --- |");
+  if (b || r.burst || r.customRuns || r.scale || r.hostile) {
+    out.push("## Figures and their ratio to the raw ceiling");
+    out.push("");
+    out.push("| figure | value | ratio to raw ceiling |");
+    out.push("| --- | --- | --- |");
+  }
   if (b) {
     out.push(
       `| raw ceiling: plain client, ${b.inFlight} in flight, ${num(b.writesPerRequest)} writes per request | ${num(b.writesPerSecond, 0)} writes/s, ${num(b.requestsPerSecond)} req/s | 1 |`,
@@ -272,6 +298,7 @@ export function markdown(r: Results): string {
       );
     }
   }
+  if (r.kcp) out.push(...kcpSection(r.kcp));
   if (l) {
     out.push("");
     out.push(`## The controller's writes per request (burst ${l.requests}, from the audit log)`);
@@ -284,4 +311,162 @@ export function markdown(r: Results): string {
   }
   out.push("");
   return out.join("\n");
+}
+
+/** The kcp scenario: the two sides next to each other, each with its own raw ceiling. */
+function kcpSection(k: KcpResult): string[] {
+  const out: string[] = [];
+  const { kube, kcp } = k;
+  const both = (f: (s: KcpSide) => string) => `${f(kube)} | ${f(kcp)}`;
+  const rel = (f: (s: KcpSide) => number) => times(ratio(f(kcp), f(kube)));
+  const row = (name: string, f: (s: KcpSide) => string, r?: (s: KcpSide) => number) =>
+    out.push(`| ${name} | ${both(f)} | ${r ? rel(r) : ""} |`);
+  const pair = (d: Distribution | undefined) => (d ? `${ms(d.p50)} / ${ms(d.p99)}` : "—");
+  const overRtt = (d: Distribution | undefined, s: KcpSide) =>
+    d
+      ? `${pair(d)} (${times(ratio(d.p50, s.baseline.writeRtt.p50))} / ${times(ratio(d.p99, s.baseline.writeRtt.p99))} its raw write RTT)`
+      : "—";
+  out.push("");
+  out.push(`## kcp workspaces and kube-apiserver namespaces: the same burst, each with its raw ceiling`);
+  out.push("");
+  out.push(
+    `${k.requests} InternalRequests, ${k.inFlight} in flight, over ${k.workspaces} kcp workspaces (kcp ${k.kcpVersion}, ` +
+      `one shard, namespace "default" of each, the controller with \`--kcp-export\` as deploy/kcp's ServiceAccount) and over ` +
+      `${k.workspaces} namespaces of the public kube-apiserver (the controller with \`--workspace\`, a cluster-admin ServiceAccount). ` +
+      `The same private plane and executor on both. Order: ${k.order.join(", ")}. ` +
+      `Setup: kcp ready in ${num(k.setup.kcpReadyMs / 1000, 1)} s (${k.setup.kcpStartedFrom} root directory), ` +
+      `${k.workspaces} workspaces Ready in ${num(k.setup.workspacesS, 1)} s, the export bound and served in all in ${num(k.setup.bindS, 1)} s. ` +
+      `The kcp side's raw ceiling creates the requests in the workspaces as kcp's admin and makes the controller's writes ` +
+      `through the export's virtual workspace as its ServiceAccount; "public" in the write kinds is kcp there.`,
+  );
+  out.push("");
+  out.push(
+    `| figure | kube-apiserver, ${k.workspaces} namespaces | kcp, ${k.workspaces} workspaces | kcp ÷ kube |`,
+  );
+  out.push("| --- | --- | --- | --- |");
+  row(
+    "raw ceiling: plain client, writes/s; req/s at the writes a request needs",
+    (s) =>
+      `${num(s.baseline.writesPerSecond, 0)} writes/s; ${num(s.ceilingRequestsPerSecond)} req/s at ${num(s.baseline.writesPerRequest)}`,
+    (s) => s.ceilingRequestsPerSecond,
+  );
+  row(
+    "raw write round trip p50 / p99",
+    (s) => pair(s.baseline.writeRtt),
+    (s) => s.baseline.writeRtt.p50,
+  );
+  row(
+    "plain client, same writes in the same order: create → PipelineRun created p50 / p99",
+    (s) => pair(s.baseline.stages.createToRun),
+    (s) => s.baseline.stages.createToRun.p50,
+  );
+  row(
+    "throughput (× its own raw ceiling)",
+    (s) =>
+      `${num(s.burst.throughput)} req/s (${times(ratio(s.burst.throughput, s.ceilingRequestsPerSecond))})`,
+    (s) => s.burst.throughput,
+  );
+  row(
+    "create → PipelineRun created p50 / p99",
+    (s) => overRtt(s.burst.overhead.createToRun, s),
+    (s) => s.burst.overhead.createToRun?.p50 ?? Number.NaN,
+  );
+  row(
+    "PipelineRun done → terminal with results p50 / p99",
+    (s) => overRtt(s.burst.overhead.doneToTerminal, s),
+    (s) => s.burst.overhead.doneToTerminal?.p50 ?? Number.NaN,
+  );
+  row(
+    "end to end (executor included) p50 / p99",
+    (s) => pair(s.burst.endToEnd),
+    (s) => s.burst.endToEnd.p50,
+  );
+  row("not succeeded", (s) => `${s.burst.notSucceeded}`);
+  row(
+    "controller API writes per request (failed)",
+    (s) =>
+      `${num(s.burst.writes.controllerPerRequest)} (${num(s.burst.writes.controllerFailed / s.burst.requests)})`,
+    (s) => s.burst.writes.controllerPerRequest,
+  );
+  row("requests the server made to itself for the controller's writes, per request", (s) =>
+    num(s.burst.writes.forwardedPerRequest ?? 0),
+  );
+  if (kcp.burst.writes.forwardedWarrantsMax !== undefined)
+    out.push(
+      `| warrants each of those carried, mean / most (kcp ${k.kcpVersion} appends one per virtual-workspace request to the token's cached authentication, kept 10 s: docs/kcp.md) | — | ${num(kcp.burst.writes.forwardedWarrantsMean, 1)} / ${kcp.burst.writes.forwardedWarrantsMax} | |`,
+    );
+
+  row(
+    "controller CPU per request",
+    (s) => `${num(s.burst.controller.cpuMsPerRequest)} ms`,
+    (s) => s.burst.controller.cpuMsPerRequest,
+  );
+  row(
+    "controller peak RSS",
+    (s) => `${num(s.burst.controller.peakRssMb, 1)} MB`,
+    (s) => s.burst.controller.peakRssMb,
+  );
+  row(
+    "controller time to ready; RSS when ready",
+    (s) => `${ms(s.burst.controller.readyMs)}; ${num(s.burst.controller.rssMbAtReady, 1)} MB`,
+    (s) => s.burst.controller.readyMs,
+  );
+  row(
+    "reconciles per request; mean wait in the work queue; mean reconcile",
+    (s) =>
+      `${num(s.burst.controller.reconcilesPerRequest)}; ${ms(s.burst.controller.queueWaitMeanMs)}; ${ms(s.burst.controller.workMeanMs)}`,
+    (s) => s.burst.controller.workMeanMs,
+  );
+  const servers = Math.max(kube.servers.length, kcp.servers.length);
+  for (let i = 0; i < servers; i++) {
+    const name = (s: KcpSide) => s.servers[i]?.name ?? "—";
+    const label = name(kube) === name(kcp) ? name(kube) : `${name(kube)} / ${name(kcp)}`;
+    row(
+      `server CPU per request; RSS at the end (peak): ${label}`,
+      (s) => {
+        const x = s.servers[i];
+        return x ? `${num(x.cpuMsPerRequest)} ms; ${num(x.rssMb, 0)} MB (${num(x.peakRssMb, 0)} MB)` : "—";
+      },
+      (s) => s.servers[i]?.cpuMsPerRequest ?? Number.NaN,
+    );
+  }
+  for (let i = 0; i < servers; i++) {
+    const name = (s: KcpSide) => s.baselineServers[i]?.name ?? "—";
+    const label = name(kube) === name(kcp) ? name(kube) : `${name(kube)} / ${name(kcp)}`;
+    row(
+      `raw ceiling: server CPU per request: ${label}`,
+      (s) => {
+        const x = s.baselineServers?.[i];
+        return x ? `${num(x.cpuMsPerRequest)} ms` : "—";
+      },
+      (s) => s.baselineServers?.[i]?.cpuMsPerRequest ?? Number.NaN,
+    );
+  }
+  const a = kcp.adminBaseline;
+  if (a) {
+    const server = a.servers[0];
+    out.push(
+      `| reference: the kcp raw ceiling with the controller's writes through the virtual workspace as kcp's admin instead of the ServiceAccount: req/s; write RTT p50 / p99; ${server?.name ?? "server"} CPU per request | | ${num(a.ceilingRequestsPerSecond)} req/s; ${pair(a.baseline.writeRtt)}; ${num(server?.cpuMsPerRequest)} ms | |`,
+    );
+  }
+  out.push("");
+  out.push("### The controller's writes per request (from the audit logs)");
+  out.push("");
+  out.push("| plane verb resource | kube-apiserver | kcp |");
+  out.push("| --- | --- | --- |");
+  const kinds = [
+    ...new Set([
+      ...Object.keys(kube.burst.writes.controllerByKind),
+      ...Object.keys(kcp.burst.writes.controllerByKind),
+    ]),
+  ].sort();
+  for (const kind of kinds) {
+    const cell = (s: KcpSide) => {
+      const n = s.burst.writes.controllerByKind[kind];
+      const failed = s.burst.writes.controllerFailedByKind[kind];
+      return n === undefined ? "—" : `${num(n, 3)}${failed ? ` (${num(failed, 3)} failed)` : ""}`;
+    };
+    out.push(`| ${kind} | ${cell(kube)} | ${cell(kcp)} |`);
+  }
+  return out;
 }

@@ -4,10 +4,11 @@
 // API writes from the audit log.
 import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { InternalRequest } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun } from "../../src/generated/tekton.ts";
 import { finalizer } from "../../src/requests/naming.ts";
-import type { AuditWindow, WriteCounts } from "./audit.ts";
+import type { AuditLog, AuditWindow, WriteCounts } from "./audit.ts";
 import { ControllerProcess } from "./controller.ts";
 import { Executor } from "./executor.ts";
 import { mergePatch, paths, type RawClient } from "./http.ts";
@@ -56,6 +57,18 @@ export interface WriteFigures {
   /** The bench's own writes (creating requests, the executor's status patches). */
   benchTotal: number;
   benchByKind: Record<string, number>;
+  /**
+   * kcp: the internal requests its virtual workspace made to the shard for the controller's writes,
+   * impersonating it (each write through the virtual workspace is forwarded as one more request).
+   */
+  forwardedPerRequest?: number;
+  forwardedByKind?: Record<string, number>;
+  /**
+   * kcp v0.30.0: the warrants each forwarded request carried, mean and most. Its virtual workspace
+   * appends one to the caller's cached authentication per request, kept 10 s (docs/kcp.md).
+   */
+  forwardedWarrantsMean?: number;
+  forwardedWarrantsMax?: number;
 }
 
 export interface LoadResult {
@@ -153,36 +166,54 @@ interface Tracked {
   waiter?: () => void;
 }
 
-/** Watches the public objects of one run (requests or CustomRuns) and timestamps their milestones. */
+/**
+ * Watches the public objects of one run (requests or CustomRuns) and timestamps their milestones: one
+ * watch per kubeconfig (a kube-apiserver, or each kcp workspace as its tenant sees it).
+ */
 class Tracker<T extends InternalRequest | V1beta1CustomRun> {
   readonly items = new Map<string, Tracked>();
   readonly withFinalizer = new Set<string>();
-  readonly watch: TimedWatch<T>;
+  readonly watches: TimedWatch<T>[];
 
   constructor(
-    ctx: BenchContext,
+    kubeConfigs: KubeConfig[],
     path: string,
     labelSelector: string,
     outcome: (obj: T) => { reason: string; results: number } | undefined,
   ) {
-    this.watch = new TimedWatch<T>(ctx.bench.publicAdmin, path, labelSelector, (type, obj, at) => {
-      const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
-      if (type === "DELETED") {
-        this.withFinalizer.delete(key);
-        return;
-      }
-      if (obj.metadata?.finalizers?.includes(finalizer)) this.withFinalizer.add(key);
-      else this.withFinalizer.delete(key);
-      const item = this.#item(key);
-      if (item.createdAt === undefined || at < item.createdAt) item.createdAt = at;
-      const done = outcome(obj);
-      if (done && item.terminalAt === undefined) {
-        item.terminalAt = at;
-        item.reason = done.reason;
-        item.results = done.results;
-        item.waiter?.();
-      }
-    });
+    this.watches = kubeConfigs.map(
+      (kc) =>
+        new TimedWatch<T>(kc, path, labelSelector, (type, obj, at) => {
+          const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+          if (type === "DELETED") {
+            this.withFinalizer.delete(key);
+            return;
+          }
+          if (obj.metadata?.finalizers?.includes(finalizer)) this.withFinalizer.add(key);
+          else this.withFinalizer.delete(key);
+          const item = this.#item(key);
+          if (item.createdAt === undefined || at < item.createdAt) item.createdAt = at;
+          const done = outcome(obj);
+          if (done && item.terminalAt === undefined) {
+            item.terminalAt = at;
+            item.reason = done.reason;
+            item.results = done.results;
+            item.waiter?.();
+          }
+        }),
+    );
+  }
+
+  async start(): Promise<void> {
+    await pool(this.watches.length, 10, (i) => (this.watches[i] as TimedWatch<T>).start());
+  }
+
+  stop(): void {
+    for (const w of this.watches) w.stop();
+  }
+
+  get restarts(): number {
+    return this.watches.reduce((n, w) => n + w.restarts, 0);
   }
 
   #item(key: string): Tracked {
@@ -256,18 +287,26 @@ function finishedStatus(privateNs: string, name: string) {
   };
 }
 
+/** Instead of the public plane's namespaces: every kcp workspace bound to an APIExport. */
+export interface KcpServing {
+  /** The provider workspace's kubeconfig (current context), as the controller's identity there. */
+  kubeconfig: string;
+  export: string;
+}
+
 export async function startController(
   ctx: BenchContext,
   tag: string,
   namespaces: string[],
   privateNs: string,
+  kcp?: KcpServing,
 ): Promise<{ controller: ControllerProcess; readyMs: number; rssMbAtReady: number }> {
   const controller = await ControllerProcess.start({
     cmd: ctx.controllerCmd,
     cwd: ctx.repoRoot,
-    publicKubeconfig: ctx.bench.controllerKubeconfig.public,
+    publicKubeconfig: kcp?.kubeconfig ?? ctx.bench.controllerKubeconfig.public,
     privateKubeconfig: ctx.bench.controllerKubeconfig.private,
-    namespaces,
+    ...(kcp ? { kcpExport: kcp.export } : { namespaces }),
     privateNamespace: privateNs,
     logFile: join(ctx.workDir, `controller-${tag}.log`),
   });
@@ -298,12 +337,37 @@ function writeFigures(window: AuditWindow, n: number): WriteFigures {
     controllerFailedByKind: perRequest(c.failedByKind, n),
     benchTotal: window.bench.total,
     benchByKind: perRequest(window.bench.byKind, n),
+    ...(window.forwarded.total > 0
+      ? {
+          forwardedPerRequest: round(window.forwarded.total / n, 3),
+          forwardedByKind: perRequest(window.forwarded.byKind, n),
+          forwardedWarrantsMean: round(window.forwardedWarrants.sum / window.forwarded.total, 1),
+          forwardedWarrantsMax: window.forwardedWarrants.max,
+        }
+      : {}),
   };
+}
+
+/**
+ * The side the requests live on. The default is the public kube-apiserver: namespaces there, the
+ * bench's admin client, one watch, the planes' audit logs. kcp gives one "default" namespace per
+ * workspace, each under its /clusters/<path>.
+ */
+export interface RemoteSide {
+  /** The bench's (the tenants') client there: it creates the requests. */
+  raw: RawClient;
+  /** Slot i of the load: a path prefix ("" or "/clusters/<path>") and a namespace. */
+  slots: { prefix: string; namespace: string }[];
+  /** What the requests are watched with (each all namespaces). */
+  watchKubeConfigs: KubeConfig[];
+  audit: AuditLog;
 }
 
 export interface LoadSetup {
   tag: string;
+  /** The load's namespaces (with `remote`: its slots' names, e.g. kcp workspace paths). */
   namespaces: string[];
+  remote?: RemoteSide;
   privateNs: string;
   controller: ControllerProcess;
   readyMs: number;
@@ -319,22 +383,38 @@ export async function drive(
   count: number,
   inFlight: number,
 ): Promise<LoadResult> {
-  const { bench } = ctx;
   const { tag, namespaces, controller, executor } = setup;
+  const remote: RemoteSide = setup.remote ?? {
+    raw: ctx.bench.raw.public,
+    slots: namespaces.map((namespace) => ({ prefix: "", namespace })),
+    watchKubeConfigs: [ctx.bench.publicAdmin],
+    audit: ctx.bench.audit,
+  };
+  if (setup.remote && kind !== "requests") throw new Error("CustomRuns run on the public plane only");
   const pipelineRunLabel = `bench-${tag}`;
   // Requests made for CustomRuns carry the CustomRun's tekton.dev/pipelineRun label, not ours.
   const requestSelector =
     kind === "requests" ? `${runLabel}=${tag}` : `tekton.dev/pipelineRun=${pipelineRunLabel}`;
-  const requests = new Tracker<InternalRequest>(ctx, paths.requests(), requestSelector, requestOutcome);
+  const requests = new Tracker<InternalRequest>(
+    remote.watchKubeConfigs,
+    paths.requests(),
+    requestSelector,
+    requestOutcome,
+  );
   const runs =
     kind === "customruns"
-      ? new Tracker<V1beta1CustomRun>(ctx, paths.customRuns(), `${runLabel}=${tag}`, customRunOutcome)
+      ? new Tracker<V1beta1CustomRun>(
+          remote.watchKubeConfigs,
+          paths.customRuns(),
+          `${runLabel}=${tag}`,
+          customRunOutcome,
+        )
       : undefined;
-  await requests.watch.start();
-  await runs?.watch.start();
+  await requests.start();
+  await runs?.start();
   const primary = (runs ?? requests) as Tracker<InternalRequest | V1beta1CustomRun>;
 
-  const mark = await bench.audit.mark();
+  const mark = await remote.audit.mark();
   const usageBefore = await controller.usage();
   const counters = async () => ({
     reconciles: await controller.metric("controller_runtime_reconcile_total"),
@@ -350,16 +430,18 @@ export async function drive(
   const pipelineRunUid = randomUUID();
   try {
     await pool(count, inFlight, async (i) => {
-      const ns = namespaces[i % namespaces.length] as string;
+      const slot = remote.slots[i % remote.slots.length] as RemoteSide["slots"][number];
+      const ns = slot.namespace;
+      // Names are unique in a run, also across kcp workspaces (whose namespaces are all "default").
       const name = kind === "requests" ? `r-${i}` : `run-${i}-sign`;
       const key = `${ns}/${name}`;
       const body =
         kind === "requests"
           ? requestBody(name, { [runLabel]: tag })
           : customRunBody(name, pipelineRunLabel, pipelineRunUid, tag);
-      const res = await bench.raw.public.retrying(
+      const res = await remote.raw.retrying(
         "POST",
-        kind === "requests" ? paths.requests(ns) : paths.customRuns(ns),
+        `${slot.prefix}${kind === "requests" ? paths.requests(ns) : paths.customRuns(ns)}`,
         body,
       );
       primary.created(key, res.at);
@@ -379,15 +461,15 @@ export async function drive(
     }
     await sleep(500); // let the last write echoes settle before counting
   } finally {
-    requests.watch.stop();
-    runs?.watch.stop();
+    requests.stop();
+    runs?.stop();
   }
   const usageAfter = await controller.usage();
   const after = await counters();
   const reconciles = after.reconciles - before.reconciles;
   const retries = after.retries - before.retries;
   const meanMs = (sum: number, count: number) => (count > 0 ? (sum * 1000) / count : Number.NaN);
-  const window = await bench.audit.since(mark);
+  const window = await remote.audit.since(mark);
 
   const createToRun: number[] = [];
   const doneToTerminal: number[] = [];
@@ -441,7 +523,7 @@ export async function drive(
       workMeanMs: round(meanMs(after.workSum - before.workSum, after.workCount - before.workCount)),
     },
     writes: writeFigures(window, count),
-    watchRestarts: requests.watch.restarts + (runs?.watch.restarts ?? 0),
+    watchRestarts: requests.restarts + (runs?.restarts ?? 0),
   };
 }
 
@@ -486,20 +568,21 @@ function customRunBody(
   } as V1beta1CustomRun;
 }
 
-async function withSetup<R>(
+export async function withSetup<R>(
   ctx: BenchContext,
   tag: string,
   namespaces: string[],
   privateNs: string,
   body: (setup: LoadSetup) => Promise<R>,
+  kcp?: KcpServing & { remote: RemoteSide },
 ): Promise<R> {
   const executor = new Executor(ctx.bench.privateAdmin, ctx.bench.raw.private, privateNs);
   await executor.start();
   let controller: ControllerProcess | undefined;
   try {
-    const started = await startController(ctx, tag, namespaces, privateNs);
+    const started = await startController(ctx, tag, namespaces, privateNs, kcp);
     controller = started.controller;
-    return await body({ tag, namespaces, privateNs, executor, ...started });
+    return await body({ tag, namespaces, privateNs, executor, remote: kcp?.remote, ...started });
   } finally {
     await controller?.stop();
     executor.stop();

@@ -1,4 +1,5 @@
-// `npm run demo` as a user runs it: a process of its own that starts its own planes and stops them.
+// `npm run demo` as a user runs it: a process of its own that starts its own planes and stops them; and
+// `npm run demo -- --kcp`, which starts its own kcp too.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
@@ -6,19 +7,27 @@ import { fileURLToPath } from "node:url";
 
 const demo = fileURLToPath(new URL("../../demo/main.ts", import.meta.url));
 
-describe("npm run demo", { timeout: 300_000 }, () => {
-  it("signs in the private side, verifies downstream, rejects the outsider, and cleans up", async () => {
-    const child = spawn(process.execPath, [demo], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    child.stdout.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      out += b.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-    clearTimeout(timer);
+/** Runs the demo with `args`; resolves with its exit code and everything it printed. */
+async function runDemo(args: string[]): Promise<{ code: number | null; out: string }> {
+  const child = spawn(process.execPath, [demo, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr.on("data", (b: Buffer) => {
+    out += b.toString();
+  });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 240_000);
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  clearTimeout(timer);
+  return { code, out };
+}
+
+describe("npm run demo", { timeout: 600_000 }, () => {
+  it("signs in the private side, verifies downstream, rejects the outsider, and cleans up", {
+    timeout: 300_000,
+  }, async () => {
+    const { code, out } = await runDemo([]);
     assert.equal(code, 0, out);
     assert.match(out, /local executor/);
     assert.match(out, /request accepted; internal PipelineRun internal-services\//);
@@ -49,5 +58,49 @@ describe("npm run demo", { timeout: 300_000 }, () => {
     assert.ok(dir, "the demo prints its kubeconfig paths");
     const { existsSync } = await import("node:fs");
     assert.equal(existsSync(dir), false, "the demo removed its temporary control planes");
+  });
+
+  it("--kcp: one request in each of three kcp workspaces, through the export, as the least-privilege identity", {
+    timeout: 300_000,
+  }, async () => {
+    const { code, out } = await runDemo(["--kcp"]);
+    assert.equal(code, 0, out);
+    assert.match(out, /apiexport\.apis\.kcp\.io\/internal-services serverside-applied/);
+    for (const ws of ["root:team-a", "root:team-b", "root:team-c"]) {
+      assert.match(out, new RegExp(`${ws}: APIBinding internal-services Bound`));
+      assert.match(out, new RegExp(`${ws}: accepted; internal PipelineRun internal-services/release-1-`));
+      assert.match(out, new RegExp(`signed the digest in internal-services/release-1-\\S+ \\(for ${ws}\\)`));
+      assert.match(out, new RegExp(`${ws}: request Succeeded: results .*signature`));
+      // The result table: the private run carries the request's workspace path; the signature verifies.
+      assert.match(
+        out,
+        new RegExp(
+          `\\n\\s+${ws}\\s+default/release-1\\s+Succeeded\\s+internal-services/release-1-\\S+\\s+${ws}\\s+true\\n`,
+        ),
+      );
+    }
+    assert.match(
+      out,
+      /\$ isc controller --kubeconfig \S+\/provider\.kubeconfig --kcp-export internal-services/,
+    );
+    assert.match(out, /PipelineRuns in the private cluster: 3,/);
+    // The tenant's view with the real kubectl, and the Events that came through the export's claim.
+    assert.match(out, /\n\s+release-1\s+True\s+Succeeded\s+sign-artifact\s+\S+\n/);
+    assert.match(
+      out,
+      /Normal\s+Started\s+release-1\s+internal PipelineRun internal-services\/release-1-\S+ started/,
+    );
+    assert.match(out, /Normal\s+Succeeded\s+release-1/);
+    // Everything it started is gone: kcp's root directory, the planes', the demo's own.
+    const { existsSync } = await import("node:fs");
+    const dirs = [
+      /admin kubeconfig (\/\S+)\/root\/admin\.kubeconfig/.exec(out)?.[1],
+      /kubeconfig (\/\S+)\/private\/kubeconfig/.exec(out)?.[1],
+      /--kubeconfig (\/\S+)\/provider\.kubeconfig/.exec(out)?.[1],
+    ];
+    for (const dir of dirs) {
+      assert.ok(dir, "the demo prints where its kcp, planes and files are");
+      assert.equal(existsSync(dir), false, `the demo removed ${dir}`);
+    }
   });
 });

@@ -7,8 +7,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
-import { type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
+import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import { bindingPhase, type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
@@ -34,15 +34,7 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
   async function bind(w: KcpWorkspace): Promise<void> {
     await kcp.apply(w.path, readFileSync(join(kcpDir, "apibinding-tenant.yaml"), "utf8"));
     await eventually(
-      async () => {
-        const b = (await w.kubeConfig.makeApiClient(CustomObjectsApi).getClusterCustomObject({
-          group: "apis.kcp.io",
-          version: "v1alpha2",
-          plural: "apibindings",
-          name: exportName,
-        })) as { status?: { phase?: string } };
-        return b.status?.phase === "Bound" ? true : undefined;
-      },
+      async () => ((await bindingPhase(w.kubeConfig, exportName)) === "Bound" ? true : undefined),
       `APIBinding in ${w.path} Bound`,
       60_000,
     );

@@ -20,7 +20,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
-import { type KcpWorkspace, type ShardedKcp, startShardedKcp } from "../../envtest/kcp.ts";
+import { bindingPhase, type KcpWorkspace, type ShardedKcp, startShardedKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
@@ -85,15 +85,7 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
       60_000,
     );
     await eventually(
-      async () => {
-        const binding = (await w.kubeConfig.makeApiClient(CustomObjectsApi).getClusterCustomObject({
-          group: "apis.kcp.io",
-          version: "v1alpha2",
-          plural: "apibindings",
-          name: exportName,
-        })) as { status?: { phase?: string } };
-        return binding.status?.phase === "Bound" ? true : undefined;
-      },
+      async () => ((await bindingPhase(w.kubeConfig, exportName)) === "Bound" ? true : undefined),
       `APIBinding in ${w.path} Bound`,
       60_000,
     );
