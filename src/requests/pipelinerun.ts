@@ -46,7 +46,12 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
   labelIfValid(requestNameLabel, meta.name);
   labelIfValid(requestNamespaceLabel, meta.namespace);
   labelIfValid(requestUidLabel, meta.uid);
-  labelIfValid(workspaceLabel, workspace);
+  // A kcp path (root:org:team) as root.org.team: ":" is not allowed in label values, and kcp
+  // workspace names have no dots.
+  labelIfValid(
+    workspaceLabel,
+    /^[a-z0-9-]+(:[a-z0-9-]+)+$/.test(workspace) ? workspace.replaceAll(":", ".") : workspace,
+  );
   labelIfValid(serviceLabel, plan.service);
   // The request's allowed labels and the service's (see policy/labels.ts); never one of the keys
   // this controller sets, also where it leaves one out (a name too long for a label value): slots,

@@ -314,6 +314,12 @@ describe("buildPipelineRun", () => {
     assert.equal(run.metadata?.annotations?.[`${labelPrefix}/workspace`], workspace);
   });
 
+  test("a kcp workspace path is labelled with dots for colons, and kept whole in the annotation", () => {
+    const run = build({ workspace: "root:org:team-a" });
+    assert.equal(run.metadata?.labels?.[workspaceLabel], "root.org.team-a");
+    assert.equal(run.metadata?.annotations?.[`${labelPrefix}/workspace`], "root:org:team-a");
+  });
+
   test("passes params sorted, as Tekton params", () => {
     const run = build({ plan: plan({ params: { zeta: "z", alpha: "$(echo hi)", mid: "" } }) });
     assert.deepEqual(run.spec?.params, [
