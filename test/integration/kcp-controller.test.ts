@@ -8,13 +8,20 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
-import { bindingPhase, type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
+import { type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalRequest } from "../../src/generated/crds.ts";
-import { requestAnnotation, workspaceAnnotation } from "../../src/requests/naming.ts";
+import { workspaceAnnotation } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
+import {
+  createTenantRequest,
+  runFor,
+  tenantRequests,
+  waitBound,
+  waitForTenantReason,
+} from "../support/kcp-tenants.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const kcpDir = join(repoRoot, "deploy/kcp");
@@ -33,58 +40,12 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
   /** Binds the export in a tenant workspace with the shipped APIBinding, and waits until Bound. */
   async function bind(w: KcpWorkspace): Promise<void> {
     await kcp.apply(w.path, readFileSync(join(kcpDir, "apibinding-tenant.yaml"), "utf8"));
-    await eventually(
-      async () => ((await bindingPhase(w.kubeConfig, exportName)) === "Bound" ? true : undefined),
-      `APIBinding in ${w.path} Bound`,
-      60_000,
-    );
+    await waitBound(w, exportName);
   }
 
-  const tenantRequests = (w: KcpWorkspace) =>
-    new ResourceClient<InternalRequest>(w.kubeConfig, internalRequests, "test");
-
-  /** Creates a request as the tenant (once the bound API is served there). */
   const createRequest = (w: KcpWorkspace, name: string, params: Record<string, string> = {}) =>
-    eventually(
-      async () => {
-        try {
-          return await tenantRequests(w).create("default", {
-            apiVersion: "appstudio.redhat.com/v1alpha1",
-            kind: "InternalRequest",
-            metadata: { name },
-            spec: { service: "advise", params },
-          });
-        } catch (err) {
-          if (apiStatus(err)?.code === 404) return undefined; // the binding's API not served yet
-          throw err;
-        }
-      },
-      `InternalRequest ${name} created in ${w.path}`,
-      30_000,
-    );
-
-  const waitForReason = (w: KcpWorkspace, name: string, reason: string) =>
-    eventually(
-      async () => {
-        const r = await tenantRequests(w).get("default", name);
-        return r.status?.conditions?.[0]?.reason === reason ? r : undefined;
-      },
-      `${w.path}/default/${name}: reason ${reason}`,
-      30_000,
-    );
-
-  /** The private run made for a request in workspace `w`. */
-  const runFor = (w: KcpWorkspace, name: string) =>
-    eventually(
-      async () =>
-        (await f.tekton.list()).find(
-          (r) =>
-            r.metadata?.annotations?.[workspaceAnnotation] === w.path &&
-            r.metadata?.annotations?.[requestAnnotation] === `default/${name}`,
-        ),
-      `the private run for ${w.path}/default/${name}`,
-      30_000,
-    );
+    createTenantRequest(w, name, "advise", params);
+  const waitForReason = waitForTenantReason;
 
   before(async () => {
     kcp = await startKcp();
@@ -141,7 +102,7 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
     const team = ws.team as KcpWorkspace;
     for (const w of [a, b, team]) await createRequest(w, "release-1", { advisory: `RHSA-${w.name}` });
     for (const w of [a, b, team]) {
-      const run = await runFor(w, "release-1");
+      const run = await runFor(f.tekton, w, "release-1");
       assert.deepEqual(run.spec?.params, [{ name: "advisory", value: `RHSA-${w.name}` }]);
       await f.tekton.succeed(run.metadata?.name as string, [
         { name: "url", value: `https://errata/${w.name}` },
@@ -222,7 +183,7 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
     const c = ws["tenant-c"] as KcpWorkspace;
     await bind(c);
     await createRequest(c, "late");
-    const run = await runFor(c, "late");
+    const run = await runFor(f.tekton, c, "late");
     await f.tekton.succeed(run.metadata?.name as string);
     await waitForReason(c, "late", "Succeeded");
   });

@@ -20,15 +20,15 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
 import pino from "pino";
-import { bindingPhase, type KcpWorkspace, type ShardedKcp, startShardedKcp } from "../../envtest/kcp.ts";
+import { type KcpWorkspace, type ShardedKcp, startShardedKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { internalRequests, ResourceClient } from "../../src/api/resources.ts";
 import type { InternalRequest } from "../../src/generated/crds.ts";
 import { startManager } from "../../src/manager.ts";
-import { requestAnnotation, workspaceAnnotation } from "../../src/requests/naming.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { Fixture } from "../support/fixture.ts";
+import { createTenantRequest, runFor, waitBound, waitForTenantReason } from "../support/kcp-tenants.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const kcpDir = join(repoRoot, "deploy/kcp");
@@ -84,63 +84,18 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
       `APIBinding in ${w.path} accepted`,
       60_000,
     );
-    await eventually(
-      async () => ((await bindingPhase(w.kubeConfig, exportName)) === "Bound" ? true : undefined),
-      `APIBinding in ${w.path} Bound`,
-      60_000,
-    );
+    await waitBound(w, exportName);
   };
-
-  const tenantRequests = (w: KcpWorkspace) =>
-    new ResourceClient<InternalRequest>(w.kubeConfig, internalRequests, "test");
-
-  const createRequest = (w: KcpWorkspace, name: string, params: Record<string, string> = {}) =>
-    eventually(
-      async () => {
-        try {
-          return await tenantRequests(w).create("default", {
-            apiVersion: "appstudio.redhat.com/v1alpha1",
-            kind: "InternalRequest",
-            metadata: { name },
-            spec: { service: "advise", params },
-          });
-        } catch (err) {
-          if (apiStatus(err)?.code === 404) return undefined; // the binding's API not served yet
-          throw err;
-        }
-      },
-      `InternalRequest ${name} created in ${w.path}`,
-      30_000,
-    );
-
-  const runFor = (w: KcpWorkspace, name: string) =>
-    eventually(
-      async () =>
-        (await f.tekton.list()).find(
-          (r) =>
-            r.metadata?.annotations?.[workspaceAnnotation] === w.path &&
-            r.metadata?.annotations?.[requestAnnotation] === `default/${name}`,
-        ),
-      `the private run for ${w.path}/default/${name}`,
-      30_000,
-    );
 
   /** Creates a request as the tenant, plays Tekton for its run, and waits until it Succeeded. */
   const fulfil = async (w: KcpWorkspace, name: string) => {
-    await createRequest(w, name, { advisory: `RHSA-${w.name}` });
-    const run = await runFor(w, name);
+    await createTenantRequest(w, name, "advise", { advisory: `RHSA-${w.name}` });
+    const run = await runFor(f.tekton, w, name);
     assert.deepEqual(run.spec?.params, [{ name: "advisory", value: `RHSA-${w.name}` }]);
     await f.tekton.succeed(run.metadata?.name as string, [
       { name: "url", value: `https://errata/${w.name}` },
     ]);
-    const done = await eventually(
-      async () => {
-        const r = await tenantRequests(w).get("default", name);
-        return r.status?.conditions?.[0]?.reason === "Succeeded" ? r : undefined;
-      },
-      `${w.path}/default/${name} Succeeded`,
-      30_000,
-    );
+    const done = await waitForTenantReason(w, name, "Succeeded");
     assert.deepEqual(done.status?.results, { url: `https://errata/${w.name}` });
     assert.match(done.status?.pipelineRun ?? "", new RegExp(`^${f.privateNs}/${name}-`));
   };
