@@ -346,7 +346,8 @@ describe("tasks/internal-request.yaml step script", { concurrency: true }, () =>
     child.stderr.on("data", (b: Buffer) => {
       output += b.toString();
     });
-    const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? -1)));
+    // "close", not "exit": only then has all of the step's output been read.
+    const exited = new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? -1)));
     const result = async (name: string) => readFile(join(out, name), "utf8");
     const listed = async () =>
       (
