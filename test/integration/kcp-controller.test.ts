@@ -188,6 +188,34 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
     await waitForReason(c, "late", "Succeeded");
   });
 
+  it("a workspace that unbinds while a request of it runs: as if deleted, its run is cancelled and deleted; the others are served", async () => {
+    const c = ws["tenant-c"] as KcpWorkspace;
+    const a = ws["tenant-a"] as KcpWorkspace;
+    await createRequest(c, "leaving");
+    const run = await runFor(f.tekton, c, "leaving");
+    await kcp.kubectl(c.path, ["delete", "apibinding", exportName]);
+    // The API is gone from the workspace; the controller keeps serving every other one.
+    await eventually(
+      async () =>
+        (await tenantRequests(c)
+          .list("default")
+          .catch((err: unknown) => apiStatus(err)?.code)) === 404
+          ? true
+          : undefined,
+      "InternalRequests no longer served in root:tenant-c",
+    );
+    await createRequest(a, "after-unbind");
+    await f.tekton.succeed((await runFor(f.tekton, a, "after-unbind")).metadata?.name as string);
+    await waitForReason(a, "after-unbind", "Succeeded");
+    // Its requests left the virtual workspace as deletions do: the run goes as a deleted request's does
+    // (checked with a live read, which the unbound workspace answers 404).
+    await eventually(
+      async () =>
+        (await f.tekton.list()).some((r) => r.metadata?.name === run.metadata?.name) ? undefined : true,
+      "the unbound workspace's run cancelled and deleted",
+    );
+  });
+
   it("serves a plain cluster's namespaces in the same process", async () => {
     await f.createRequest("plain", { service: "advise" });
     const r = await f.waitForRequest("plain", (x) => x.status?.pipelineRun !== undefined, "started");
