@@ -23,6 +23,7 @@ import {
   newServiceAccountKeyPair,
   newServingCertificate,
 } from "./pki.ts";
+import { runCommand } from "./run-command.ts";
 import { eventually } from "./wait.ts";
 
 export interface KcpWorkspace {
@@ -807,29 +808,11 @@ async function tail(file: string, lines = 40): Promise<string> {
   return text.split("\n").slice(-lines).join("\n");
 }
 
-function run(cmd: string, args: string[], stdin?: string, timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => {
-      stdout += b.toString();
-    });
-    child.stderr.on("data", (b: Buffer) => {
-      stderr += b.toString();
-    });
-    child.stdin.end(stdin ?? "");
-    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    child.on("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`kubectl ${args.join(" ")} failed (${code ?? signal}):\n${stderr}${stdout}`));
-    });
-  });
+/** kubectl's output; rejects, with what it said, when it fails. */
+async function run(cmd: string, args: string[], stdin?: string): Promise<string> {
+  const r = await runCommand(cmd, args, { stdin });
+  if (r.code === 0) return r.stdout;
+  throw new Error(`kubectl ${args.join(" ")} failed (${r.code ?? r.signal}):\n${r.stderr}${r.stdout}`);
 }
 
 /** The phase of a workspace's APIBinding `name` (e.g. "Bound"), undefined while it has none. */

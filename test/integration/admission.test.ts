@@ -43,6 +43,7 @@ import {
   uniqueName,
 } from "../../envtest/cluster.ts";
 import type { Plane } from "../../envtest/controlplane.ts";
+import { runCommand } from "../../envtest/run-command.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
 import { customRuns, pipelineRuns, ResourceClient, type ResourceType } from "../../src/api/resources.ts";
@@ -58,7 +59,6 @@ import {
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
-import { runCommand } from "../support/run-command.ts";
 import { FakeTekton } from "../support/tekton.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));

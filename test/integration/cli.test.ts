@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { createNamespace, mintIdentity, uniqueName } from "../../envtest/cluster.ts";
 import { freePort } from "../../envtest/controlplane.ts";
+import { type CommandResult, runCommand } from "../../envtest/run-command.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { ResourceClient } from "../../src/api/resources.ts";
 import { explainError } from "../../src/cli/request-errors.ts";
@@ -16,7 +17,6 @@ import { Progress } from "../../src/cli/request-wait.ts";
 import type { InternalRequest } from "../../src/generated/crds.ts";
 import { Fixture } from "../support/fixture.ts";
 import { testPlanes } from "../support/planes.ts";
-import { type CommandResult, runCommand } from "../support/run-command.ts";
 import { signService } from "../support/services.ts";
 
 const cli = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));

@@ -25,12 +25,12 @@ import { parse, parseAllDocuments, stringify } from "yaml";
 import { ensureTools } from "../../envtest/binaries.ts";
 import { createNamespace, readYamlObjects, uniqueName } from "../../envtest/cluster.ts";
 import type { Plane } from "../../envtest/controlplane.ts";
+import { type CommandOptions, type CommandResult, runCommand } from "../../envtest/run-command.ts";
 import { eventually } from "../../envtest/wait.ts";
 import type { InternalServicesConfig } from "../../src/generated/crds.ts";
 import { writeLikeKubelet } from "../support/atomic-writer.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
-import { type CommandOptions, type CommandResult, runCommand } from "../support/run-command.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const privateNs = "internal-services";

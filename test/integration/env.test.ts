@@ -14,9 +14,9 @@ import { ApiextensionsV1Api } from "@kubernetes/client-node";
 import { ensureBinaries } from "../../envtest/binaries.ts";
 import { adminKubeConfig } from "../../envtest/cluster.ts";
 import { isRunning } from "../../envtest/lifecycle.ts";
+import { runCommand } from "../../envtest/run-command.ts";
 import { eventually } from "../../envtest/wait.ts";
 import type { PlanesState } from "../support/planes.ts";
-import { runCommand } from "../support/run-command.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const envScript = join(repoRoot, "envtest/env.ts");

@@ -20,6 +20,7 @@ import {
 } from "@kubernetes/client-node";
 import { ensureTools } from "../../envtest/binaries.ts";
 import { mintIdentity, readYamlObjects } from "../../envtest/cluster.ts";
+import { runCommand } from "../../envtest/run-command.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus, ignoreNotFound } from "../../src/api/errors.ts";
 import { customRuns, leases as leaseType, ResourceClient } from "../../src/api/resources.ts";
@@ -37,7 +38,6 @@ import { shippedIdentities } from "../support/identities.ts";
 import { waitUntilIdle } from "../support/idle.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
-import { runCommand } from "../support/run-command.ts";
 
 const vault: InternalServiceSpec = {
   pipeline: { pipelineName: "vault" },
