@@ -178,6 +178,11 @@ export function describeRequest(r: InternalRequest, events: CoreV1Event[], now =
   field("Started", when(status.startTime, now));
   if (status.completionTime) field("Completed", when(status.completionTime, now));
   field("PipelineRun", status.pipelineRun ? `${status.pipelineRun} (private cluster)` : "<none>");
+  if (status.concurrency) {
+    const { key, policy, request, pipelineRun } = status.concurrency;
+    const other = request ? `; request ${request}, PipelineRun ${pipelineRun} (private cluster)` : "";
+    field("Concurrency Key", `${key} (${policy}${other})`);
+  }
   const conditions = status.conditions ?? [];
   if (conditions.length === 0) field("Conditions", "<none>");
   else {

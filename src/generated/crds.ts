@@ -92,6 +92,8 @@ export interface InternalRequestSpecTimeouts {
 export interface InternalRequestStatus {
   /** Time the request finished (with any terminal reason). */
   completionTime?: string;
+  /** The request's concurrency key (see the InternalService's spec.concurrency) and, while another run of the key is live or when its results were reused, that run and its request. */
+  concurrency?: InternalRequestStatusConcurrency;
   /** Observations of the request. The Succeeded condition is always first (callers read .status.conditions[0].reason): Unknown with reason Running while queued or running; True with reason Succeeded; False with reason Failed (the Pipeline failed), Rejected (the request was not allowed or not valid), Cancelled (spec.status Cancelled, or the run was cancelled) or TimedOut (a timeout of spec.timeouts passed). True and False are final (the original controller's False with reason Running, which it wrote while a run was going, is not). */
   conditions?: InternalRequestStatusConditionsItem[];
   /** Names of PipelineRun results that were not copied into results because they were too large. */
@@ -106,6 +108,18 @@ export interface InternalRequestStatus {
   service?: string;
   /** Time the internal PipelineRun was created and set to run. */
   startTime?: string;
+}
+
+/** The request's concurrency key (see the InternalService's spec.concurrency) and, while another run of the key is live or when its results were reused, that run and its request. */
+export interface InternalRequestStatusConcurrency {
+  /** The key (sensitive params' values redacted; at most 256 characters shown). */
+  key?: string;
+  /** The other request's PipelineRun ("namespace/name") this request waits for, supersedes, follows or took its results from. */
+  pipelineRun?: string;
+  /** Queue, Supersede or Reuse. */
+  policy?: string;
+  /** That PipelineRun's request ("namespace/name"). */
+  request?: string;
 }
 
 /** Condition contains details for one aspect of the current state of this API Resource. */
@@ -141,6 +155,8 @@ export interface InternalServiceSpec {
   allowedNamespaces?: string[];
   /** Other ServiceAccounts a request may choose with spec.serviceAccount. A request naming any ServiceAccount that is neither serviceAccount nor listed here is rejected. */
   allowedServiceAccounts?: string[];
+  /** A concurrency key: requests with the same key (in the same workspace and namespace, for the same service) are one logical operation, and at most one of its PipelineRuns is live at a time. A request that lacks a label or param the key is made of has no key (a note in its status says so). */
+  concurrency?: InternalServiceSpecConcurrency;
   /** What a failed run tells the caller. Redacted (the default): the failing task's name and Tekton reason, then its message with this service's sensitiveParams values, credential-looking content (tokens, userinfo in URLs, PEM blocks) and the InternalServicesConfig's redactPatterns replaced by <redacted>, at most 2048 characters. ReasonOnly: the task's name and reason, never the message. */
   failureMessages?: "Redacted" | "ReasonOnly";
   /** Maximum number of this service's PipelineRuns running at once. Requests beyond it wait (Succeeded Unknown, reason Running, with a "queued" message) until a run finishes. Absent means unlimited. */
@@ -163,6 +179,16 @@ export interface InternalServiceSpec {
   serviceAccount?: string;
   /** Limits on how long the service's PipelineRuns may run, as Go durations (e.g. 1h30m). */
   timeouts?: InternalServiceSpecTimeouts;
+}
+
+/** A concurrency key: requests with the same key (in the same workspace and namespace, for the same service) are one logical operation, and at most one of its PipelineRuns is live at a time. A request that lacks a label or param the key is made of has no key (a note in its status says so). */
+export interface InternalServiceSpecConcurrency {
+  /** Template of the key over the request: literal text and $(namespace), $(params.NAME) or $(params['NAME']) (after the paramsSchema's defaults), $(labels.KEY) or $(labels['KEY']); e.g. "$(labels['internal-services.appstudio.openshift.io/pipelinerun-uid'])/$(labels['internal-services.appstudio.openshift.io/pipeline-name'])" for the attempts of one release task, or "$(params.advisory_id)". */
+  key: string;
+  /** What a new request does while a run with its key is live. Queue (the default): waits (Running, its message names the request it waits for), then runs. Supersede: the older request's run is cancelled and that request ends Cancelled, naming the newer one; then the newer one runs (a request older than the live run's ends Cancelled at once, unrun). Reuse: the new request follows the live run and, if it succeeds, ends Succeeded with its results; a run with the key that succeeded within reuseWithin hands its results to a new request without running again; if the followed run fails, the new request runs itself. */
+  policy?: "Queue" | "Supersede" | "Reuse";
+  /** Reuse: how long after it succeeded a run's results are handed out (its PipelineRun is kept at least that long), as a Go duration. Default 1h. */
+  reuseWithin?: string;
 }
 
 /** The Pipeline to run: exactly one of pipelineRef (any Tekton resolver) or pipelineName (a Pipeline in the namespace its runs go to). Unlike raw InternalRequests, this is not checked against the InternalServicesConfig's allowedPipelineSources: creating the InternalService is the approval. */
@@ -284,6 +310,8 @@ export interface InternalServicesConfigSpecPropagateLabels {
 
 /** Limits for raw spec.pipeline requests, which have no InternalService to set them. Every field has a default that applies when it is absent. */
 export interface InternalServicesConfigSpecRawPipelineRequests {
+  /** A concurrency key: requests with the same key (in the same workspace and namespace) are one logical operation, and at most one of its PipelineRuns is live at a time. A request that lacks a label or param the key is made of has no key (a note in its status says so). */
+  concurrency?: InternalServicesConfigSpecRawPipelineRequestsConcurrency;
   /** Most raw requests' PipelineRuns running at once, over all namespaces; more wait (reason Running, with a "queued" message) until one finishes. Default 100. */
   maxConcurrentRuns?: number;
   /** Most characters a raw request's spec.params may hold together (they become PipelineRun params). Default 65536. */
@@ -296,6 +324,16 @@ export interface InternalServicesConfigSpecRawPipelineRequests {
   runLabels?: Record<string, string>;
   /** Timeouts of raw requests' PipelineRuns, as Go durations (e.g. 1h30m). */
   timeouts?: InternalServicesConfigSpecRawPipelineRequestsTimeouts;
+}
+
+/** A concurrency key: requests with the same key (in the same workspace and namespace) are one logical operation, and at most one of its PipelineRuns is live at a time. A request that lacks a label or param the key is made of has no key (a note in its status says so). */
+export interface InternalServicesConfigSpecRawPipelineRequestsConcurrency {
+  /** Template of the key over the request: literal text and $(namespace), $(params.NAME) or $(params['NAME']) (after the paramsSchema's defaults), $(labels.KEY) or $(labels['KEY']); e.g. "$(labels['internal-services.appstudio.openshift.io/pipelinerun-uid'])/$(labels['internal-services.appstudio.openshift.io/pipeline-name'])" for the attempts of one release task, or "$(params.advisory_id)". */
+  key: string;
+  /** What a new request does while a run with its key is live. Queue (the default): waits (Running, its message names the request it waits for), then runs. Supersede: the older request's run is cancelled and that request ends Cancelled, naming the newer one; then the newer one runs (a request older than the live run's ends Cancelled at once, unrun). Reuse: the new request follows the live run and, if it succeeds, ends Succeeded with its results; a run with the key that succeeded within reuseWithin hands its results to a new request without running again; if the followed run fails, the new request runs itself. */
+  policy?: "Queue" | "Supersede" | "Reuse";
+  /** Reuse: how long after it succeeded a run's results are handed out (its PipelineRun is kept at least that long), as a Go duration. Default 1h. */
+  reuseWithin?: string;
 }
 
 /** Timeouts of raw requests' PipelineRuns, as Go durations (e.g. 1h30m). */

@@ -7,6 +7,7 @@ import type {
   InternalServicesConfigSpec,
 } from "../generated/crds.ts";
 import { isAllowed } from "./allowlist.ts";
+import { type ConcurrencyPlan, concurrencyKey } from "./concurrency.ts";
 import { parseDuration } from "./duration.ts";
 import { droppedLabelsNote, propagatedLabels } from "./labels.ts";
 import { validateParams } from "./schema.ts";
@@ -51,6 +52,9 @@ export interface RunPlan {
   labels?: Record<string, string>;
   /** The service's annotations for its runs. */
   annotations?: Record<string, string>;
+  /** The request's concurrency key and what to do while another run of it is live (see
+   *  policy/concurrency.ts); absent: no key. */
+  concurrency?: ConcurrencyPlan;
 }
 
 export type Denied = { allowed: false; rule: string; message: string };
@@ -119,26 +123,52 @@ export function admit(input: AdmitInput): Admission {
     request.pipeline !== undefined
       ? admitRaw(request, request.pipeline, config)
       : admitService(input, request.service ?? "", input.service as InternalService);
-  return admitted.allowed ? withLabels(admitted.run, input) : admitted;
+  return admitted.allowed ? withConcurrency(withLabels(admitted.run, input), input) : admitted;
+}
+
+/** The concurrency key the service (or, for raw requests, the config) declares; a request lacking
+ *  what the key is made of has none, and a note says so. An invalid declaration refuses the request:
+ *  running it without the exclusion its owners asked for could run an operation twice. */
+function withConcurrency(run: RunPlan, input: AdmitInput): Admission {
+  const raw = input.request.pipeline !== undefined;
+  const spec = raw ? input.config?.rawPipelineRequests?.concurrency : input.service?.spec.concurrency;
+  if (!spec) return { allowed: true, run };
+  const key = concurrencyKey({
+    spec,
+    workspace: input.workspace,
+    namespace: input.namespace,
+    group: run.service ?? "",
+    labels: input.labels,
+    params: run.params,
+    sensitiveParams: run.sensitiveParams,
+  });
+  if ("plan" in key) return { allowed: true, run: { ...run, concurrency: key.plan } };
+  if ("missing" in key)
+    return {
+      allowed: true,
+      run: { ...run, notes: [...run.notes, `no concurrency key (the request has no ${key.missing})`] },
+    };
+  if (!raw) return invalidService(`InternalService ${quote(run.service ?? "")}`, key.error);
+  return deny(
+    "InvalidConfig",
+    `the InternalServicesConfig is misconfigured (rawPipelineRequests: ${key.error}); this is not the request's fault: ask the service owners to fix it`,
+  );
 }
 
 /** The run's labels: the request's that the config allows (the rest named in a note), then the
  *  service's (or, for raw requests, the config's rawPipelineRequests'), which win; and their annotations. */
-function withLabels(run: RunPlan, input: AdmitInput): Admission {
+function withLabels(run: RunPlan, input: AdmitInput): RunPlan {
   const { labels, dropped } = propagatedLabels(input.labels, input.config?.propagateLabels);
   const own = input.request.pipeline === undefined ? input.service?.spec : input.config?.rawPipelineRequests;
   const all = { ...labels, ...own?.runLabels };
   const note = droppedLabelsNote(dropped);
   return {
-    allowed: true,
-    run: {
-      ...run,
-      ...(Object.keys(all).length > 0 ? { labels: all } : {}),
-      ...(own?.runAnnotations && Object.keys(own.runAnnotations).length > 0
-        ? { annotations: { ...own.runAnnotations } }
-        : {}),
-      notes: note ? [...run.notes, note] : run.notes,
-    },
+    ...run,
+    ...(Object.keys(all).length > 0 ? { labels: all } : {}),
+    ...(own?.runAnnotations && Object.keys(own.runAnnotations).length > 0
+      ? { annotations: { ...own.runAnnotations } }
+      : {}),
+    notes: note ? [...run.notes, note] : run.notes,
   };
 }
 

@@ -3,7 +3,8 @@
 // internalrequest (key: workspace/namespace/name) reconciles a request:
 //   for      its InternalRequest, in every workspace of every request source;
 //   owns     the internal PipelineRun it created (mapped back by the run's annotations); a run that
-//            finishes or goes also wakes the requests waiting for a concurrency slot;
+//            finishes or goes also wakes the requests waiting for a concurrency slot or for its
+//            concurrency key;
 //   watches  InternalServices and the InternalServicesConfig: requests not started yet may now
 //            decide otherwise (running ones follow their own run).
 // pipelinerun (key: run name) sweeps the internal PipelineRuns whose request is gone:
@@ -19,6 +20,7 @@ import { configName, type PrivateCluster } from "../sources/private.ts";
 import type { Workspace } from "../sources/workspace.ts";
 import { isTerminal } from "./conditions.ts";
 import {
+  concurrencyKeyLabel,
   keyOf,
   pipelineRunName,
   type RequestKey,
@@ -119,8 +121,12 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
       ),
       watch(cluster.pipelineRuns, (_key, run, deleted) => [
         ...owner(run),
-        // A finished (or deleted) run frees a concurrency slot for requests waiting for one.
+        // A finished (or deleted) run frees a concurrency slot for requests waiting for one, and its
+        // concurrency key for requests waiting for it.
         ...(deleted || runState(run).done ? reconciler.nextWaitingForSlot(slotGroup(run)) : []),
+        ...((deleted || runState(run).done) && run.metadata?.labels?.[concurrencyKeyLabel]
+          ? reconciler.nextWaitingForKey(run.metadata.labels[concurrencyKeyLabel])
+          : []),
       ]),
       watch(cluster.services, unstarted),
       watch(cluster.configs, unstarted),

@@ -10,6 +10,10 @@ export const requestNamespaceLabel = `${labelPrefix}/namespace`;
 export const workspaceLabel = `${labelPrefix}/workspace`;
 export const requestUidLabel = `${labelPrefix}/request-uid`;
 export const serviceLabel = `${labelPrefix}/service`;
+/** On the internal PipelineRun: a digest of its request's concurrency key (see policy/concurrency.ts). */
+export const concurrencyKeyLabel = `${labelPrefix}/concurrency-key`;
+/** On an internal PipelineRun cancelled to make way for a newer request of its key: that request. */
+export const supersededByAnnotation = `${labelPrefix}/superseded-by`;
 /** The service's name in full (a label value holds at most 63 characters). */
 export const serviceAnnotation = `${labelPrefix}/service`;
 /** On the internal PipelineRun: the request's workspace and "namespace/name", in full. */

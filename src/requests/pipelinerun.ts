@@ -9,6 +9,7 @@ import type { RunPlan } from "../policy/admit.ts";
 import { formatDuration } from "../policy/duration.ts";
 import type { Reason } from "./conditions.ts";
 import {
+  concurrencyKeyLabel,
   isValidLabelValue,
   managedByLabel,
   managedByValue,
@@ -20,6 +21,7 @@ import {
   requestUidLabel,
   serviceAnnotation,
   serviceLabel,
+  supersededByAnnotation,
   workspaceAnnotation,
   workspaceLabel,
 } from "./naming.ts";
@@ -53,6 +55,7 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
     /^[a-z0-9-]+(:[a-z0-9-]+)+$/.test(workspace) ? workspace.replaceAll(":", ".") : workspace,
   );
   labelIfValid(serviceLabel, plan.service);
+  labelIfValid(concurrencyKeyLabel, plan.concurrency?.hash);
   // The request's allowed labels and the service's (see policy/labels.ts); never one of the keys
   // this controller sets, also where it leaves one out (a name too long for a label value): slots,
   // retention and the run's request are read from them.
@@ -113,12 +116,14 @@ const controllerLabels = new Set([
   requestUidLabel,
   workspaceLabel,
   serviceLabel,
+  concurrencyKeyLabel,
 ]);
 const controllerAnnotations = new Set([
   workspaceAnnotation,
   requestAnnotation,
   serviceAnnotation,
   queueDeadlineAnnotation,
+  supersededByAnnotation,
 ]);
 
 function withoutKeys(from: Record<string, string> | undefined, keys: Set<string>): Record<string, string> {

@@ -21,6 +21,7 @@ import {
   rawDefaults,
 } from "../policy/admit.ts";
 import { isAllowed } from "../policy/allowlist.ts";
+import { type ConcurrencyPlan, defaultReuseWithinMs } from "../policy/concurrency.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
 import { redact } from "../policy/redact.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
@@ -28,6 +29,7 @@ import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
 import { isLegacyRunning, isTerminal, type Reason, withSucceeded } from "./conditions.ts";
 import {
+  concurrencyKeyLabel,
   finalizer,
   formatKey,
   isValidLabelValue,
@@ -42,11 +44,12 @@ import {
   requestNameLabel,
   requestNamespaceLabel,
   requestUidLabel,
+  supersededByAnnotation,
   workspaceAnnotation,
 } from "./naming.ts";
 import { buildPipelineRun, copyResults, pendingStatus, runStartedAt, runState } from "./pipelinerun.ts";
 import { DeletionPace, keepFinishedMs } from "./retention.ts";
-import { type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
+import { type KeyHolder, type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
 import { Part } from "./summary.ts";
 
 /** One remote workspace: where requests live. */
@@ -120,6 +123,20 @@ function isLegacyRunOf(run: V1PipelineRun, request: InternalRequest): boolean {
   );
 }
 
+/** A request's concurrency key, and the other request's run it waits for or took results from (none:
+ *  null, which a merge patch removes). */
+function keyStatus(
+  keyed: ConcurrencyPlan,
+  pipelineRun: string | null = null,
+  request: string | null = null,
+): Pick<InternalRequestStatus, "concurrency"> {
+  const other = { pipelineRun, request } as { pipelineRun?: string; request?: string };
+  return { concurrency: { key: keyed.key, policy: keyed.policy, ...other } };
+}
+
+/** The "namespace/name" of a run's request (its annotation, written only by this controller). */
+const requestOfRun = (run: V1PipelineRun) => run.metadata?.annotations?.[requestAnnotation] ?? "";
+
 /** A request larger than this (labels, annotations and spec; characters) is Rejected unread. Every
  *  spec the CRD allows fits; only metadata stuffed by a tenant can pass it. */
 export const maxRequestChars = 512 * 1024;
@@ -131,6 +148,11 @@ export class RequestReconciler {
   readonly #now: Clock;
   /** Requests queued behind a concurrency limit (by key, oldest first): their group and queue deadline. */
   readonly #waitingForSlot = new Map<string, { group: string; deadline: number }>();
+  /** Requests waiting for the run holding their concurrency key to end (by key, oldest first). */
+  readonly #waitingForKey = new Map<
+    string,
+    { hash: string; run: string; policy: ConcurrencyPlan["policy"]; deadline: number }
+  >();
   /** Finished requests due for deletion (requestRetention), by key: the moment each may go. */
   readonly #retiring = new Map<string, number>();
   readonly #deletions = new DeletionPace();
@@ -155,6 +177,18 @@ export class RequestReconciler {
     return keys;
   }
 
+  /** The requests waiting for a run of concurrency key `hash` to end (it did): the oldest, or every
+   *  one that follows it (Reuse: each takes its results). Others look again on their timer. */
+  nextWaitingForKey(hash: string): RequestKey[] {
+    const keys: RequestKey[] = [];
+    for (const [key, w] of this.#waitingForKey) {
+      if (w.hash !== hash) continue;
+      keys.push(parseKey(key));
+      if (w.policy !== "Reuse") break;
+    }
+    return keys;
+  }
+
   reconcile = async (requestKey: RequestKey, log: Logger): Promise<ReconcileResult | undefined> => {
     const { workspace: wsName, namespace, name } = requestKey;
     const key = formatKey(requestKey);
@@ -165,6 +199,7 @@ export class RequestReconciler {
       // Deleted: the finalizer did the cleanup (or, if a tenant removed it, the run sweep does).
       this.#d.private.slots.releaseFor(key);
       this.#waitingForSlot.delete(key);
+      this.#waitingForKey.delete(key);
       this.#retiring.delete(key);
       return undefined;
     }
@@ -192,7 +227,8 @@ export class RequestReconciler {
     if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
     // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live;
     // not while this process knows the request is waiting for a slot (it created nothing).
-    const live = (ours && !this.#waitingForSlot.has(key)) || request.status?.pipelineRun !== undefined;
+    const waiting = this.#waitingForSlot.has(key) || this.#waitingForKey.has(key);
+    const live = (ours && !waiting) || request.status?.pipelineRun !== undefined;
     const run = await this.#requestRun(ws, request, runName, live);
     if (run === "unfollowed") return this.#unfollowed(ws, request, runName, log);
     if (run === "foreign") {
@@ -217,6 +253,14 @@ export class RequestReconciler {
     const waiting = this.#waitingForSlot.get(key);
     if (waiting && this.#now() < waiting.deadline && this.#freeSlots(waiting.group, config?.spec) <= 0)
       return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
+    // Likewise for a request waiting for the same run of its concurrency key to end.
+    const waitingForKey = this.#waitingForKey.get(key);
+    if (
+      waitingForKey &&
+      this.#now() < waitingForKey.deadline &&
+      this.#d.private.slots.keyHolder(waitingForKey.hash)?.run === waitingForKey.run
+    )
+      return requeueAfter(Math.min(this.#recheckMs, waitingForKey.deadline - this.#now()));
     const whole = await this.#complete(ws, request, Part.spec, Part.labels);
     if (!whole) return undefined;
     request = whole;
@@ -241,13 +285,27 @@ export class RequestReconciler {
     // Until its runs there are cached, runs cannot be counted against limits, nor found after a crash.
     if (!this.#d.private.watchesRunsIn(runNamespace))
       return this.#waitForNamespace(ws, request, runName, runNamespace, plan, log);
+    if (plan.concurrency) {
+      const holder = this.#d.private.slots.keyHolder(plan.concurrency.hash);
+      const decided = await this.#sameKey(key, ws, request, runName, plan, holder, log);
+      if (decided !== "start") return decided;
+    }
     // The finalizer goes on before anything exists in the private cluster, so a deletion can cancel it.
     if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
     const group = plan.service ?? rawPipelineGroup;
-    // Taken with no await before the create starts: no other worker can take the same slot.
-    const slot = this.#d.private.slots.take(group, runName, plan.maxConcurrentRuns, key);
+    // Taken with no await before the create starts: no other worker can take the same slot, nor the
+    // same concurrency key (one taken meanwhile sends the request back through the decision above).
+    const slot = this.#d.private.slots.take(
+      group,
+      runName,
+      plan.maxConcurrentRuns,
+      key,
+      plan.concurrency?.hash,
+    );
+    if ("heldBy" in slot) return requeueAfter(0);
     if (!slot.taken) return this.#waitForSlot(key, ws, request, runName, plan, slot.inUse, log);
     this.#waitingForSlot.delete(key);
+    this.#waitingForKey.delete(key);
 
     let created: V1PipelineRun;
     try {
@@ -290,6 +348,7 @@ export class RequestReconciler {
       startTime: rfc3339(this.#now()),
       pipelineRun: `${runNamespace}/${runName}`,
       ...(plan.service ? { service: plan.service } : {}),
+      ...(plan.concurrency ? keyStatus(plan.concurrency) : {}),
     });
     ws.events.record(
       request,
@@ -298,6 +357,130 @@ export class RequestReconciler {
       `internal PipelineRun ${runNamespace}/${runName} started${notes}`,
     );
     return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
+  }
+
+  /**
+   * Another run holds the request's concurrency key, or (Reuse) one succeeded lately: what the key's
+   * policy makes of it. "start": nothing stands in the way. Otherwise the request ends, or waits
+   * (woken when that run ends) until its queue timeout. Every fact acted on is private: the runs in
+   * the private cache and their annotations.
+   */
+  async #sameKey(
+    key: string,
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    plan: RunPlan,
+    holder: KeyHolder | undefined,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined | "start"> {
+    const keyed = plan.concurrency as ConcurrencyPlan;
+    if (!holder) {
+      this.#waitingForKey.delete(key);
+      const reused = keyed.policy === "Reuse" ? this.#reusable(keyed, request) : undefined;
+      if (!reused) return "start";
+      const by = requestOfRun(reused);
+      const at = String(reused.status?.completionTime ?? "");
+      const message = `reused the results of internal PipelineRun ${reused.metadata?.namespace}/${reused.metadata?.name} (request ${by}), which succeeded at ${at} and has the same concurrency key`;
+      log.info({ pipelineRun: reused.metadata?.name, request: by }, "results reused");
+      const status = keyStatus(keyed, `${reused.metadata?.namespace}/${reused.metadata?.name}`, by);
+      const results = copyResults(reused.status?.results);
+      const finished = await this.#finish(ws, request, "Succeeded", message, results, status);
+      return this.#cleanUpFinished(ws, finished, runName, log);
+    }
+    const run = this.#d.private.findPipelineRun(holder.run);
+    const where = `${run?.metadata?.namespace ?? this.#runNamespace(request)}/${holder.run}`;
+    const [, holderNamespace = "", holderName = ""] = holder.request.split("/");
+    const by = `${holderNamespace}/${holderName}`;
+    const status = keyStatus(keyed, where, by);
+    if (keyed.policy === "Supersede" && run) {
+      if (!this.#isOlder(ws, holder.request, request)) {
+        const message = `superseded by request ${by}, which is newer and has the same concurrency key (its internal PipelineRun ${where} is running); nothing was run`;
+        const finished = await this.#finish(ws, request, "Cancelled", message, {}, status);
+        return this.#cleanUpFinished(ws, finished, runName, log);
+      }
+      if (run.spec?.status !== "Cancelled") {
+        const self = `${request.metadata.namespace}/${request.metadata.name}`;
+        await this.#cancelRun(run, { [supersededByAnnotation]: self });
+        log.info({ pipelineRun: holder.run, request: by }, "older run of the same concurrency key cancelled");
+      }
+    }
+    const doing = {
+      Queue: `queued: waiting for request ${by} (internal PipelineRun ${where}), which has the same concurrency key, to finish`,
+      Supersede: `superseding request ${by}, which has the same concurrency key: waiting for its internal PipelineRun ${where} to stop`,
+      Reuse: `following internal PipelineRun ${where} of request ${by}, which has the same concurrency key: its results are this request's if it succeeds`,
+    }[keyed.policy];
+    return this.#waitForKey(key, ws, request, runName, plan, holder, doing, status, log);
+  }
+
+  /** Waits for the run holding the request's concurrency key to end, until the queue timeout. */
+  async #waitForKey(
+    key: string,
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    plan: RunPlan,
+    holder: KeyHolder,
+    message: string,
+    status: Pick<InternalRequestStatus, "concurrency">,
+    log: Logger,
+  ): Promise<ReconcileResult | undefined> {
+    const keyed = plan.concurrency as ConcurrencyPlan;
+    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    const deadline = created + plan.timeouts.queueMs;
+    if (this.#now() >= deadline) {
+      this.#waitingForKey.delete(key);
+      const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for internal PipelineRun ${status.concurrency?.pipelineRun} of request ${status.concurrency?.request}, which has the same concurrency key`;
+      const finished = await this.#finish(ws, request, "TimedOut", waited, {}, status);
+      return this.#cleanUpFinished(ws, finished, runName, log);
+    }
+    // Until the run is cached a superseding request has not cancelled it: it must look again.
+    const settled = keyed.policy !== "Supersede" || this.#d.private.findPipelineRun(holder.run) !== undefined;
+    this.#waitingForKey.set(key, {
+      hash: keyed.hash,
+      run: settled ? holder.run : "",
+      policy: keyed.policy,
+      deadline,
+    });
+    const shown = request.status?.concurrency;
+    if (
+      succeeded(request.status)?.message !== message ||
+      shown?.pipelineRun !== status.concurrency?.pipelineRun ||
+      shown?.key !== keyed.key
+    )
+      await this.#writeStatus(ws, request, {
+        ...this.#running(request, message),
+        ...(plan.service ? { service: plan.service } : {}),
+        ...status,
+      });
+    return requeueAfter(Math.min(this.#recheckMs, deadline - this.#now()));
+  }
+
+  /** The latest cached run of the key that succeeded within its reuse window, or after the request
+   *  was created (it was live then: the request followed it). */
+  #reusable(keyed: ConcurrencyPlan, request: InternalRequest): V1PipelineRun | undefined {
+    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    let best: V1PipelineRun | undefined;
+    let bestAt = Math.min(created, this.#now() - keyed.reuseWithinMs);
+    for (const name of this.#d.private.slots.succeededWith(keyed.hash)) {
+      const run = this.#d.private.findPipelineRun(name);
+      const at = Date.parse(String(run?.status?.completionTime ?? ""));
+      if (run && at >= bestAt) [best, bestAt] = [run, at];
+    }
+    return best;
+  }
+
+  /** The request with key `other` ("workspace/namespace/name") was created before `request` (one
+   *  no longer cached counts as older: its run is being cancelled). Ties go by uid, so that two
+   *  requests never both give way. */
+  #isOlder(ws: WorkspaceAccess, other: string, request: InternalRequest): boolean {
+    const { namespace, name } = parseKey(other);
+    const them = ws.getRequest(`${namespace}/${name}`)?.metadata;
+    if (!them) return true;
+    const order = (m: typeof them) =>
+      [Date.parse(String(m.creationTimestamp ?? "")) || 0, m.uid ?? ""] as const;
+    const [a, b] = [order(them), order(request.metadata)];
+    return a[0] !== b[0] ? a[0] < b[0] : a[1] < b[1];
   }
 
   /** No concurrency slot free: say so, and wait (woken when a run finishes) until the queue timeout. */
@@ -549,7 +732,11 @@ export class RequestReconciler {
     if (state.done) {
       const reason = state.reason as Exclude<Reason, "Running">;
       const said = (reason === "Failed" && (await this.#failingTask(run))) || state;
-      const message = await this.#published(ws, request, run, said);
+      const supersededBy = run.metadata?.annotations?.[supersededByAnnotation];
+      const message =
+        reason === "Cancelled" && supersededBy
+          ? `superseded by request ${supersededBy}, which is newer and has the same concurrency key: internal PipelineRun cancelled`
+          : await this.#published(ws, request, run, said);
       const finished = await this.#finish(ws, request, reason, message, copyResults(run.status?.results));
       log.info({ reason }, "request finished");
       // Clean up in the same pass: no second trip through the queue for the same request.
@@ -692,14 +879,15 @@ export class RequestReconciler {
     reason: Exclude<Reason, "Running">,
     message: string,
     copied: { results?: Record<string, string>; dropped?: string[] },
+    concurrency?: Pick<InternalRequestStatus, "concurrency">,
   ): Promise<InternalRequest> {
-    this.#waitingForSlot.delete(
-      formatKey({
-        workspace: ws.name,
-        namespace: request.metadata.namespace ?? "",
-        name: request.metadata.name ?? "",
-      }),
-    );
+    const key = formatKey({
+      workspace: ws.name,
+      namespace: request.metadata.namespace ?? "",
+      name: request.metadata.name ?? "",
+    });
+    this.#waitingForSlot.delete(key);
+    this.#waitingForKey.delete(key);
     const dropped = copied.dropped ?? [];
     const note = dropped.length > 0 ? ` (results dropped, over the size limit: ${dropped.join(", ")})` : "";
     const status: InternalRequestStatus = {
@@ -713,6 +901,7 @@ export class RequestReconciler {
       observedGeneration: request.metadata.generation,
       ...(copied.results ? { results: copied.results } : {}),
       ...(dropped.length > 0 ? { droppedResults: dropped } : {}),
+      ...(concurrency ?? (request.status?.concurrency ? { concurrency: request.status.concurrency } : {})),
     };
     const updated = await this.#writeStatus(ws, request, status);
     const service = this.#metricService(request);
@@ -770,14 +959,30 @@ export class RequestReconciler {
     return undefined;
   }
 
-  /** Retention of the service that ran it (read from the run, not from the request's public status). */
+  /** Retention of the service that ran it (read from the run, not from the request's public status);
+   *  a succeeded run of a Reuse key at least for its reuse window: its results are handed out. */
   #keepFinishedMs(run: V1PipelineRun): number {
-    const keep = this.#d.private.getService(slotGroup(run))?.spec.retention?.keepFinishedPipelineRuns;
-    try {
-      return keep ? parseDuration(keep) : 0;
-    } catch {
-      return 0;
-    }
+    const group = slotGroup(run);
+    const raw = group === rawPipelineGroup;
+    const service = raw ? undefined : this.#d.private.getService(group)?.spec;
+    const concurrency = raw
+      ? this.#d.private.getConfig()?.spec?.rawPipelineRequests?.concurrency
+      : service?.concurrency;
+    const reused =
+      concurrency?.policy === "Reuse" &&
+      run.metadata?.labels?.[concurrencyKeyLabel] !== undefined &&
+      runState(run).reason === "Succeeded";
+    const ms = (text: string | undefined, otherwise: number) => {
+      try {
+        return text ? parseDuration(text) : otherwise;
+      } catch {
+        return otherwise;
+      }
+    };
+    const keep = ms(service?.retention?.keepFinishedPipelineRuns, 0);
+    // At least a minute: the requests that followed it take its results when it ends.
+    const window = reused ? Math.max(ms(concurrency.reuseWithin, defaultReuseWithinMs), 60_000) : 0;
+    return Math.max(keep, window);
   }
 
   /** Deleting a request cancels its running PipelineRun (and deletes it unless debug), then lets it go. */
@@ -975,11 +1180,11 @@ export class RequestReconciler {
   }
 
   /** The uid in the patch is a precondition: a different object under the same name refuses it. */
-  async #cancelRun(run: V1PipelineRun) {
+  async #cancelRun(run: V1PipelineRun, annotations?: Record<string, string>) {
     const name = run.metadata?.name as string;
     await ignoreNotFound(
       this.#d.private.pipelineRuns.mergePatch(run.metadata?.namespace as string, name, {
-        metadata: { uid: run.metadata?.uid },
+        metadata: { uid: run.metadata?.uid, ...(annotations ? { annotations } : {}) },
         spec: { status: "Cancelled" },
       }),
     ).catch((err: unknown) => {

@@ -1,9 +1,10 @@
-// Concurrency limits that hold under any interleaving: a slot is taken before the create (workers
-// share one event loop, so the check and the reservation happen with nothing in between), and a run
-// created but not yet seen by the private cache still holds its slot. At start the cache of private
-// runs is synced before any worker runs, so runs created by an earlier process count too.
+// Concurrency limits and keys that hold under any interleaving: a slot (and the run's concurrency key)
+// is taken before the create (workers share one event loop, so the check and the reservation happen
+// with nothing in between), and a run created but not yet seen by the private cache still holds
+// them. At start the cache of private runs is synced before any worker runs, so runs created by an
+// earlier process count too.
 import type { V1PipelineRun } from "../generated/tekton.ts";
-import { serviceAnnotation } from "./naming.ts";
+import { concurrencyKeyLabel, requestAnnotation, serviceAnnotation, workspaceAnnotation } from "./naming.ts";
 import { runState } from "./pipelinerun.ts";
 
 /** The slot group of raw pipeline requests (service names cannot contain parentheses). */
@@ -15,22 +16,59 @@ export function slotGroup(run: V1PipelineRun): string {
   return run.metadata?.annotations?.[serviceAnnotation] ?? rawPipelineGroup;
 }
 
+/** A run holding a concurrency key: its name, and its request's key ("workspace/namespace/name"). */
+export interface KeyHolder {
+  run: string;
+  request: string;
+}
+
 export class RunSlots {
   /** Unfinished runs as the private cache shows them, by group. */
   readonly #live = new Map<string, Set<string>>();
   /** Runs this process is creating or has created that the cache does not show yet, by name. */
-  readonly #pending = new Map<string, { group: string; request: string }>();
+  readonly #pending = new Map<string, { group: string; request: string; key?: string }>();
+  /** Unfinished runs as the private cache shows them, by concurrency key (one each, unless runs made
+   *  before the key was declared share one). */
+  readonly #liveByKey = new Map<string, KeyHolder[]>();
+  /** Succeeded runs still cached, by concurrency key: their results may be reused. */
+  readonly #succeededByKey = new Map<string, Set<string>>();
 
   /** Follows the private cache: call for every change of one of our runs (deleted: gone). */
   observe(run: V1PipelineRun, deleted: boolean): void {
     const name = run.metadata?.name as string;
     const group = slotGroup(run);
     this.#pending.delete(name);
+    const state = deleted ? undefined : runState(run);
     const live = this.#live.get(group) ?? new Set<string>();
-    if (deleted || runState(run).done) live.delete(name);
+    if (!state || state.done) live.delete(name);
     else live.add(name);
     if (live.size > 0) this.#live.set(group, live);
     else this.#live.delete(group);
+
+    const key = run.metadata?.labels?.[concurrencyKeyLabel];
+    if (!key) return;
+    const holders = (this.#liveByKey.get(key) ?? []).filter((h) => h.run !== name);
+    if (state && !state.done) holders.push({ run: name, request: requestOf(run) });
+    if (holders.length > 0) this.#liveByKey.set(key, holders);
+    else this.#liveByKey.delete(key);
+    const succeeded = this.#succeededByKey.get(key) ?? new Set<string>();
+    if (state?.reason === "Succeeded") succeeded.add(name);
+    else succeeded.delete(name);
+    if (succeeded.size > 0) this.#succeededByKey.set(key, succeeded);
+    else this.#succeededByKey.delete(key);
+  }
+
+  /** The run that holds concurrency key `key` (live, or being created by this process), if any. */
+  keyHolder(key: string): KeyHolder | undefined {
+    const live = this.#liveByKey.get(key)?.[0];
+    if (live) return live;
+    for (const [run, p] of this.#pending) if (p.key === key) return { run, request: p.request };
+    return undefined;
+  }
+
+  /** Names of the cached succeeded runs of concurrency key `key`. */
+  succeededWith(key: string): string[] {
+    return [...(this.#succeededByKey.get(key) ?? [])];
   }
 
   /** Runs holding a slot of `group`. */
@@ -41,22 +79,26 @@ export class RunSlots {
   }
 
   /**
-   * Takes a slot of `group` for run `name` of `request` (its key) when fewer than `max` are in use (or
-   * it holds one already). Returns how many were in use when none is free.
+   * Takes a slot of `group`, and concurrency key `key` if it has one, for run `name` of `request`
+   * (its key) when fewer than `max` are in use and no other run holds the key (or it holds them
+   * already). Says how many were in use when no slot is free, or which run holds the key.
    */
   take(
     group: string,
     name: string,
     max: number | undefined,
     request: string,
-  ): { taken: true } | { taken: false; inUse: number } {
+    key?: string,
+  ): { taken: true } | { taken: false; inUse: number } | { taken: false; heldBy: KeyHolder } {
     if (this.#pending.has(name) || this.#live.get(group)?.has(name)) return { taken: true };
     // One pending slot per request key: an earlier request of the same name (deleted and made
     // again before its create went through) gives its slot back.
     this.releaseFor(request);
+    const holder = key ? this.keyHolder(key) : undefined;
+    if (holder) return { taken: false, heldBy: holder };
     const inUse = this.inUse(group);
     if (max !== undefined && inUse >= max) return { taken: false, inUse };
-    this.#pending.set(name, { group, request });
+    this.#pending.set(name, { group, request, ...(key ? { key } : {}) });
     return { taken: true };
   }
 
@@ -77,4 +119,10 @@ export class RunSlots {
     for (const { group } of this.#pending.values()) counts.set(group, (counts.get(group) ?? 0) + 1);
     return counts;
   }
+}
+
+/** The key of a run's request, from its annotations (written only by this controller). */
+function requestOf(run: V1PipelineRun): string {
+  const a = run.metadata?.annotations ?? {};
+  return `${a[workspaceAnnotation] ?? ""}/${a[requestAnnotation] ?? ""}`;
 }

@@ -13,13 +13,16 @@ import type {
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
+import { type ConcurrencySpec, concurrencyKey } from "../../src/policy/concurrency.ts";
 import {
+  concurrencyKeyLabel,
   finalizer,
   legacyFinalizer,
   pipelineRunName,
   requestNameLabel,
   requestNamespaceLabel,
   requestUidLabel,
+  supersededByAnnotation,
 } from "../../src/requests/naming.ts";
 import { RequestReconciler } from "../../src/requests/reconciler.ts";
 import { RunSlots } from "../../src/requests/slots.ts";
@@ -43,7 +46,9 @@ type RequestStep =
   | { advance: number }
   | { tekton: TektonOutcome; results?: Record<string, string> }
   | { tenant: "cancel" | "delete" | "remove finalizer" }
-  | { privately: "delete run" };
+  | { privately: "delete run" }
+  /** The other request's run of the same concurrency key (see sameKey) ends so. */
+  | { other: "Succeeded" | "Failed" | "Cancelled" };
 
 interface RequestCase {
   name: string;
@@ -60,6 +65,9 @@ interface RequestCase {
   unwatched?: string[];
   /** A Tekton run still going that refers to the request (see liveReferrer). */
   referrer?: string;
+  /** Another request "r0" of the same concurrency key (the service's concurrency must be set), made
+   *  before r1 (older) or after it, and its run "keyed-0": going, or succeeded `succeededAgo` ms ago. */
+  sameKey?: { older: boolean; run: "running" | "succeeded"; succeededAgo?: number };
   steps: RequestStep[];
   expect: {
     reason?: string;
@@ -79,6 +87,10 @@ interface RequestCase {
     requestGone?: boolean;
     requeueAfterMs?: number | "none";
     events?: string[];
+    /** status.concurrency of the request. */
+    concurrency?: Record<string, string>;
+    /** The other request's run (see sameKey): cancelled for r1 (annotated superseded-by), or not. */
+    otherRun?: "superseded" | "untouched";
     /** Writes of the last step, by verb, across both clusters. */
     lastStepWrites?: Partial<Record<"create" | "patch" | "status" | "delete", number>>;
   };
@@ -191,6 +203,61 @@ function requestWorld(c: RequestCase) {
           : {},
     });
   const runName = pipelineRunName("public", "r1", request.metadata.uid as string);
+  if (c.sameKey) {
+    const other = requests.put({
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalRequest",
+      metadata: {
+        name: "r0",
+        namespace: ns,
+        // As the API server stores it (a string, whatever client-node's type says).
+        creationTimestamp: at(t0 + (c.sameKey.older ? -M : M)) as unknown as Date,
+      },
+      spec: { service: "sign", params: { image: "quay.io/x@sha256:1" } } as InternalRequestSpec,
+    });
+    const key = concurrencyKey({
+      spec: service?.spec.concurrency as ConcurrencySpec,
+      workspace: "public",
+      namespace: ns,
+      group: "sign",
+      labels: {},
+      params: { image: "quay.io/x@sha256:1" },
+      sensitiveParams: [],
+    });
+    // The other run's key; a case whose request lacks what the key is made of gets one of its own.
+    const hash = "plan" in key ? key.plan.hash : "unrendered";
+    const done = at(t0 - (c.sameKey.succeededAgo ?? 0));
+    runs.put({
+      apiVersion: "tekton.dev/v1",
+      kind: "PipelineRun",
+      metadata: {
+        name: "keyed-0",
+        namespace: privateNs,
+        labels: {
+          "app.kubernetes.io/managed-by": "internal-service-controller",
+          [concurrencyKeyLabel]: hash,
+          [requestUidLabel]: other.metadata.uid as string,
+        },
+        annotations: {
+          "internal-services.appstudio.openshift.io/service": "sign",
+          "internal-services.appstudio.openshift.io/workspace": "public",
+          "internal-services.appstudio.openshift.io/request": `${ns}/r0`,
+        },
+      },
+      status:
+        c.sameKey.run === "succeeded"
+          ? {
+              startTime: done,
+              completionTime: done,
+              conditions: [{ type: "Succeeded", status: "True", reason: "Succeeded", message: "" }],
+              results: [{ name: "signature", value: "sig-of-r0" }],
+            }
+          : {
+              startTime: at(t0),
+              conditions: [{ type: "Succeeded", status: "Unknown", reason: "Running", message: "" }],
+            },
+    });
+  }
   for (let i = 0; i < (c.busy ?? 0); i++)
     runs.put({
       apiVersion: "tekton.dev/v1",
@@ -228,10 +295,22 @@ function requestWorld(c: RequestCase) {
       if (s.tenant === "delete") await requests.delete(ns, "r1");
       if (s.tenant === "remove finalizer")
         await requests.mergePatch(ns, "r1", { metadata: { finalizers: null } });
+    } else if ("other" in s) {
+      const other = byName("keyed-0") as V1PipelineRun;
+      const reason = s.other === "Cancelled" ? "PipelineRunCancelled" : s.other;
+      other.status = {
+        ...other.status,
+        completionTime: at(now),
+        conditions: [
+          { type: "Succeeded", status: s.other === "Succeeded" ? "True" : "False", reason, message: "" },
+        ],
+        results: [{ name: "signature", value: "sig-of-r0" }],
+      };
     } else await runs.delete(run()?.metadata?.namespace as string, runName);
     syncSlots();
   };
-  return { step, current, run, goRun, events, requests, runs, result: () => result };
+  const otherRun = () => byName("keyed-0");
+  return { step, current, run, goRun, otherRun, events, requests, runs, result: () => result };
 }
 
 const requestCases: RequestCase[] = [
@@ -485,6 +564,144 @@ const requestCases: RequestCase[] = [
     steps: ["reconcile", { tekton: "Succeeded" }, "reconcile", "reconcile"],
     expect: { reason: "Succeeded", lastStepWrites: { patch: 0, create: 0, status: 0, delete: 0 } },
   },
+  {
+    name: "concurrency Queue: another run of the key is going: Running, naming it, nothing created",
+    service: { concurrency: { key: "$(params.image)" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile"],
+    expect: {
+      status: "Unknown",
+      message:
+        /^queued: waiting for request team-a\/r0 \(internal PipelineRun isc\/keyed-0\), which has the same concurrency key, to finish$/,
+      concurrency: {
+        key: "quay.io/x@sha256:1",
+        policy: "Queue",
+        pipelineRun: "isc/keyed-0",
+        request: "team-a/r0",
+      },
+      run: "gone",
+      finalizer: false,
+      otherRun: "untouched",
+      requeueAfterMs: 2_000,
+      lastStepWrites: { status: 1, create: 0, patch: 0 },
+    },
+  },
+  {
+    name: "concurrency Queue: a second look while it waits reads and writes nothing",
+    service: { concurrency: { key: "$(params.image)" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", "reconcile"],
+    expect: { run: "gone", lastStepWrites: { status: 0, create: 0, patch: 0 } },
+  },
+  {
+    name: "concurrency Queue: once that run ends, the request runs (its run labelled with the key)",
+    service: { concurrency: { key: "$(params.image)", policy: "Queue" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", { other: "Failed" }, "reconcile"],
+    expect: {
+      message: /^accepted; internal PipelineRun started$/,
+      concurrency: { key: "quay.io/x@sha256:1", policy: "Queue" },
+      run: "running",
+      finalizer: true,
+    },
+  },
+  {
+    name: "concurrency Queue: the wait counts against the queue timeout: TimedOut, naming the run",
+    service: { concurrency: { key: "$(params.image)" }, timeouts: { queue: "30m" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", { advance: 31 * M }, "reconcile"],
+    expect: {
+      reason: "TimedOut",
+      message: /queue timeout \(30m0s\) for internal PipelineRun isc\/keyed-0/,
+      run: "gone",
+    },
+  },
+  {
+    name: "concurrency Supersede: the older request's run is cancelled, annotated with this one, which waits",
+    service: { concurrency: { key: "$(params.image)", policy: "Supersede" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile"],
+    expect: {
+      status: "Unknown",
+      message:
+        /^superseding request team-a\/r0, which has the same concurrency key: waiting for its internal PipelineRun isc\/keyed-0 to stop$/,
+      otherRun: "superseded",
+      run: "gone",
+    },
+  },
+  {
+    name: "concurrency Supersede: once the cancelled run stops, the newer request runs",
+    service: { concurrency: { key: "$(params.image)", policy: "Supersede" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", { other: "Cancelled" }, "reconcile"],
+    expect: { message: /^accepted; internal PipelineRun started$/, run: "running", otherRun: "superseded" },
+  },
+  {
+    name: "concurrency Supersede: a request older than the live run's ends Cancelled, unrun, the run untouched",
+    service: { concurrency: { key: "$(params.image)", policy: "Supersede" } },
+    sameKey: { older: false, run: "running" },
+    steps: ["reconcile"],
+    expect: {
+      status: "False",
+      reason: "Cancelled",
+      message: /^superseded by request team-a\/r0, which is newer and has the same concurrency key/,
+      run: "gone",
+      otherRun: "untouched",
+      finalizer: false,
+    },
+  },
+  {
+    name: "concurrency Reuse: a run of the key that succeeded within reuseWithin hands over its results, nothing runs",
+    service: { concurrency: { key: "$(params.image)", policy: "Reuse", reuseWithin: "1h" } },
+    sameKey: { older: true, run: "succeeded", succeededAgo: 10 * M },
+    steps: ["reconcile"],
+    expect: {
+      status: "True",
+      reason: "Succeeded",
+      message: /^reused the results of internal PipelineRun isc\/keyed-0 \(request team-a\/r0\)/,
+      results: { signature: "sig-of-r0" },
+      concurrency: {
+        key: "quay.io/x@sha256:1",
+        policy: "Reuse",
+        pipelineRun: "isc/keyed-0",
+        request: "team-a/r0",
+      },
+      run: "gone",
+      lastStepWrites: { create: 0, status: 1, patch: 0 },
+    },
+  },
+  {
+    name: "concurrency Reuse: one that succeeded before the window runs again",
+    service: { concurrency: { key: "$(params.image)", policy: "Reuse", reuseWithin: "1h" } },
+    sameKey: { older: true, run: "succeeded", succeededAgo: 2 * H },
+    steps: ["reconcile"],
+    expect: { message: /^accepted; internal PipelineRun started$/, run: "running" },
+  },
+  {
+    name: "concurrency Reuse: a request follows the live run and takes its results when it succeeds",
+    service: { concurrency: { key: "$(params.image)", policy: "Reuse", reuseWithin: "0s" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", { advance: 3 * M }, { other: "Succeeded" }, "reconcile"],
+    expect: { reason: "Succeeded", results: { signature: "sig-of-r0" }, run: "gone", otherRun: "untouched" },
+  },
+  {
+    name: "concurrency Reuse: if the followed run fails, the request runs itself",
+    service: { concurrency: { key: "$(params.image)", policy: "Reuse" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile", { other: "Failed" }, "reconcile"],
+    expect: { message: /^accepted; internal PipelineRun started$/, run: "running" },
+  },
+  {
+    name: "concurrency: a request without what its key is made of runs unkeyed, saying so",
+    service: { concurrency: { key: "$(labels['example.com/attempt'])/$(params.image)" } },
+    sameKey: { older: true, run: "running" },
+    steps: ["reconcile"],
+    expect: {
+      message:
+        /^accepted; internal PipelineRun started \(no concurrency key \(the request has no label "example.com\/attempt"\)\)$/,
+      run: "running",
+    },
+  },
 ];
 
 describe("RequestReconciler rules", () => {
@@ -532,6 +749,18 @@ describe("RequestReconciler rules", () => {
       else if (expect.requeueAfterMs !== undefined)
         assert.equal(w.result()?.requeueAfterMs, expect.requeueAfterMs);
       if (expect.events) assert.deepEqual(w.events, expect.events);
+      if (expect.concurrency) assert.deepEqual(request?.status?.concurrency, expect.concurrency);
+      if (expect.otherRun) {
+        const other = w.otherRun();
+        const by = other?.metadata?.annotations?.[supersededByAnnotation];
+        if (expect.otherRun === "superseded") {
+          assert.equal(other?.spec?.status, "Cancelled", "the other run was cancelled");
+          assert.equal(by, `${ns}/r1`, "annotated with the request that superseded it");
+        } else {
+          assert.equal(other?.spec?.status, undefined, "the other run was not cancelled");
+          assert.equal(w.runs.writes.filter((x) => x.name === "keyed-0").length, 0, "no write to it");
+        }
+      }
       if (expect.goRun === "gone") assert.equal(w.goRun(), undefined, "the Go run was deleted");
       if (expect.goRun === "untouched") {
         assert.ok(w.goRun(), "the Go run is still there");
