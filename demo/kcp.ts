@@ -263,26 +263,12 @@ export async function kcpDemo(cleanup: (() => Promise<void> | void)[]): Promise<
   say(`PipelineRuns in the private cluster: ${runs.length}, one per workspace's request.`);
 
   // The tenant's view with the real kubectl: its workspace's kubeconfig (kcp's admin, server
-  // <kcp>/clusters/root:team-a). The Events came through the export's claim on events.
+  // <kcp>/clusters/root:team-a).
   const first = workspaces[0] as KcpWorkspace;
   const env = { KUBECONFIG: first.kubeConfigPath, KUBECACHEDIR: join(work, "kube-cache") };
   say();
   say(`The tenant's view of ${first.path}, with the real kubectl (KUBECONFIG=${first.kubeConfigPath}):`);
   await show(tools, "kubectl", ["get", "internalrequests", "-n", "default"], env);
-  await show(
-    tools,
-    "kubectl",
-    [
-      "get",
-      "events",
-      "-n",
-      "default",
-      "--sort-by=.metadata.creationTimestamp",
-      "-o",
-      "custom-columns=TYPE:.type,REASON:.reason,OBJECT:.involvedObject.name,MESSAGE:.message",
-    ],
-    env,
-  );
   say();
   say("Done. Stopping everything the demo started.");
 }

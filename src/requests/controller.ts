@@ -9,7 +9,7 @@
 //            decide otherwise (running ones follow their own run).
 // pipelinerun (key: run name) sweeps the internal PipelineRuns whose request is gone:
 //   for      every internal PipelineRun;
-//   watches  InternalRequest deletions (a request may go without our finalizer: a tenant can remove it).
+//   watches  InternalRequest deletions: the deleted request's run is cancelled and deleted.
 import { internalRequests, pipelineRuns, ResourceClient, taskRuns } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { V1PipelineRun, V1TaskRun } from "../generated/tekton.ts";

@@ -27,6 +27,8 @@ export const managedByValue = "internal-service-controller";
 /** Every internal PipelineRun this controller created; the private-side watch selects on it. */
 export const managedSelector = `${managedByLabel}=${managedByValue}`;
 
+/** The finalizer earlier versions set: removed where found (a request's deletion is now the run
+ *  sweep's to follow, with no write to the request). */
 export const finalizer = "internal-services.appstudio.openshift.io/finalizer";
 /** The original Go controller's finalizer: treated as ours when a request it served is deleted. */
 export const legacyFinalizer = "internal-services.appstudio.openshift.io/pipelinerun-cleanup";

@@ -107,7 +107,9 @@ const referrerRecheckMs = 5 * 60_000;
 /** How often a run the Go controller started is looked at (no watch of ours sees it). */
 const legacyPollMs = 10_000;
 
-const hasOurFinalizer = (r: InternalRequest) =>
+/** No finalizer is set any more (deletion is the run sweep's); earlier versions' and the Go
+ *  controller's are removed where found, so their requests can go. */
+const hasOldFinalizer = (r: InternalRequest) =>
   r.metadata.finalizers?.some((f) => f === finalizer || f === legacyFinalizer) ?? false;
 
 /** A run the Go controller made for `request`: its labels name the request, and it is not older. */
@@ -196,39 +198,37 @@ export class RequestReconciler {
     if (!ws) return undefined;
     let request = ws.getRequest(`${namespace}/${name}`);
     if (!request) {
-      // Deleted: the finalizer did the cleanup (or, if a tenant removed it, the run sweep does).
+      // Deleted: the run sweep cancels and deletes its run (see reconcileRun).
       this.#d.private.slots.releaseFor(key);
       this.#waitingForSlot.delete(key);
       this.#waitingForKey.delete(key);
       this.#retiring.delete(key);
       return undefined;
     }
-    const finalizers = request.metadata.finalizers ?? [];
-    const ours = finalizers.includes(finalizer);
     const finished = isTerminal(request.status);
     const deleting = request.metadata.deletionTimestamp !== undefined;
     // The private run is always the one derived from the request's uid, whatever its public status says
     // (or, for a request the Go controller started, the one it names, checked: see #legacyRun).
     const runName = pipelineRunName(ws.name, name, request.metadata.uid as string);
-    // Finished or going, with nothing of ours left (our finalizer, which a tenant can remove, the Go
-    // controller's when going, or a run in the private cache): nothing to do, and nothing to read.
+    // Finished or going, with nothing of ours left (an earlier version's finalizer, the Go controller's
+    // when going, or a run in the private cache): nothing to do, and nothing to read.
+    const finalizers = request.metadata.finalizers ?? [];
     const leftovers =
-      ours ||
+      finalizers.includes(finalizer) ||
       (deleting && finalizers.includes(legacyFinalizer)) ||
       this.#d.private.findPipelineRun(runName) !== undefined;
     if ((finished || deleting) && !leftovers)
       return finished && !deleting ? this.#retire(key, ws, request, log) : undefined;
-    // Status writes build on the conditions (finalizer writes read the list whole themselves).
+    // Status writes build on the conditions (finalizer removals read the list whole themselves).
     request = await this.#complete(ws, request, Part.conditions);
     if (!request) return undefined;
 
     if (deleting) return this.#finalize(ws, request, runName, log);
     if (finished) return this.#cleanUpFinished(ws, request, runName, log);
     if (request.spec.status === "Cancelled") return this.#cancel(ws, request, runName, log);
-    // Once started (our finalizer or a recorded run), a run missing from the cache is looked up live;
-    // not while this process knows the request is waiting for a slot (it created nothing).
-    const waiting = this.#waitingForSlot.has(key) || this.#waitingForKey.has(key);
-    const live = (ours && !waiting) || request.status?.pipelineRun !== undefined;
+    // Once recorded, a run missing from the cache is looked up live. One created but not recorded (a
+    // crash in between) is in the cache, synced before any worker starts, or its create gets a 409.
+    const live = request.status?.pipelineRun !== undefined;
     const run = await this.#requestRun(ws, request, runName, live);
     if (run === "unfollowed") return this.#unfollowed(ws, request, runName, log);
     if (run === "foreign") {
@@ -242,7 +242,6 @@ export class RequestReconciler {
   // --- new requests ---------------------------------------------------------------------------
 
   async #start(key: string, ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
-    // Rejected requests get no finalizer: nothing of theirs ever exists in the private cluster.
     const caller = this.#caller(ws, request);
     const config = this.#d.private.getConfig();
     // Decided from the cached copy alone, so a request nobody may make is never read whole.
@@ -290,8 +289,6 @@ export class RequestReconciler {
       const decided = await this.#sameKey(key, ws, request, runName, plan, holder, log);
       if (decided !== "start") return decided;
     }
-    // The finalizer goes on before anything exists in the private cluster, so a deletion can cancel it.
-    if (!request.metadata.finalizers?.includes(finalizer)) request = await this.#addFinalizer(ws, request);
     const group = plan.service ?? rawPipelineGroup;
     // Taken with no await before the create starts: no other worker can take the same slot, nor the
     // same concurrency key (one taken meanwhile sends the request back through the decision above).
@@ -350,12 +347,6 @@ export class RequestReconciler {
       ...(plan.service ? { service: plan.service } : {}),
       ...(plan.concurrency ? keyStatus(plan.concurrency) : {}),
     });
-    ws.events.record(
-      request,
-      "Normal",
-      "Started",
-      `internal PipelineRun ${runNamespace}/${runName} started${notes}`,
-    );
     return plan.timeouts.pipelineMs ? requeueAfter(plan.timeouts.pipelineMs) : undefined;
   }
 
@@ -656,7 +647,7 @@ export class RequestReconciler {
     log.info({ rule: why.rule }, "request rejected");
     const finished = await this.#finish(ws, request, "Rejected", why.message, {});
     ws.events.record(request, "Warning", "Rejected", why.message);
-    // A request queued earlier holds our finalizer (and a config change now rejects it).
+    // A request of an earlier version may hold its finalizer (and a config change now rejects it).
     const runName = pipelineRunName(ws.name, request.metadata.name as string, request.metadata.uid as string);
     return this.#cleanUpFinished(ws, finished, runName, log);
   }
@@ -908,9 +899,10 @@ export class RequestReconciler {
     this.#d.metrics.requestOutcomes.inc({ workspace: this.#metricWorkspace(ws, request), service, reason });
     const started = Date.parse(request.status?.startTime ?? "");
     if (started) this.#d.metrics.requestDuration.observe({ service, reason }, (this.#now() - started) / 1000);
-    if (reason !== "Rejected") {
-      ws.events.record(request, reason === "Succeeded" ? "Normal" : "Warning", reason, `${message}${note}`);
-    }
+    // Events are for what a person must look at (Rejected is recorded where it is decided); the
+    // request's status already says it started and succeeded.
+    if (reason !== "Rejected" && reason !== "Succeeded")
+      ws.events.record(request, "Warning", reason, `${message}${note}`);
     return updated;
   }
 
@@ -922,7 +914,7 @@ export class RequestReconciler {
   }
 
   /**
-   * After the outcome is recorded: delete the run per retention (kept with debug), then drop the
+   * After the outcome is recorded: delete the run per retention (kept with debug), then drop an old
    * finalizer. The run is the one just followed, else the cached one: a finished request's run was
    * created long before, and any later event of it wakes the request again (no live reads here, which
    * a tenant rewriting its request could otherwise drive).
@@ -935,10 +927,9 @@ export class RequestReconciler {
     followed?: V1PipelineRun,
   ) {
     this.#d.private.slots.release(runName);
-    // Retention holds whether or not our finalizer is still there (a tenant may have removed it).
-    const ours = hasOurFinalizer(request);
+    const old = hasOldFinalizer(request);
     const run = followed ?? (await this.#ownRun(request, runName, false));
-    if (!ours && !run) return undefined; // nothing left: no writes
+    if (!old && !run) return undefined; // nothing left: no writes
     if (!this.#d.private.getConfig()?.spec?.debug) {
       if (run && run !== "foreign") {
         // A run the Go controller started goes when its request finishes (nothing of ours watches it).
@@ -955,7 +946,7 @@ export class RequestReconciler {
         log.info({ pipelineRun: runName }, "finished internal PipelineRun deleted");
       }
     }
-    if (ours) await this.#removeFinalizer(ws, request);
+    if (old) await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
@@ -985,7 +976,8 @@ export class RequestReconciler {
     return Math.max(keep, window);
   }
 
-  /** Deleting a request cancels its running PipelineRun (and deletes it unless debug), then lets it go. */
+  /** A request being deleted that an old finalizer holds: cancel its running PipelineRun (and delete it
+   *  unless debug), then let it go. */
   async #finalize(ws: WorkspaceAccess, request: InternalRequest, runName: string, log: Logger) {
     this.#d.private.slots.release(runName);
     const run = await this.#requestRun(ws, request, runName, true);
@@ -996,7 +988,7 @@ export class RequestReconciler {
       }
       if (!this.#d.private.getConfig()?.spec?.debug) await this.#deleteRun(run);
     }
-    if (hasOurFinalizer(request)) await this.#removeFinalizer(ws, request);
+    if (hasOldFinalizer(request)) await this.#removeFinalizer(ws, request);
     return undefined;
   }
 
@@ -1004,8 +996,8 @@ export class RequestReconciler {
 
   /**
    * Reconciles one internal PipelineRun (key: its name): a run whose request no longer exists — deleted
-   * without our finalizer (a tenant can remove it), or while the controller was down — is cancelled
-   * and deleted (kept with debug). Every other run is its request's to look after.
+   * while the controller runs (woken by the deletion) or while it was down (every run is looked at
+   * once cached) — is cancelled and deleted (kept with debug). Every other run is its request's.
    */
   reconcileRun = async (runName: string, log: Logger): Promise<ReconcileResult | undefined> => {
     const run = this.#d.private.findPipelineRun(runName);
@@ -1150,20 +1142,8 @@ export class RequestReconciler {
     return updated;
   }
 
-  async #addFinalizer(ws: WorkspaceAccess, cached: InternalRequest): Promise<InternalRequest> {
-    const request = await this.#complete(ws, cached, Part.finalizers);
-    if (!request) throw new Error("the request was deleted or replaced while it was being started");
-    const { namespace, name, resourceVersion } = request.metadata as Record<string, string>;
-    const finalizers = [...(request.metadata.finalizers ?? []), finalizer];
-    // resourceVersion makes the merge patch conditional: a concurrent change gets a 409 and a retry.
-    const updated = await ws.requests.mergePatch(namespace as string, name as string, {
-      metadata: { finalizers, resourceVersion },
-    });
-    ws.observe(updated);
-    return updated;
-  }
-
-  /** Removes our finalizer, and the Go controller's (this controller has taken its requests over). */
+  /** Removes an earlier version's finalizer, and the Go controller's (this controller has taken its
+   *  requests over). */
   async #removeFinalizer(ws: WorkspaceAccess, cached: InternalRequest) {
     const request = await this.#complete(ws, cached, Part.finalizers);
     if (!request) return;

@@ -373,11 +373,7 @@ describe("isc request", () => {
     const names = await isc(["list", "-n", ns, "-l", "show=yes", "-o", "name"]);
     assert.equal(names.stdout, "shown\n");
 
-    // Events are written asynchronously by the controller: wait for the terminal one.
-    const described = await eventually(async () => {
-      const d = await isc(["describe", "-n", ns, "shown"]);
-      return d.stdout.includes("Succeeded   ") && /Normal\s+Succeeded/.test(d.stdout) ? d : undefined;
-    }, "describe shows the Succeeded event");
+    const described = await isc(["describe", "-n", ns, "shown"]);
     assert.equal(described.code, 0, show(described));
     const out = described.stdout;
     assert.match(out, /^Name:\s+shown\n/);
@@ -392,8 +388,19 @@ describe("isc request", () => {
       /\nConditions:\n {2}TYPE\s+STATUS\s+REASON\s+LAST TRANSITION\s+MESSAGE\n {2}Succeeded\s+True\s+Succeeded\s+\d{4}-/,
     );
     assert.match(out, /\nResults:\n {2}signature:\s+c2ln\n/);
-    assert.match(out, /\nEvents:\n {2}TYPE\s+REASON\s+AGE\s+FROM\s+MESSAGE\n/);
-    assert.match(out, /Normal\s+Started\s+\S+\s+internal-service-controller/);
+    // A success has its status and no Event; a failure has both.
+    assert.match(out, /\nEvents:\s+<none>\n/);
+    await f.createRequest("failing", { service: "sign", params: { digest } });
+    await f.tekton.fail(await runOf("failing"), { name: "sign", reason: "Failed", message: "no key" });
+    await f.waitForReason("failing", "Failed");
+    // Events are written asynchronously by the controller: wait for it.
+    const failed = await eventually(async () => {
+      const d = await isc(["describe", "-n", ns, "failing"]);
+      return /Warning\s+Failed\s+\S+\s+internal-service-controller\s+task sign failed: Failed/.test(d.stdout)
+        ? d
+        : undefined;
+    }, "describe shows the Failed event");
+    assert.match(failed.stdout, /\nEvents:\n {2}TYPE\s+REASON\s+AGE\s+FROM\s+MESSAGE\n/);
   });
 
   it("describe lists dropped results", async () => {

@@ -113,15 +113,18 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
       assert.deepEqual(done.status?.results, { url: `https://errata/${w.name}` });
       assert.match(done.status?.pipelineRun ?? "", new RegExp(`^${f.privateNs}/release-1-`));
     }
-    // The Events reach the tenant through the export's claim on events.
+    // The Events reach the tenant through the export's claim on events (a rejection's: a success
+    // has its status, no Event).
+    await createTenantRequest(a, "no-such", "no-such-service");
+    await waitForReason(a, "no-such", "Rejected");
     const events = await eventually(async () => {
       const list = await a.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default" });
-      const started = list.items.filter(
-        (e) => e.reason === "Started" && e.involvedObject.name === "release-1",
+      const rejected = list.items.filter(
+        (e) => e.reason === "Rejected" && e.involvedObject.name === "no-such",
       );
-      return started.length > 0 ? started : undefined;
-    }, "a Started Event in root:tenant-a");
-    assert.match(events[0]?.message ?? "", /internal PipelineRun .* started/);
+      return rejected.length > 0 ? rejected : undefined;
+    }, "a Rejected Event in root:tenant-a");
+    assert.match(events[0]?.message ?? "", /InternalService "no-such-service" does not exist/);
   });
 
   it("rejects a bound workspace the policy does not name, saying which path to add", async () => {

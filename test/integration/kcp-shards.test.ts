@@ -173,15 +173,18 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
       60_000,
     );
     await Promise.all([fulfil(b, "release-2"), fulfil(a, "release-2")]);
-    // The Events reach the tenant on shard-1 through the export's claim there.
+    // The Events reach the tenant on shard-1 through the export's claim there (a rejection's: a
+    // success has its status, no Event).
+    await createTenantRequest(b, "no-such", "no-such-service");
+    await waitForTenantReason(b, "no-such", "Rejected");
     const events = await eventually(async () => {
       const list = await b.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default" });
-      const started = list.items.filter(
-        (e) => e.reason === "Started" && e.involvedObject.name === "release-2",
+      const rejected = list.items.filter(
+        (e) => e.reason === "Rejected" && e.involvedObject.name === "no-such",
       );
-      return started.length > 0 ? started : undefined;
-    }, "a Started Event in root:tenant-b");
-    assert.match(events[0]?.message ?? "", /internal PipelineRun .* started/);
+      return rejected.length > 0 ? rejected : undefined;
+    }, "a Rejected Event in root:tenant-b");
+    assert.match(events[0]?.message ?? "", /InternalService "no-such-service" does not exist/);
     const metrics = (await f.manager?.metrics.registry.metrics()) ?? "";
     for (const w of ["root:tenant-a", "root:tenant-b"])
       assert.match(

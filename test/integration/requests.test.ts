@@ -28,7 +28,7 @@ describe("InternalRequest controller", () => {
     assert.equal(r.status?.conditions?.[0]?.status, "False");
     assert.match(r.status?.conditions?.[0]?.message ?? "", /allowList/);
     assert.deepEqual(await f.tekton.list(), []);
-    assert.ok(!r.metadata.finalizers?.includes(finalizer), "a rejected request gets no finalizer");
+    assert.equal(r.metadata.finalizers, undefined, "no finalizer");
     const events = await f.publicKc
       .makeApiClient(CoreV1Api)
       .listNamespacedEvent({ namespace: f.namespaces[0] as string });
@@ -117,7 +117,8 @@ describe("InternalRequest controller", () => {
     );
     assert.equal(running.status?.conditions?.[0]?.reason, "Running");
     assert.equal(running.status?.pipelineRun, `${f.privateNs}/${run.metadata?.name}`);
-    assert.ok(running.metadata.finalizers?.includes(finalizer));
+    // No finalizer: a deletion is followed by the run sweep, with no write to the request.
+    assert.equal(running.metadata.finalizers, undefined);
 
     await f.tekton.progress(run.metadata?.name as string, 2, 5);
     await f.waitForRequest(
@@ -139,9 +140,8 @@ describe("InternalRequest controller", () => {
       meta: JSON.stringify({ key: "k1" }),
     });
     assert.ok(done.status?.completionTime);
-    // Retention 0s: the finished run is deleted, then the finalizer is removed.
+    // Retention 0s: the finished run is deleted.
     await eventually(async () => (await f.tekton.list()).length === 0, "finished PipelineRun deleted");
-    await f.waitForRequest("sign-1", (r) => !r.metadata.finalizers?.includes(finalizer), "finalizer removed");
   });
 
   it("copies only the labels the policy allows onto the run; the service's own win; the status names the rest", async () => {
@@ -274,14 +274,8 @@ describe("InternalRequest controller", () => {
     await f.tekton.succeed(run?.metadata?.name as string);
     const done = await f.waitForReason("kept", "Succeeded");
     assert.equal((await f.tekton.list()).length, 1, "still kept right after completion");
-    assert.ok(done.metadata.finalizers?.includes(finalizer), "finalizer stays until the run is collected");
     await eventually(async () => (await f.tekton.list()).length === 0, "run deleted after retention", 20_000);
-    const after = await f.waitForRequest(
-      "kept",
-      (r) => !r.metadata.finalizers?.includes(finalizer),
-      "finalizer removed",
-    );
-    assert.ok(Date.now() - Date.parse(after.status?.completionTime ?? "") >= 3_000 - 1_000);
+    assert.ok(Date.now() - Date.parse(done.status?.completionTime ?? "") >= 3_000 - 1_000);
   });
 
   it("bounds result sizes and says which results were dropped", async () => {
@@ -454,15 +448,67 @@ describe("InternalRequest controller", () => {
         assert.ok(!text.includes(leak), `${JSON.stringify(leak)} leaked into ${text}`);
   });
 
+  it("lets go of requests an earlier version held with its finalizer: finished, and deleted while running", async () => {
+    const f = await fixture({ config: allowAll, services: { sign: signService } });
+    const ns = f.namespaces[0] as string;
+    // As the earlier version left them: its finalizer set (here before the controller sees them).
+    await f.stop();
+    for (const name of ["old-finished", "old-deleted"])
+      await f.requests.create(ns, {
+        apiVersion: "appstudio.redhat.com/v1alpha1",
+        kind: "InternalRequest",
+        metadata: { name, finalizers: [finalizer] },
+        spec: { service: "sign", params: { digest: "sha256:abcdef12" } },
+      });
+    await f.startController();
+    const runs = await f.tekton.waitForRuns(2);
+    const runOf = (name: string) =>
+      runs.find(
+        (r) =>
+          r.metadata?.annotations?.["internal-services.appstudio.openshift.io/request"] === `${ns}/${name}`,
+      );
+    await f.tekton.succeed(runOf("old-finished")?.metadata?.name as string);
+    await f.waitForReason("old-finished", "Succeeded");
+    await f.waitForRequest(
+      "old-finished",
+      (r) => r.metadata.finalizers === undefined,
+      "its finalizer removed",
+    );
+    await f.waitForRequest("old-deleted", (r) => !!r.status?.pipelineRun, "started");
+    await f.requests.delete(ns, "old-deleted");
+    await eventually(
+      async () => (await f.requests.list(ns)).items.every((r) => r.metadata.name !== "old-deleted"),
+      "the deleted request let go",
+    );
+    await eventually(async () => (await f.tekton.list()).length === 0, "both runs removed");
+  });
+
+  it("cancels the run of a request deleted while the controller was down", async () => {
+    const f = await fixture({
+      config: (ns) => ({ allowList: ns, debug: true }),
+      services: { sign: signService },
+    });
+    const ns = f.namespaces[0] as string;
+    await f.createRequest("gone-while-down", { service: "sign", params: { digest: "sha256:abcdef12" } });
+    const [run] = await f.tekton.waitForRuns(1);
+    await f.waitForRequest("gone-while-down", (r) => !!r.status?.pipelineRun, "started");
+    await f.stop();
+    // Nothing holds the request: it goes at once.
+    await f.requests.delete(ns, "gone-while-down");
+    assert.equal((await f.requests.list(ns)).items.length, 0);
+    await f.startController();
+    const cancelled = await eventually(async () => {
+      const r = await f.tekton.runs.get(f.privateNs, run?.metadata?.name as string);
+      return r.spec?.status === "Cancelled" ? r : undefined;
+    }, "the run cancelled (and kept: debug)");
+    assert.ok(cancelled);
+  });
+
   it("cancels the internal PipelineRun when the request is deleted", async () => {
     const f = await fixture({ config: allowAll, services: { sign: signService } });
     await f.createRequest("to-delete", { service: "sign", params: { digest: "sha256:abcdef12" } });
     const [run] = await f.tekton.waitForRuns(1);
-    await f.waitForRequest(
-      "to-delete",
-      (r) => r.metadata.finalizers?.includes(finalizer) === true && !!r.status?.pipelineRun,
-      "started",
-    );
+    await f.waitForRequest("to-delete", (r) => !!r.status?.pipelineRun, "started");
     await f.requests.delete(f.namespaces[0] as string, "to-delete");
     await eventually(async () => {
       try {
@@ -500,12 +546,7 @@ describe("InternalRequest controller", () => {
     assert.equal(r.status?.conditions?.[0]?.status, "False");
     const cancelled = await f.tekton.runs.get(f.privateNs, run?.metadata?.name as string);
     assert.equal(cancelled.spec?.status, "Cancelled");
-    await f.waitForRequest(
-      "cancel-me",
-      (x) => !x.metadata.finalizers?.includes(finalizer),
-      "finalizer removed, run kept (debug)",
-    );
-    assert.equal((await f.tekton.list()).length, 1);
+    assert.equal((await f.tekton.list()).length, 1, "run kept (debug)");
     await assert.rejects(f.requests.mergePatch(ns, "cancel-me", { spec: { status: null } }), { code: 422 });
   });
 

@@ -874,7 +874,11 @@ describe("hostile tenants", () => {
     const run = await f.tekton.runs.get(f.privateNs, forever.status?.pipelineRun?.split("/")[1] as string);
     assert.equal(run.spec?.timeouts?.pipeline, "24h0m0s");
     await f.tekton.succeed(run.metadata?.name as string);
-    await f.waitForRequest("raw-forever", (r) => !r.metadata.finalizers, "finished and cleaned up");
+    await f.waitForReason("raw-forever", "Succeeded");
+    await eventually(
+      async () => (await f.tekton.list()).every((r) => r.metadata?.name !== run.metadata?.name),
+      "finished and cleaned up",
+    );
 
     const writesBefore = proxy.writesTo("pipelineruns");
     await f.createRequest(

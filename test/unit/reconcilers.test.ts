@@ -43,6 +43,8 @@ const privateNs = "isc";
 type TektonOutcome = "Running" | "Succeeded" | "Failed" | "PipelineRunTimeout";
 type RequestStep =
   | "reconcile"
+  /** The run sweep looks at the request's run (woken by a request's deletion, or at start). */
+  | "sweep"
   | { advance: number }
   | { tekton: TektonOutcome; results?: Record<string, string> }
   | { tenant: "cancel" | "delete" | "remove finalizer" }
@@ -65,6 +67,8 @@ interface RequestCase {
   unwatched?: string[];
   /** A Tekton run still going that refers to the request (see liveReferrer). */
   referrer?: string;
+  /** The request carries the finalizer earlier versions of this controller set. */
+  oldFinalizer?: boolean;
   /** Another request "r0" of the same concurrency key (the service's concurrency must be set), made
    *  before r1 (older) or after it, and its run "keyed-0": going, or succeeded `succeededAgo` ms ago. */
   sameKey?: { older: boolean; run: "running" | "succeeded"; succeededAgo?: number };
@@ -164,7 +168,11 @@ function requestWorld(c: RequestCase) {
   const request = requests.put({
     apiVersion: "appstudio.redhat.com/v1alpha1",
     kind: "InternalRequest",
-    metadata: { name: "r1", namespace: ns, ...(c.goRun ? { finalizers: [legacyFinalizer] } : {}) },
+    metadata: {
+      name: "r1",
+      namespace: ns,
+      ...(c.goRun ? { finalizers: [legacyFinalizer] } : c.oldFinalizer ? { finalizers: [finalizer] } : {}),
+    },
     spec: { service: "sign", params: { image: "quay.io/x@sha256:1" }, ...c.request } as InternalRequestSpec,
     ...(c.goRun
       ? {
@@ -278,7 +286,8 @@ function requestWorld(c: RequestCase) {
   const step = async (s: RequestStep) => {
     if (s === "reconcile") {
       result = await reconciler.reconcile({ workspace: "public", namespace: ns, name: "r1" }, log);
-    } else if ("advance" in s) now += s.advance;
+    } else if (s === "sweep") result = await reconciler.reconcileRun(runName, log);
+    else if ("advance" in s) now += s.advance;
     else if ("tekton" in s) {
       const r = run();
       assert.ok(r, "a run for Tekton to finish");
@@ -315,17 +324,17 @@ function requestWorld(c: RequestCase) {
 
 const requestCases: RequestCase[] = [
   {
-    name: "an allowed request gets our finalizer, then its run, then Running with the run's name",
+    name: "an allowed request gets its run, then Running with the run's name: two writes, no finalizer, no Event",
     steps: ["reconcile"],
     expect: {
       status: "Unknown",
       reason: "Running",
       message: /^accepted; internal PipelineRun started$/,
       run: "running",
-      finalizer: true,
+      finalizer: false,
       requeueAfterMs: H,
-      events: ["Started"],
-      lastStepWrites: { patch: 1, create: 1, status: 1 },
+      events: [],
+      lastStepWrites: { patch: 0, create: 1, status: 1 },
     },
   },
   {
@@ -358,7 +367,7 @@ const requestCases: RequestCase[] = [
     expect: { reason: "Rejected", run: "gone", finalizer: false },
   },
   {
-    name: "a run that succeeds: Succeeded with its results, then the run is deleted and the finalizer released",
+    name: "a run that succeeds: Succeeded with its results, then the run is deleted: two writes, no Event",
     steps: [
       "reconcile",
       { advance: 5 * M },
@@ -371,7 +380,8 @@ const requestCases: RequestCase[] = [
       results: { digest: "sha256:2" },
       run: "gone",
       finalizer: false,
-      events: ["Started", "Succeeded"],
+      events: [],
+      lastStepWrites: { status: 1, delete: 1, patch: 0 },
     },
   },
   {
@@ -423,7 +433,7 @@ const requestCases: RequestCase[] = [
     name: "retention keeps the finished run for keepFinishedPipelineRuns, counted from its completion",
     service: { retention: { keepFinishedPipelineRuns: "10m" } },
     steps: ["reconcile", { advance: 2 * M }, { tekton: "Succeeded" }, { advance: 4 * M }, "reconcile"],
-    expect: { reason: "Succeeded", run: "running", finalizer: true, requeueAfterMs: 6 * M },
+    expect: { reason: "Succeeded", run: "running", requeueAfterMs: 6 * M },
   },
   {
     name: "retention over: the run goes and the finalizer with it",
@@ -443,9 +453,26 @@ const requestCases: RequestCase[] = [
     },
   },
   {
-    name: "a tenant deleting a running request: the run is cancelled and deleted, then the request goes",
+    name: "a tenant deleting a running request: it goes at once; the run sweep cancels and deletes its run",
+    steps: ["reconcile", { tenant: "delete" }, "reconcile", "sweep"],
+    expect: { requestGone: true, run: "gone", runCancelled: true },
+  },
+  {
+    name: "a request of an earlier version, held by its finalizer when deleted: run cancelled and deleted, then let go",
+    oldFinalizer: true,
     steps: ["reconcile", { tenant: "delete" }, "reconcile"],
-    expect: { requestGone: true, run: "gone" },
+    expect: { requestGone: true, run: "gone", runCancelled: true },
+  },
+  {
+    name: "a request of an earlier version that finishes: its finalizer is removed",
+    oldFinalizer: true,
+    steps: ["reconcile", { tekton: "Succeeded" }, "reconcile"],
+    expect: {
+      reason: "Succeeded",
+      run: "gone",
+      finalizer: false,
+      lastStepWrites: { status: 1, delete: 1, patch: 1 },
+    },
   },
   {
     name: "the run deleted out of band: Failed at once",
@@ -466,7 +493,7 @@ const requestCases: RequestCase[] = [
       status: "Unknown",
       message: /^queued: service "sign" is running 2 of at most 2 concurrent runs$/,
       run: "gone",
-      finalizer: true,
+      finalizer: false,
       requeueAfterMs: 2_000,
       lastStepWrites: { create: 0 },
     },
@@ -602,7 +629,6 @@ const requestCases: RequestCase[] = [
       message: /^accepted; internal PipelineRun started$/,
       concurrency: { key: "quay.io/x@sha256:1", policy: "Queue" },
       run: "running",
-      finalizer: true,
     },
   },
   {
