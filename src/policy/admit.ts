@@ -137,7 +137,8 @@ function withConcurrency(run: RunPlan, input: AdmitInput): Admission {
     spec,
     workspace: input.workspace,
     namespace: input.namespace,
-    group: run.service ?? "",
+    // A raw request's operation includes the pipeline it runs (as checked).
+    scope: run.service ?? JSON.stringify(run.pipelineRef),
     labels: input.labels,
     params: run.params,
     sensitiveParams: run.sensitiveParams,

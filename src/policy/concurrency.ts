@@ -1,6 +1,7 @@
 // Concurrency keys: which requests are one logical operation (e.g. one release task's attempts), so
 // that at most one run of it is live at a time. A key is a template over the request's namespace,
-// labels and params; it is scoped to the workspace, namespace and service, so tenants never share one.
+// labels and params; it is scoped to the workspace, namespace and service (a raw request's pipeline),
+// so tenants never share one.
 import { createHash } from "node:crypto";
 import { parseDuration } from "./duration.ts";
 
@@ -57,8 +58,9 @@ export interface KeyInput {
   spec: ConcurrencySpec;
   workspace: string;
   namespace: string;
-  /** The service's name ("" for raw pipeline requests): one service's keys never match another's. */
-  group: string;
+  /** The service's name, or a raw request's pipelineRef: one service's (or pipeline's) keys never
+   *  match another's. */
+  scope: string;
   labels: Record<string, string> | undefined;
   /** The params as checked (after the schema's defaults). */
   params: Record<string, string>;
@@ -100,7 +102,7 @@ export function concurrencyKey(
     shown += secret ? "<redacted>" : value;
   }
   const hash = createHash("sha256")
-    .update(JSON.stringify([input.workspace, input.namespace, input.group, whole]))
+    .update(JSON.stringify([input.workspace, input.namespace, input.scope, whole]))
     .digest("hex")
     .slice(0, 40);
   const key = shown.length > shownKeyChars ? `${shown.slice(0, shownKeyChars)}…` : shown;

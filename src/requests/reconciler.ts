@@ -28,6 +28,7 @@ import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
 import { isLegacyRunning, isTerminal, type Reason, withSucceeded } from "./conditions.ts";
+import { comesBefore, type KeyWait, KeyWaiters, type Place, placeOf } from "./key-waiters.ts";
 import {
   concurrencyKeyLabel,
   finalizer,
@@ -148,13 +149,11 @@ export const maxPipelineRunChars = 256 * 1024;
 export class RequestReconciler {
   readonly #d: RequestReconcilerDeps;
   readonly #now: Clock;
-  /** Requests queued behind a concurrency limit (by key, oldest first): their group and queue deadline. */
-  readonly #waitingForSlot = new Map<string, { group: string; deadline: number }>();
-  /** Requests waiting for the run holding their concurrency key to end (by key, oldest first). */
-  readonly #waitingForKey = new Map<
-    string,
-    { hash: string; run: string; policy: ConcurrencyPlan["policy"]; deadline: number }
-  >();
+  /** Requests queued behind a concurrency limit (by key, oldest first): their group, queue deadline
+   *  and what they decided on (see #version). */
+  readonly #waitingForSlot = new Map<string, { group: string; deadline: number; version: string }>();
+  /** Requests waiting for the run of their concurrency key to end. */
+  readonly #waitingForKey = new KeyWaiters();
   /** Finished requests due for deletion (requestRetention), by key: the moment each may go. */
   readonly #retiring = new Map<string, number>();
   readonly #deletions = new DeletionPace();
@@ -179,16 +178,15 @@ export class RequestReconciler {
     return keys;
   }
 
-  /** The requests waiting for a run of concurrency key `hash` to end (it did): the oldest, or every
-   *  one that follows it (Reuse: each takes its results). Others look again on their timer. */
+  /** The requests waiting for a run of concurrency key `hash` to end (it did). Queue: the oldest (the
+   *  others keep waiting behind it); Supersede: every one (the newest runs, the others give way);
+   *  Reuse: every one (each takes its results). */
   nextWaitingForKey(hash: string): RequestKey[] {
-    const keys: RequestKey[] = [];
-    for (const [key, w] of this.#waitingForKey) {
-      if (w.hash !== hash) continue;
-      keys.push(parseKey(key));
-      if (w.policy !== "Reuse") break;
-    }
-    return keys;
+    const waiting = this.#waitingForKey.waiting(hash);
+    const first = waiting[0] === undefined ? undefined : this.#waitingForKey.get(waiting[0]);
+    if (first?.policy !== "Queue") return waiting.map(parseKey);
+    const oldest = this.#waitingForKey.ends(hash)?.oldest;
+    return oldest ? [parseKey(oldest)] : [];
   }
 
   reconcile = async (requestKey: RequestKey, log: Logger): Promise<ReconcileResult | undefined> => {
@@ -249,17 +247,23 @@ export class RequestReconciler {
     if (early) return this.#reject(ws, request, early, log);
     // Known to wait for a slot that is still taken: nothing to read or write until one frees (a
     // finishing run wakes the oldest waiting request) or the queue deadline comes.
+    // Nor when the request or its policy changed meanwhile (see #version): it decides again.
+    const version = this.#version(request);
     const waiting = this.#waitingForSlot.get(key);
-    if (waiting && this.#now() < waiting.deadline && this.#freeSlots(waiting.group, config?.spec) <= 0)
-      return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
-    // Likewise for a request waiting for the same run of its concurrency key to end.
-    const waitingForKey = this.#waitingForKey.get(key);
     if (
-      waitingForKey &&
-      this.#now() < waitingForKey.deadline &&
-      this.#d.private.slots.keyHolder(waitingForKey.hash)?.run === waitingForKey.run
+      waiting?.version === version &&
+      this.#now() < waiting.deadline &&
+      this.#freeSlots(waiting.group, config?.spec) <= 0
     )
-      return requeueAfter(Math.min(this.#recheckMs, waitingForKey.deadline - this.#now()));
+      return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
+    // Likewise for a request waiting for the run of its concurrency key (see #keyWaitStands).
+    const keyWait = this.#waitingForKey.get(key);
+    if (
+      keyWait?.version === version &&
+      this.#now() < keyWait.deadline &&
+      this.#keyWaitStands(key, keyWait, runName)
+    )
+      return requeueAfter(Math.min(this.#recheckMs, keyWait.deadline - this.#now()));
     const whole = await this.#complete(ws, request, Part.spec, Part.labels);
     if (!whole) return undefined;
     request = whole;
@@ -285,8 +289,7 @@ export class RequestReconciler {
     if (!this.#d.private.watchesRunsIn(runNamespace))
       return this.#waitForNamespace(ws, request, runName, runNamespace, plan, log);
     if (plan.concurrency) {
-      const holder = this.#d.private.slots.keyHolder(plan.concurrency.hash);
-      const decided = await this.#sameKey(key, ws, request, runName, plan, holder, log);
+      const decided = await this.#sameKey(key, ws, request, runName, plan, log);
       if (decided !== "start") return decided;
     }
     const group = plan.service ?? rawPipelineGroup;
@@ -351,10 +354,11 @@ export class RequestReconciler {
   }
 
   /**
-   * Another run holds the request's concurrency key, or (Reuse) one succeeded lately: what the key's
-   * policy makes of it. "start": nothing stands in the way. Otherwise the request ends, or waits
-   * (woken when that run ends) until its queue timeout. Every fact acted on is private: the runs in
-   * the private cache and their annotations.
+   * Another run holds the request's concurrency key, other requests wait for it, or (Reuse) a run of it
+   * succeeded lately: what the key's policy makes of it. "start": nothing stands in the way. Otherwise
+   * the request ends, or waits (woken when that run ends) until its queue timeout. Every fact acted on
+   * is private (the runs in the private cache, their labels and annotations) or this process's own
+   * (who waits).
    */
   async #sameKey(
     key: string,
@@ -362,11 +366,40 @@ export class RequestReconciler {
     request: InternalRequest,
     runName: string,
     plan: RunPlan,
-    holder: KeyHolder | undefined,
     log: Logger,
   ): Promise<ReconcileResult | undefined | "start"> {
     const keyed = plan.concurrency as ConcurrencyPlan;
+    const holder = this.#holder(keyed.hash, runName);
+    const me = placeOf(request);
+    const ends = this.#waitingForKey.ends(keyed.hash);
+    const name = (k: string) => {
+      const { namespace, name } = parseKey(k);
+      return `${namespace}/${name}`;
+    };
+    // Supersede: a newer request waits for the key: this one gives way, whether or not it runs.
+    const newest = ends?.newest;
+    const newer = newest !== undefined && newest !== key ? this.#waitingForKey.get(newest) : undefined;
+    if (keyed.policy === "Supersede" && newer && comesBefore(me, newer)) {
+      const message = `superseded by request ${name(newest as string)}, which is newer and has the same concurrency key; nothing was run`;
+      return this.#endForKey(
+        ws,
+        request,
+        runName,
+        "Cancelled",
+        message,
+        keyStatus(keyed, null, name(newest as string)),
+        log,
+      );
+    }
     if (!holder) {
+      // Queue: requests waiting longer go first.
+      const oldest = ends?.oldest;
+      const first = oldest !== undefined && oldest !== key ? this.#waitingForKey.get(oldest) : undefined;
+      if (keyed.policy === "Queue" && first && comesBefore(first, me)) {
+        const message = `queued: waiting behind request ${name(oldest as string)}, which has the same concurrency key and has waited longer`;
+        const status = keyStatus(keyed, null, name(oldest as string));
+        return this.#waitForKey(key, ws, request, runName, plan, "", message, status, log);
+      }
       this.#waitingForKey.delete(key);
       const reused = keyed.policy === "Reuse" ? this.#reusable(keyed, request) : undefined;
       if (!reused) return "start";
@@ -381,14 +414,12 @@ export class RequestReconciler {
     }
     const run = this.#d.private.findPipelineRun(holder.run);
     const where = `${run?.metadata?.namespace ?? this.#runNamespace(request)}/${holder.run}`;
-    const [, holderNamespace = "", holderName = ""] = holder.request.split("/");
-    const by = `${holderNamespace}/${holderName}`;
+    const by = name(holder.request);
     const status = keyStatus(keyed, where, by);
     if (keyed.policy === "Supersede" && run) {
-      if (!this.#isOlder(ws, holder.request, request)) {
+      if (!this.#holderIsOlder(ws, holder, me)) {
         const message = `superseded by request ${by}, which is newer and has the same concurrency key (its internal PipelineRun ${where} is running); nothing was run`;
-        const finished = await this.#finish(ws, request, "Cancelled", message, {}, status);
-        return this.#cleanUpFinished(ws, finished, runName, log);
+        return this.#endForKey(ws, request, runName, "Cancelled", message, status, log);
       }
       if (run.spec?.status !== "Cancelled") {
         const self = `${request.metadata.namespace}/${request.metadata.name}`;
@@ -401,56 +432,98 @@ export class RequestReconciler {
       Supersede: `superseding request ${by}, which has the same concurrency key: waiting for its internal PipelineRun ${where} to stop`,
       Reuse: `following internal PipelineRun ${where} of request ${by}, which has the same concurrency key: its results are this request's if it succeeds`,
     }[keyed.policy];
-    return this.#waitForKey(key, ws, request, runName, plan, holder, doing, status, log);
+    // Until the run is cached a superseding request has not cancelled it: it must look again.
+    const seen = keyed.policy !== "Supersede" || run !== undefined ? holder.run : "";
+    return this.#waitForKey(key, ws, request, runName, plan, seen, doing, status, log);
   }
 
-  /** Waits for the run holding the request's concurrency key to end, until the queue timeout. */
+  /** The run holding concurrency key `hash`, if it is not the request's own (`runName`: reserved by
+   *  an attempt whose create failed, to be tried again). */
+  #holder(hash: string, runName: string): KeyHolder | undefined {
+    const holder = this.#d.private.slots.keyHolder(hash);
+    return holder?.run === runName ? undefined : holder;
+  }
+
+  /**
+   * Whether a request waiting for its key has nothing new to decide (no reads, no writes): Queue, while
+   * it is not first in line, or is and the same run holds the key (the first one alone names the run
+   * it waits for, so a queue drains in one status write per request); Supersede, while the same run
+   * holds the key and no newer request waits; Reuse, while the same run holds the key.
+   */
+  #keyWaitStands(key: string, wait: KeyWait, runName: string): boolean {
+    const holding = this.#holder(wait.hash, runName)?.run ?? "";
+    const ends = this.#waitingForKey.ends(wait.hash);
+    if (wait.policy === "Queue") return ends?.oldest !== key || holding === wait.run;
+    if (wait.policy === "Supersede") return holding === wait.run && ends?.newest === key;
+    return holding === wait.run;
+  }
+
+  async #endForKey(
+    ws: WorkspaceAccess,
+    request: InternalRequest,
+    runName: string,
+    reason: "Cancelled",
+    message: string,
+    status: Pick<InternalRequestStatus, "concurrency">,
+    log: Logger,
+  ) {
+    const finished = await this.#finish(ws, request, reason, message, {}, status);
+    return this.#cleanUpFinished(ws, finished, runName, log);
+  }
+
+  /** Waits for the run `seen` ("" for none) holding the request's concurrency key, or for the requests
+   *  ahead of it, until the queue timeout. */
   async #waitForKey(
     key: string,
     ws: WorkspaceAccess,
     request: InternalRequest,
     runName: string,
     plan: RunPlan,
-    holder: KeyHolder,
+    seen: string,
     message: string,
     status: Pick<InternalRequestStatus, "concurrency">,
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
     const keyed = plan.concurrency as ConcurrencyPlan;
-    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
-    const deadline = created + plan.timeouts.queueMs;
+    const me = placeOf(request);
+    const deadline = me.created + plan.timeouts.queueMs;
     if (this.#now() >= deadline) {
       this.#waitingForKey.delete(key);
-      const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for internal PipelineRun ${status.concurrency?.pipelineRun} of request ${status.concurrency?.request}, which has the same concurrency key`;
+      const what = status.concurrency?.pipelineRun
+        ? `internal PipelineRun ${status.concurrency.pipelineRun} of request ${status.concurrency.request}`
+        : `request ${status.concurrency?.request}`;
+      const waited = `waited longer than its queue timeout (${formatDuration(plan.timeouts.queueMs)}) for ${what}, which has the same concurrency key`;
       const finished = await this.#finish(ws, request, "TimedOut", waited, {}, status);
       return this.#cleanUpFinished(ws, finished, runName, log);
     }
-    // Until the run is cached a superseding request has not cancelled it: it must look again.
-    const settled = keyed.policy !== "Supersede" || this.#d.private.findPipelineRun(holder.run) !== undefined;
-    this.#waitingForKey.set(key, {
-      hash: keyed.hash,
-      run: settled ? holder.run : "",
-      policy: keyed.policy,
-      deadline,
-    });
     const shown = request.status?.concurrency;
+    let current = request;
     if (
       succeeded(request.status)?.message !== message ||
-      shown?.pipelineRun !== status.concurrency?.pipelineRun ||
+      (shown?.pipelineRun ?? null) !== (status.concurrency?.pipelineRun ?? null) ||
       shown?.key !== keyed.key
     )
-      await this.#writeStatus(ws, request, {
+      current = await this.#writeStatus(ws, request, {
         ...this.#running(request, message),
         ...(plan.service ? { service: plan.service } : {}),
         ...status,
       });
+    // Recorded after the write: its resourceVersion is what the next look compares.
+    this.#waitingForKey.set(key, {
+      hash: keyed.hash,
+      policy: keyed.policy,
+      run: seen,
+      deadline,
+      ...me,
+      version: this.#version(current),
+    });
     return requeueAfter(Math.min(this.#recheckMs, deadline - this.#now()));
   }
 
   /** The latest cached run of the key that succeeded within its reuse window, or after the request
    *  was created (it was live then: the request followed it). */
   #reusable(keyed: ConcurrencyPlan, request: InternalRequest): V1PipelineRun | undefined {
-    const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
+    const created = placeOf(request).created;
     let best: V1PipelineRun | undefined;
     let bestAt = Math.min(created, this.#now() - keyed.reuseWithinMs);
     for (const name of this.#d.private.slots.succeededWith(keyed.hash)) {
@@ -461,17 +534,22 @@ export class RequestReconciler {
     return best;
   }
 
-  /** The request with key `other` ("workspace/namespace/name") was created before `request` (one
-   *  no longer cached counts as older: its run is being cancelled). Ties go by uid, so that two
-   *  requests never both give way. */
-  #isOlder(ws: WorkspaceAccess, other: string, request: InternalRequest): boolean {
-    const { namespace, name } = parseKey(other);
-    const them = ws.getRequest(`${namespace}/${name}`)?.metadata;
-    if (!them) return true;
-    const order = (m: typeof them) =>
-      [Date.parse(String(m.creationTimestamp ?? "")) || 0, m.uid ?? ""] as const;
-    const [a, b] = [order(them), order(request.metadata)];
-    return a[0] !== b[0] ? a[0] < b[0] : a[1] < b[1];
+  /** The holder's request was created before the one at `me`. One no longer cached, or replaced by a
+   *  new request of the same name (the run carries its request's uid), counts as older: its run is
+   *  being cancelled. */
+  #holderIsOlder(ws: WorkspaceAccess, holder: KeyHolder, me: Place): boolean {
+    const { namespace, name } = parseKey(holder.request);
+    const them = ws.getRequest(`${namespace}/${name}`);
+    if (!them || (holder.uid !== undefined && them.metadata.uid !== holder.uid)) return true;
+    return comesBefore(placeOf(them), me);
+  }
+
+  /** What a waiting request decided on: its own resourceVersion (labels and params make its key) and
+   *  its policy objects' (the service's, the config's). */
+  #version(request: InternalRequest): string {
+    const service = request.spec.service ? this.#d.private.getService(request.spec.service) : undefined;
+    const config = this.#d.private.getConfig();
+    return `${request.metadata.resourceVersion}/${service?.metadata?.resourceVersion}/${config?.metadata?.resourceVersion}`;
   }
 
   /** No concurrency slot free: say so, and wait (woken when a run finishes) until the queue timeout. */
@@ -494,16 +572,18 @@ export class RequestReconciler {
       const finished = await this.#finish(ws, request, "TimedOut", waited, {});
       return this.#cleanUpFinished(ws, finished, runName, log);
     }
-    this.#waitingForSlot.set(key, {
-      group: plan.service ?? rawPipelineGroup,
-      deadline: created + plan.timeouts.queueMs,
-    });
     const message = `queued: ${busy}`;
+    let current = request;
     if (succeeded(request.status)?.message !== message || request.status?.service !== plan.service)
-      await this.#writeStatus(ws, request, {
+      current = await this.#writeStatus(ws, request, {
         ...this.#running(request, message),
         ...(plan.service ? { service: plan.service } : {}),
       });
+    this.#waitingForSlot.set(key, {
+      group: plan.service ?? rawPipelineGroup,
+      deadline: created + plan.timeouts.queueMs,
+      version: this.#version(current),
+    });
     return requeueAfter(Math.min(this.#recheckMs, queueLeft));
   }
 

@@ -4,7 +4,13 @@
 // them. At start the cache of private runs is synced before any worker runs, so runs created by an
 // earlier process count too.
 import type { V1PipelineRun } from "../generated/tekton.ts";
-import { concurrencyKeyLabel, requestAnnotation, serviceAnnotation, workspaceAnnotation } from "./naming.ts";
+import {
+  concurrencyKeyLabel,
+  requestAnnotation,
+  requestUidLabel,
+  serviceAnnotation,
+  workspaceAnnotation,
+} from "./naming.ts";
 import { runState } from "./pipelinerun.ts";
 
 /** The slot group of raw pipeline requests (service names cannot contain parentheses). */
@@ -16,10 +22,12 @@ export function slotGroup(run: V1PipelineRun): string {
   return run.metadata?.annotations?.[serviceAnnotation] ?? rawPipelineGroup;
 }
 
-/** A run holding a concurrency key: its name, and its request's key ("workspace/namespace/name"). */
+/** A run holding a concurrency key: its name, and its request's key ("workspace/namespace/name") and
+ *  uid (unknown while this process is creating it). */
 export interface KeyHolder {
   run: string;
   request: string;
+  uid?: string;
 }
 
 export class RunSlots {
@@ -27,8 +35,8 @@ export class RunSlots {
   readonly #live = new Map<string, Set<string>>();
   /** Runs this process is creating or has created that the cache does not show yet, by name. */
   readonly #pending = new Map<string, { group: string; request: string; key?: string }>();
-  /** Unfinished runs as the private cache shows them, by concurrency key (one each, unless runs made
-   *  before the key was declared share one). */
+  /** Unfinished runs as the private cache shows them, by concurrency key (one each; more only if the
+   *  exclusion ever failed). */
   readonly #liveByKey = new Map<string, KeyHolder[]>();
   /** Succeeded runs still cached, by concurrency key: their results may be reused. */
   readonly #succeededByKey = new Map<string, Set<string>>();
@@ -48,7 +56,8 @@ export class RunSlots {
     const key = run.metadata?.labels?.[concurrencyKeyLabel];
     if (!key) return;
     const holders = (this.#liveByKey.get(key) ?? []).filter((h) => h.run !== name);
-    if (state && !state.done) holders.push({ run: name, request: requestOf(run) });
+    const uid = run.metadata?.labels?.[requestUidLabel];
+    if (state && !state.done) holders.push({ run: name, request: requestOf(run), ...(uid ? { uid } : {}) });
     if (holders.length > 0) this.#liveByKey.set(key, holders);
     else this.#liveByKey.delete(key);
     const succeeded = this.#succeededByKey.get(key) ?? new Set<string>();

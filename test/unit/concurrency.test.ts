@@ -47,7 +47,7 @@ describe("concurrency keys", () => {
     spec: { key: "$(labels['example.com/uid'])/$(params.advisory)" },
     workspace: "public",
     namespace: "team-a",
-    group: "publish",
+    scope: "publish",
     labels: { "example.com/uid": "u-1" },
     params: { advisory: "RHSA-1" },
     sensitiveParams: [],
@@ -72,7 +72,7 @@ describe("concurrency keys", () => {
     assert.equal(hashOf({ ...base }), h);
     assert.notEqual(hashOf({ ...base, workspace: "other" }), h);
     assert.notEqual(hashOf({ ...base, namespace: "team-b" }), h);
-    assert.notEqual(hashOf({ ...base, group: "sign" }), h);
+    assert.notEqual(hashOf({ ...base, scope: "sign" }), h);
     assert.notEqual(hashOf({ ...base, params: { advisory: "RHSA-2" } }), h);
   });
 
@@ -81,7 +81,7 @@ describe("concurrency keys", () => {
     const b = hashOf({ ...base, spec: { key: "$(params.a)$(params.b)" }, params: { a: "x", b: "/y" } });
     // Same rendered key: the same operation by the template's own definition.
     assert.equal(a, b);
-    const c = hashOf({ ...base, namespace: "team-a", group: 'publish","x' });
+    const c = hashOf({ ...base, namespace: "team-a", scope: 'publish","x' });
     assert.notEqual(c, hashOf(base));
   });
 

@@ -227,7 +227,7 @@ function requestWorld(c: RequestCase) {
       spec: service?.spec.concurrency as ConcurrencySpec,
       workspace: "public",
       namespace: ns,
-      group: "sign",
+      scope: "sign",
       labels: {},
       params: { image: "quay.io/x@sha256:1" },
       sensitiveParams: [],
