@@ -13,12 +13,13 @@ import { hostile } from "./lib/hostile.ts";
 import { type BenchKcp, kcpComparison, startBenchKcp } from "./lib/kcp.ts";
 import { type BenchPlanes, startBenchPlanes } from "./lib/planes.ts";
 import { evaluateTargets, markdown, type Results } from "./lib/report.ts";
-import { type BenchContext, burst, customRuns, type LoadResult, scale } from "./lib/scenarios.ts";
+import { type BenchContext, backlog, burst, customRuns, type LoadResult, scale } from "./lib/scenarios.ts";
 import { round } from "./lib/stats.ts";
 
 const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
-  --scenario S          burst | customruns | scale | hostile | all (default all), or kcp (not in all)
+  --scenario S          burst | customruns | scale | hostile | backlog | all (default all), or kcp
+                        (not in all)
   --requests N          requests in scenario 1 and on top of scenarios 3 and 4 (default 1000); in
                         the kcp scenario, on each side (default 500)
   --namespaces N        remote namespaces the requests are spread over (default 50)
@@ -30,6 +31,8 @@ const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags
                         (default 10000)
   --hostile N           maximum-size hostile objects present before the controller starts in
                         scenario 4 (default 10000)
+  --backlog N           requests waiting (never picked up) when the controller starts in scenario 6,
+                        served while --requests new ones arrive (default 100)
   --kcp-workspaces N    kcp scenario: tenant workspaces on kcp, and namespaces on the kube-apiserver
                         (default 50)
   --controller-cmd CMD  the controller's command line (default "${defaultControllerCmd}"); the bench
@@ -50,6 +53,7 @@ const { values } = parseArgs({
     customruns: { type: "string", default: "200" },
     existing: { type: "string", default: "10000" },
     hostile: { type: "string", default: "10000" },
+    backlog: { type: "string", default: "100" },
     "kcp-workspaces": { type: "string", default: "50" },
     "controller-cmd": { type: "string", default: defaultControllerCmd },
     out: { type: "string" },
@@ -70,8 +74,10 @@ const positive = (flag: string, v: string) => {
   return n;
 };
 const scenario = values.scenario;
-if (!["burst", "customruns", "scale", "hostile", "all", "kcp"].includes(scenario)) {
-  process.stderr.write(`bench: --scenario must be burst, customruns, scale, hostile, all or kcp\n\n${usage}`);
+if (!["burst", "customruns", "scale", "hostile", "backlog", "all", "kcp"].includes(scenario)) {
+  process.stderr.write(
+    `bench: --scenario must be burst, customruns, scale, hostile, backlog, all or kcp\n\n${usage}`,
+  );
   process.exit(2);
 }
 const requests = positive("--requests", values.requests ?? (scenario === "kcp" ? "500" : "1000"));
@@ -81,6 +87,7 @@ const inFlight = positive("--in-flight", values["in-flight"]);
 const customRunCount = positive("--customruns", values.customruns);
 const existing = positive("--existing", values.existing);
 const hostileCount = positive("--hostile", values.hostile);
+const backlogCount = positive("--backlog", values.backlog);
 const sizesFlag = values.sizes ?? (scenario === "all" ? "250,1000,4000" : "none");
 const sizes = sizesFlag === "none" ? [] : sizesFlag.split(",").map((s) => positive("--sizes", s.trim()));
 const runBurst = scenario === "all" || scenario === "burst";
@@ -191,6 +198,7 @@ try {
       customRuns: customRunCount,
       existing,
       hostile: hostileCount,
+      backlog: backlogCount,
       ...(scenario === "kcp" ? { kcpWorkspaces } : {}),
     },
     controllerCmd: values["controller-cmd"],
@@ -259,6 +267,17 @@ try {
     log(`scenario 3, scale: ${existing} finished requests, then the controller, then ${requests} on top`);
     results.scale = await scale(ctx, existing, requests, namespaces, inFlight);
     log(`  ${summary(results.scale.burst)}`);
+  }
+
+  if (scenario === "all" || scenario === "backlog") {
+    log(
+      `scenario 6, backlog: ${backlogCount} requests waiting when the controller starts, ${requests} new ones arriving at once`,
+    );
+    results.backlog = await backlog(ctx, backlogCount, requests, namespaces, inFlight);
+    const b = results.backlog;
+    log(
+      `  backlog ready → PipelineRun p50 ${b.readyToRun.p50} p99 ${b.readyToRun.p99} max ${b.readyToRun.max} ms; ${summary(b.burst)}`,
+    );
   }
 
   results.durationS = round((performance.now() - startedAt) / 1000);

@@ -104,6 +104,15 @@ export interface ScaleResult {
   burst: LoadResult;
 }
 
+export interface BacklogResult {
+  backlog: number;
+  /** From the controller's ready to each backlog request's PipelineRun, and to its terminal status, ms. */
+  readyToRun: Distribution;
+  readyToTerminal: Distribution;
+  /** The new load that arrived at once (its figures include the backlog's work). */
+  burst: LoadResult;
+}
+
 export const hex = (n: number) => randomBytes(n).toString("hex");
 
 /** Namespaces `${prefix}-0..count-1` on the public plane. */
@@ -706,4 +715,64 @@ export async function scale(
       burst: { ...result, scenario: "scale" },
     };
   });
+}
+
+/**
+ * Scenario 6: `backlog` requests made while no controller runs (none picked up), then the controller
+ * starts and `count` new requests arrive at once, `inFlight` at a time: requests that were waiting
+ * are served among the new load, not starved by it.
+ */
+export async function backlog(
+  ctx: BenchContext,
+  backlogCount: number,
+  count: number,
+  namespaceCount: number,
+  inFlight: number,
+): Promise<BacklogResult> {
+  const { bench } = ctx;
+  const tag = newTag(`backlog${backlogCount}`);
+  const namespaces = await createNamespaces(bench.raw.public, tag, namespaceCount);
+  const privateNs = await setupPrivate(bench.raw.private, tag, namespaces);
+  const oldLabel = `${tag}-old`;
+  await pool(backlogCount, 50, async (i) => {
+    const ns = namespaces[i % namespaces.length] as string;
+    await bench.raw.public.retrying(
+      "POST",
+      paths.requests(ns),
+      requestBody(`old-${i}`, { [runLabel]: oldLabel }),
+    );
+  });
+  const old = new Tracker<InternalRequest>(
+    [bench.publicAdmin],
+    paths.requests(),
+    `${runLabel}=${oldLabel}`,
+    requestOutcome,
+  );
+  await old.start();
+  try {
+    return await withSetup(ctx, tag, namespaces, privateNs, async (setup) => {
+      const readyAt = performance.now();
+      const result = await drive(ctx, setup, "requests", count, inFlight);
+      await waitFor(
+        () => [...old.items.values()].filter((x) => x.terminalAt !== undefined).length === backlogCount,
+        60_000,
+        100,
+      );
+      const toRun: number[] = [];
+      const toTerminal: number[] = [];
+      for (const [key, item] of old.items) {
+        const run = setup.executor.runs.get(key);
+        if (run) toRun.push(Math.max(0, run.seenAt - readyAt));
+        if (item.terminalAt !== undefined) toTerminal.push(Math.max(0, item.terminalAt - readyAt));
+      }
+      return {
+        backlog: backlogCount,
+        readyToRun: distribution(toRun),
+        readyToTerminal: distribution(toTerminal),
+        burst: { ...result, scenario: "backlog" },
+      };
+    });
+  } finally {
+    old.stop();
+  }
 }
