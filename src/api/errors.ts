@@ -1,4 +1,5 @@
-// client-node 2.x throws ApiException with `.code` and a `.body` that may be a raw JSON string.
+// Failed API calls carry `.code` and a `.body` that may be a raw JSON string: http.ts's ApiError, and
+// client-node 2.x's ApiException (tests' clients).
 
 export interface ApiStatus {
   code: number;

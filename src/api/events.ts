@@ -2,9 +2,10 @@
 // record() queues the Event and returns; a few background sends deliver it. A failed Event never
 // fails a reconcile (it is logged), and under overload the oldest queued Events are dropped rather
 // than memory growing without bound (client-go's broadcaster drops the same way).
-import { CoreV1Api, type CoreV1Event, type KubeConfig, type KubernetesObject } from "@kubernetes/client-node";
+import type { CoreV1Event, KubeConfig, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { describeError } from "./errors.ts";
+import { call } from "./http.ts";
 
 export type EventType = "Normal" | "Warning";
 
@@ -12,7 +13,7 @@ const maxQueued = 1000;
 const maxSending = 16;
 
 export class EventRecorder {
-  readonly #api: CoreV1Api;
+  readonly #kc: KubeConfig;
   readonly #component: string;
   readonly #log: Logger;
   readonly #queued: CoreV1Event[] = [];
@@ -22,7 +23,7 @@ export class EventRecorder {
   dropped = 0;
 
   constructor(kubeConfig: KubeConfig, log: Logger, component = "internal-service-controller") {
-    this.#api = kubeConfig.makeApiClient(CoreV1Api);
+    this.#kc = kubeConfig;
     this.#component = component;
     this.#log = log;
   }
@@ -92,7 +93,7 @@ export class EventRecorder {
 
   async #send(body: CoreV1Event): Promise<void> {
     try {
-      await this.#api.createNamespacedEvent({ namespace: body.metadata?.namespace as string, body });
+      await call(this.#kc, "POST", `/api/v1/namespaces/${body.metadata?.namespace}/events`, { body });
     } catch (err) {
       this.#log.warn({ reason: body.reason, err: describeError(err) }, "could not record event");
     }

@@ -1,13 +1,8 @@
-// The API resources this controller reads and writes, and typed access to them through client-node's
-// CustomObjectsApi (it passes bodies through untouched, unlike the typed serializers, which drop keys
-// they do not know).
-import {
-  CustomObjectsApi,
-  type KubeConfig,
-  KubernetesObjectApi,
-  PatchStrategy,
-  setHeaderOptions,
-} from "@kubernetes/client-node";
+// The API resources this controller reads and writes, and typed access to them over the controller's
+// own HTTP path (http.ts), which passes bodies through untouched (client-node's typed serializers drop
+// keys they do not know).
+import type { KubeConfig } from "@kubernetes/client-node";
+import { call } from "./http.ts";
 
 export interface ResourceType {
   /** "" for the core API (/api/v1). */
@@ -70,7 +65,7 @@ export function collectionPath(type: ResourceType, namespace?: string): string {
   return `${base}${ns}/${type.plural}`;
 }
 
-const mergePatch = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+const mergePatch = "application/merge-patch+json";
 
 export interface ListPage<T> {
   items: T[];
@@ -84,26 +79,24 @@ export type Resources<T> = Pick<
   "get" | "listAll" | "create" | "mergePatch" | "patchStatus" | "delete"
 >;
 
-/** Namespaced custom-object operations for one resource type on one cluster. */
+/** Namespaced operations for one resource type on one cluster. */
 export class ResourceClient<T> {
-  readonly #api: CustomObjectsApi;
-  readonly #objects: KubernetesObjectApi;
+  readonly #kc: KubeConfig;
   readonly #type: ResourceType;
   readonly fieldManager: string;
 
   constructor(kubeConfig: KubeConfig, type: ResourceType, fieldManager = "internal-service-controller") {
-    this.#api = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.#kc = kubeConfig;
     this.#type = type;
     this.fieldManager = fieldManager;
   }
 
-  #base() {
-    return { group: this.#type.group, version: this.#type.version, plural: this.#type.plural };
+  #item(namespace: string, name: string): string {
+    return `${collectionPath(this.#type, namespace)}/${encodeURIComponent(name)}`;
   }
 
   async get(namespace: string, name: string): Promise<T> {
-    return (await this.#api.getNamespacedCustomObject({ ...this.#base(), namespace, name })) as T;
+    return call<T>(this.#kc, "GET", this.#item(namespace, name));
   }
 
   /** One page of a list; namespace undefined lists across all namespaces. */
@@ -111,34 +104,10 @@ export class ResourceClient<T> {
     namespace: string | undefined,
     opts: { labelSelector?: string; fieldSelector?: string; limit?: number; continue?: string } = {},
   ): Promise<ListPage<T>> {
-    if (!this.#type.group) {
-      // Core kinds (namespaces) are not custom objects: list them through the generic client.
-      const { labelSelector, fieldSelector, limit, continue: token } = opts;
-      const t = this.#type;
-      const list = await this.#objects.list(
-        t.version,
-        t.kind,
-        namespace,
-        undefined,
-        undefined,
-        undefined,
-        fieldSelector,
-        labelSelector,
-        limit,
-        token,
-      );
-      return list as unknown as ListPage<T>;
-    }
-    const query = {
-      labelSelector: opts.labelSelector,
-      fieldSelector: opts.fieldSelector,
-      limit: opts.limit,
-      _continue: opts.continue,
-    };
-    const page = namespace
-      ? await this.#api.listNamespacedCustomObject({ ...this.#base(), namespace, ...query })
-      : await this.#api.listClusterCustomObject({ ...this.#base(), ...query });
-    return page as ListPage<T>;
+    const { labelSelector, fieldSelector, limit, continue: token } = opts;
+    return call<ListPage<T>>(this.#kc, "GET", collectionPath(this.#type, namespace), {
+      query: { labelSelector, fieldSelector, limit, continue: token },
+    });
   }
 
   /** Every object (namespace undefined: in all namespaces), read in pages of 500. */
@@ -154,19 +123,18 @@ export class ResourceClient<T> {
   }
 
   async create(namespace: string, body: T): Promise<T> {
-    return (await this.#api.createNamespacedCustomObject({
-      ...this.#base(),
-      namespace,
+    return call<T>(this.#kc, "POST", collectionPath(this.#type, namespace), {
+      query: { fieldManager: this.fieldManager },
       body,
-      fieldManager: this.fieldManager,
-    })) as T;
+    });
   }
 
   async mergePatch(namespace: string, name: string, body: unknown): Promise<T> {
-    return (await this.#api.patchNamespacedCustomObject(
-      { ...this.#base(), namespace, name, body, fieldManager: this.fieldManager },
-      mergePatch,
-    )) as T;
+    return call<T>(this.#kc, "PATCH", this.#item(namespace, name), {
+      query: { fieldManager: this.fieldManager },
+      body,
+      contentType: mergePatch,
+    });
   }
 
   /**
@@ -175,18 +143,16 @@ export class ResourceClient<T> {
    */
   async patchStatus(namespace: string, name: string, status: unknown, resourceVersion?: string): Promise<T> {
     const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
-    return (await this.#api.patchNamespacedCustomObjectStatus(
-      { ...this.#base(), namespace, name, body, fieldManager: this.fieldManager },
-      mergePatch,
-    )) as T;
+    return call<T>(this.#kc, "PATCH", `${this.#item(namespace, name)}/status`, {
+      query: { fieldManager: this.fieldManager },
+      body,
+      contentType: mergePatch,
+    });
   }
 
   async delete(namespace: string, name: string, preconditions?: { uid?: string }): Promise<void> {
-    await this.#api.deleteNamespacedCustomObject({
-      ...this.#base(),
-      namespace,
-      name,
-      propagationPolicy: "Background",
+    await call(this.#kc, "DELETE", this.#item(namespace, name), {
+      query: { propagationPolicy: "Background" },
       body: preconditions ? { preconditions } : undefined,
     });
   }

@@ -1,5 +1,6 @@
 // `isc request get`, `list` and `describe`.
-import { CoreV1Api, type CoreV1Event } from "@kubernetes/client-node";
+import type { CoreV1Event } from "@kubernetes/client-node";
+import { call } from "../api/http.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import { UsageError } from "./request-errors.ts";
 import { bool, type Session, type Subcommand, str, type Values } from "./request-flags.ts";
@@ -120,14 +121,20 @@ export const describeCommand: Subcommand = {
   async run(session: Session, _values: Values, positionals: string[]): Promise<number> {
     const name = oneName(positionals, "describe");
     const request = await session.client.get(session.namespace, name);
-    const events = await session.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({
-      namespace: session.namespace,
-      fieldSelector: [
-        `involvedObject.name=${name}`,
-        "involvedObject.kind=InternalRequest",
-        `involvedObject.uid=${request.metadata.uid}`,
-      ].join(","),
-    });
+    const events = await call<{ items: CoreV1Event[] }>(
+      session.kubeConfig,
+      "GET",
+      `/api/v1/namespaces/${session.namespace}/events`,
+      {
+        query: {
+          fieldSelector: [
+            `involvedObject.name=${name}`,
+            "involvedObject.kind=InternalRequest",
+            `involvedObject.uid=${request.metadata.uid}`,
+          ].join(","),
+        },
+      },
+    );
     process.stdout.write(describeRequest(request, events.items));
     return 0;
   },

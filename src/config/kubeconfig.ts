@@ -13,19 +13,20 @@ type Dispatcher = NonNullable<ReturnType<RequestContext["getDispatcher"]>>;
  * How long one API call (not a watch) may take before it is abandoned and fails. kube-apiserver
  * answers or times out every non-watch request within 60 s itself; a call still open after 30 s
  * sits on a connection that will never answer (a server killed mid-request, a dead network path).
- * undici's own limit is 300 s, long enough to leave a request idle for five minutes after an API
+ * node's HTTP client has no limit of its own, which would leave a call waiting forever after an API
  * server restart. Every write is safe to repeat, so the reconcile just fails and is retried.
  */
 export const apiCallTimeoutMs = 30_000;
 
 /**
- * A KubeConfig whose API calls share connections and cannot hang. client-node 2.0 builds a new
- * undici Agent for every call, so no connection is ever reused: each call pays a TCP connect and a
- * TLS handshake on both sides, and abandoned agents hold their sockets until they time out. The
- * benchmark measured this as the controller's biggest cost (CPU per request 54 -> 20 ms, peak RSS
- * -190 MB). One dispatcher per cluster and user is kept; credentials in headers (tokens) still
- * apply per call, client certificates are read once (rotating them needs a restart). Watches pass
- * their own abort signal, so the call timeout does not cut them.
+ * A KubeConfig whose connections are shared and whose calls cannot hang, with bearer tokens that
+ * follow their files. API calls go through api/http.ts (one keep-alive agent per cluster and user,
+ * a call timeout). Watches go through client-node's Watch, over undici: client-node 2.0 builds a new
+ * undici Agent for every request, so here one dispatcher per cluster and user is kept, and every
+ * watch shares its HTTP/2 connection (the benchmark measured a connection per request as the
+ * controller's biggest cost once: CPU per request 54 -> 20 ms, peak RSS -190 MB; one HTTP/1.1
+ * connection per watch costs ~40 KB of RSS each). Client certificates are read once per pool
+ * (rotating them needs a restart).
  */
 export class PooledKubeConfig extends KubeConfig {
   readonly #dispatchers = new Map<string, Dispatcher>();
@@ -33,13 +34,24 @@ export class PooledKubeConfig extends KubeConfig {
   /** By user name: bearer tokens read from their files again when these change (loadKubeConfig). */
   tokens: ReadonlyMap<string, UserToken> = new Map();
 
+  /** The user's bearer token as its file holds it now, when it has one of its own. */
+  #token(): string | undefined {
+    const user = this.getCurrentUser();
+    return user ? this.tokens.get(user.name)?.current() : undefined;
+  }
+
+  override async applyToHTTPSOptions(opts: Parameters<KubeConfig["applyToHTTPSOptions"]>[0]): Promise<void> {
+    await super.applyToHTTPSOptions(opts);
+    // After client-node's own header, which holds the token as it was at load (or none, for tokenFile).
+    const token = this.#token();
+    if (token) opts.headers = { ...opts.headers, Authorization: `Bearer ${token}` };
+  }
+
   override async applySecurityAuthentication(context: RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
-    const user = this.getCurrentUser();
-    // After client-node's own header, which holds the token as it was at load (or none, for tokenFile).
-    const token = user ? this.tokens.get(user.name)?.current() : undefined;
+    const token = this.#token();
     if (token) context.setHeaderParam("Authorization", `Bearer ${token}`);
-    const key = `${this.getCurrentCluster()?.name}\0${user?.name}`;
+    const key = `${this.getCurrentCluster()?.name}\0${this.getCurrentUser()?.name}`;
     const pooled = this.#dispatchers.get(key);
     const fresh = context.getDispatcher();
     if (pooled) context.setDispatcher(pooled);

@@ -1,9 +1,11 @@
 // Lease-based leader election with client-go's semantics: optimistic concurrency on resourceVersion;
 // another holder's lease counts as expired only after leaseDuration of local observation without
 // change; a leader that cannot renew within renewDeadline has lost and must stop at once.
-import { CustomObjectsApi, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { describeError, ignoreNotFound } from "../api/errors.ts";
+import { call } from "../api/http.ts";
+import { collectionPath, leases } from "../api/resources.ts";
 
 export interface LeaderElectionOptions {
   kubeConfig: KubeConfig;
@@ -42,7 +44,6 @@ export class LeaderElector {
     Omit<LeaderElectionOptions, "onStartedLeading" | "onStoppedLeading" | "log" | "kubeConfig">
   > &
     LeaderElectionOptions;
-  readonly #api: CustomObjectsApi;
   #observed = "";
   #observedAt = 0;
   #leading = false;
@@ -52,7 +53,6 @@ export class LeaderElector {
 
   constructor(opts: LeaderElectionOptions) {
     this.#o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
-    this.#api = opts.kubeConfig.makeApiClient(CustomObjectsApi);
   }
 
   get isLeader(): boolean {
@@ -112,8 +112,7 @@ export class LeaderElector {
     const lease = await this.#get();
     const leaseDurationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     if (!lease) {
-      await this.#api.createNamespacedCustomObject({
-        ...this.#path(),
+      await call(this.#o.kubeConfig, "POST", collectionPath(leases, this.#o.namespace), {
         body: {
           apiVersion: "coordination.k8s.io/v1",
           kind: "Lease",
@@ -150,17 +149,15 @@ export class LeaderElector {
     return true;
   }
 
-  #path() {
-    return { group: "coordination.k8s.io", version: "v1", plural: "leases", namespace: this.#o.namespace };
+  #path(): string {
+    return `${collectionPath(leases, this.#o.namespace)}/${encodeURIComponent(this.#o.name)}`;
   }
 
   async #get(): Promise<Lease | undefined> {
-    return (await ignoreNotFound(
-      this.#api.getNamespacedCustomObject({ ...this.#path(), name: this.#o.name }),
-    )) as Lease | undefined;
+    return ignoreNotFound(call<Lease>(this.#o.kubeConfig, "GET", this.#path()));
   }
 
   async #replace(lease: Lease): Promise<void> {
-    await this.#api.replaceNamespacedCustomObject({ ...this.#path(), name: this.#o.name, body: lease });
+    await call(this.#o.kubeConfig, "PUT", this.#path(), { body: lease });
   }
 }

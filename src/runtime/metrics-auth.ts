@@ -4,7 +4,8 @@
 // are kept briefly per token, and reviews run a few at a time, so a flood of made-up tokens costs the
 // API server a bounded number of calls.
 import { createHash } from "node:crypto";
-import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig, V1SubjectAccessReview, V1TokenReview } from "@kubernetes/client-node";
+import { call } from "../api/http.ts";
 
 /** 200 allowed, 401 no valid token, 403 valid but not allowed, 429 too many reviews at once,
  *  503 the API server could not be asked. */
@@ -15,16 +16,14 @@ const maxCached = 256;
 const maxReviewsInFlight = 4;
 
 export class MetricsAuthorizer {
-  readonly #authn: AuthenticationV1Api;
-  readonly #authz: AuthorizationV1Api;
+  readonly #kc: KubeConfig;
   readonly #now: () => number;
   /** By token digest, oldest first. */
   readonly #decided = new Map<string, { decision: Decision; until: number }>();
   #inFlight = 0;
 
   constructor(kubeConfig: KubeConfig, now: () => number = Date.now) {
-    this.#authn = kubeConfig.makeApiClient(AuthenticationV1Api);
-    this.#authz = kubeConfig.makeApiClient(AuthorizationV1Api);
+    this.#kc = kubeConfig;
     this.#now = now;
   }
 
@@ -51,20 +50,34 @@ export class MetricsAuthorizer {
   }
 
   async #review(token: string): Promise<Decision> {
-    const review = await this.#authn.createTokenReview({ body: { spec: { token } } });
+    const review = await call<V1TokenReview>(
+      this.#kc,
+      "POST",
+      "/apis/authentication.k8s.io/v1/tokenreviews",
+      {
+        body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token } },
+      },
+    );
     const user = review.status?.user;
     if (!review.status?.authenticated || !user?.username) return 401;
-    const access = await this.#authz.createSubjectAccessReview({
-      body: {
-        spec: {
-          user: user.username,
-          groups: user.groups,
-          uid: user.uid,
-          extra: user.extra,
-          nonResourceAttributes: { path: "/metrics", verb: "get" },
+    const access = await call<V1SubjectAccessReview>(
+      this.#kc,
+      "POST",
+      "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+      {
+        body: {
+          apiVersion: "authorization.k8s.io/v1",
+          kind: "SubjectAccessReview",
+          spec: {
+            user: user.username,
+            groups: user.groups,
+            uid: user.uid,
+            extra: user.extra,
+            nonResourceAttributes: { path: "/metrics", verb: "get" },
+          },
         },
       },
-    });
+    );
     return access.status?.allowed ? 200 : 403;
   }
 }

@@ -326,9 +326,12 @@ describe("rotating the remote credential", { timeout: 300_000 }, () => {
     // way with B), and its next try carries C and succeeds: no stretch of 401s beyond one retry.
     const refusedCalls = new Set(unauthorized.map((x) => `${x.method} ${x.path}`));
     let refusalsAfterSwap = 0;
-    const retries = [...refusedCalls].map((call) => {
+    const retries = [...refusedCalls].flatMap((call) => {
       const tries = answers.filter((x) => `${x.method} ${x.path}` === call && x.at >= swappedC);
       const next = tries.findIndex((x) => x.status !== 401);
+      // A read need not be made again: the retried reconcile may find what it needs in the cache by
+      // then (every request's outcome is checked above). A refused write is always made again.
+      if (next < 0 && call.startsWith("GET ") && tries.length === 0) return [];
       assert.ok(next >= 0, `${call}, refused with 401, was retried`);
       assert.ok(next <= 1, `${call}: refused ${next} times after C was mounted`);
       refusalsAfterSwap = Math.max(refusalsAfterSwap, next);
@@ -338,7 +341,7 @@ describe("rotating the remote credential", { timeout: 300_000 }, () => {
         `${call}: ${retry.status}`,
       );
       assert.equal(retry.token, "C");
-      return retry.at - swappedC;
+      return [retry.at - swappedC];
     });
 
     // Stalls: the longest time without a write to any request, per phase.

@@ -1,5 +1,5 @@
-// PooledKubeConfig: every API call of one context gets the same connection pool (dispatcher), no API
-// call can hang, and bearer tokens follow their files as they rotate.
+// PooledKubeConfig: every watch of one context gets the same connection pool (dispatcher), no call
+// can hang, and bearer tokens follow their files as they rotate. (API calls' pools: http.test.ts.)
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type ServerResponse } from "node:http";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { CoreV1Api, type KubeConfig, RequestContext, Watch } from "@kubernetes/client-node";
 import { stringify } from "yaml";
+import { call } from "../../src/api/http.ts";
 import { FollowedFile, tokenText, tokenUsers } from "../../src/config/credentials.ts";
 import { ConfigError, forContext, loadKubeConfig, PooledKubeConfig } from "../../src/config/kubeconfig.ts";
 import { writeLikeKubelet } from "../support/atomic-writer.ts";
@@ -116,9 +117,17 @@ describe("rotating bearer tokens", () => {
       ],
       "current-context": "ctx",
     });
+  /** The token API calls (api/http.ts) carry now. */
+  const callAuthorization = async (kc: KubeConfig) => {
+    const opts: { headers?: Record<string, unknown> } = {};
+    await kc.applyToHTTPSOptions(opts);
+    return opts.headers?.Authorization;
+  };
+  /** The token calls carry now: API calls and watches (client-node's) alike. */
   const authorization = async (kc: KubeConfig) => {
     const context = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
     await kc.applySecurityAuthentication(context);
+    assert.equal(await callAuthorization(kc), context.getHeaders().Authorization, "both paths agree");
     return context.getHeaders().Authorization;
   };
 
@@ -247,12 +256,13 @@ describe("rotating bearer tokens", () => {
         token,
       });
       await writeLikeKubelet(dir, files("old"));
-      const api = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig").makeApiClient(CoreV1Api);
-      await api.listNamespace();
+      const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
+      const listNamespaces = () => call(kc, "GET", "/api/v1/namespaces");
+      await listNamespaces();
       valid = "new"; // the old token is revoked before its successor is in place
-      await assert.rejects(api.listNamespace(), { code: 401 });
+      await assert.rejects(listNamespaces(), { code: 401 });
       await writeLikeKubelet(dir, files("new"));
-      await api.listNamespace();
+      await listNamespaces();
       assert.deepEqual(seen, ["Bearer old", "Bearer old", "Bearer new"]);
     } finally {
       server.close();
@@ -281,7 +291,7 @@ console.log(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind
     );
     const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
     assert.equal((kc as PooledKubeConfig).tokens.size, 0, "not followed here");
-    assert.equal(await authorization(kc), "Bearer exec-1");
-    assert.equal(await authorization(kc), "Bearer exec-2");
+    assert.equal(await callAuthorization(kc), "Bearer exec-1");
+    assert.equal(await callAuthorization(kc), "Bearer exec-2");
   });
 });
