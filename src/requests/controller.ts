@@ -79,6 +79,7 @@ export function requestControllers(opts: RequestControllerOptions): ControllerSp
       pipelineRuns: new ResourceClient<V1PipelineRun>(cluster.kubeConfig, pipelineRuns),
       taskRuns: new ResourceClient<V1TaskRun>(cluster.kubeConfig, taskRuns),
       findPipelineRun: (name) => {
+        if (slots.isDeleted(name)) return undefined;
         for (const { namespace } of cluster.pipelineRuns.served()) {
           const run = cluster.pipelineRuns.get(`${namespace}/${name}`);
           if (run) return run;

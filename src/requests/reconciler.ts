@@ -73,7 +73,8 @@ export interface PrivateAccess {
   namespace: string;
   pipelineRuns: Resources<V1PipelineRun>;
   taskRuns: Resources<V1TaskRun>;
-  /** A run of ours by name, in whichever namespace it runs (names are unique: see pipelineRunName). */
+  /** A run of ours by name, in whichever namespace it runs (names are unique: see pipelineRunName);
+   *  not one this process deleted that the cache still shows (slots.isDeleted). */
   findPipelineRun(name: string): V1PipelineRun | undefined;
   /** The cache of runs in `namespace` has its first list: runs there can be counted and found. */
   watchesRunsIn(namespace: string): boolean;
@@ -1254,12 +1255,12 @@ export class RequestReconciler {
 
   async #deleteRun(run: V1PipelineRun) {
     const uid = run.metadata?.uid;
+    const name = run.metadata?.name as string;
     await ignoreNotFound(
-      this.#d.private.pipelineRuns.delete(
-        run.metadata?.namespace as string,
-        run.metadata?.name as string,
-        uid ? { uid } : undefined,
-      ),
+      this.#d.private.pipelineRuns.delete(run.metadata?.namespace as string, name, uid ? { uid } : undefined),
     );
+    // Until the cache sees it go, reconciles woken meanwhile must not delete it again. Only while the
+    // cache shows it: then its deletion event, which clears the mark, is still to come.
+    if (this.#d.private.findPipelineRun(name)) this.#d.private.slots.markDeleted(name);
   }
 }

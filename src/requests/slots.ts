@@ -40,12 +40,15 @@ export class RunSlots {
   readonly #liveByKey = new Map<string, KeyHolder[]>();
   /** Succeeded runs still cached, by concurrency key: their results may be reused. */
   readonly #succeededByKey = new Map<string, Set<string>>();
+  /** Runs this process deleted that the cache still shows (until their deletion event). */
+  readonly #deleted = new Set<string>();
 
   /** Follows the private cache: call for every change of one of our runs (deleted: gone). */
   observe(run: V1PipelineRun, deleted: boolean): void {
     const name = run.metadata?.name as string;
     const group = slotGroup(run);
     this.#pending.delete(name);
+    if (deleted) this.#deleted.delete(name);
     const state = deleted ? undefined : runState(run);
     const live = this.#live.get(group) ?? new Set<string>();
     if (!state || state.done) live.delete(name);
@@ -119,6 +122,16 @@ export class RunSlots {
   /** Gives back the slots a request (by key) holds for runs not created yet: the request is gone. */
   releaseFor(request: string): void {
     for (const [name, p] of this.#pending) if (p.request === request) this.#pending.delete(name);
+  }
+
+  /** Run `name` was deleted by this process while the cache shows it: for every reconcile it is gone
+   *  (deleting it again would be a wasted write). */
+  markDeleted(name: string): void {
+    this.#deleted.add(name);
+  }
+
+  isDeleted(name: string): boolean {
+    return this.#deleted.has(name);
   }
 
   /** Runs holding slots, by group (for the active-runs metric). */

@@ -2,12 +2,12 @@
 // Reuse), scoped per namespace, and never two live runs of one key across SIGKILLs.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { type KubeConfig, Watch } from "@kubernetes/client-node";
 import { eventually } from "../../envtest/wait.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1PipelineRun } from "../../src/generated/tekton.ts";
 import { concurrencyKeyLabel, labelPrefix, supersededByAnnotation } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
+import { LiveRuns } from "../support/live-runs.ts";
 import { testPlanes } from "../support/planes.ts";
 import { ControllerProcess } from "../support/process.ts";
 
@@ -21,42 +21,6 @@ const service = (policy: "Queue" | "Supersede" | "Reuse", key = releaseKey): Int
   concurrency: { key, policy, ...(policy === "Reuse" ? { reuseWithin: "1h" } : {}) },
 });
 const message = (r: InternalRequest) => r.status?.conditions?.[0]?.message ?? "";
-
-/** The most runs of one concurrency key live at once, as the private API server's watch shows them. */
-class LiveByKey {
-  readonly maxLive = new Map<string, number>();
-  readonly created = new Map<string, number>();
-  readonly #live = new Map<string, Set<string>>();
-  #abort: AbortController | undefined;
-
-  static async watch(kc: KubeConfig, namespace: string): Promise<LiveByKey> {
-    const w = new LiveByKey();
-    w.#abort = await new Watch(kc).watch(
-      `/apis/tekton.dev/v1/namespaces/${namespace}/pipelineruns`,
-      {},
-      (type: string, run: V1PipelineRun) => w.#event(type, run),
-      () => undefined,
-    );
-    return w;
-  }
-
-  #event(type: string, run: V1PipelineRun): void {
-    const key = run.metadata?.labels?.[concurrencyKeyLabel];
-    if (!key) return;
-    const name = run.metadata?.name as string;
-    const live = this.#live.get(key) ?? new Set<string>();
-    this.#live.set(key, live);
-    if (type === "ADDED") this.created.set(key, (this.created.get(key) ?? 0) + 1);
-    const done = run.status?.conditions?.some((c) => c.type === "Succeeded" && c.status !== "Unknown");
-    if (type === "DELETED" || done) live.delete(name);
-    else live.add(name);
-    this.maxLive.set(key, Math.max(this.maxLive.get(key) ?? 0, live.size));
-  }
-
-  stop(): void {
-    this.#abort?.abort();
-  }
-}
 
 describe("concurrency keys", () => {
   let f: Fixture;
@@ -241,7 +205,11 @@ describe("concurrency keys across SIGKILLs", () => {
       namespace: f.privateNs,
       extraArgs: ["--leader-elect=false"],
     };
-    const watcher = await LiveByKey.watch(planes.privateAdmin, f.privateNs);
+    const watcher = await LiveRuns.watch(
+      planes.privateAdmin,
+      f.privateNs,
+      (run) => run.metadata?.labels?.[concurrencyKeyLabel],
+    );
     let controller: ControllerProcess | undefined;
     try {
       const queued = 8;
