@@ -269,10 +269,26 @@ describe("concurrency keys across SIGKILLs", () => {
       for (let i = 0; i < queued; i++) await f.waitForReason(`k-${i}`, "Succeeded");
       // The newest superseding attempt runs; the older ones end Cancelled (run or not).
       const newest = `sup-${superseding - 1}`;
-      const run = await eventually(
-        async () => (await f.tekton.list()).find((r) => runOf(r) === `${f.namespaces[0]}/${newest}`),
-        "the newest attempt's run",
-      );
+      // Tekton goes on stopping the runs the newest attempt cancels (the last may come after the
+      // queued attempts are done).
+      const described = async () => {
+        const states = await Promise.all(
+          Array.from({ length: superseding }, async (_, i) => {
+            const r = await f.requests.get(f.namespaces[0] as string, `sup-${i}`);
+            return `sup-${i}: ${r.status?.conditions?.[0]?.reason} ${r.status?.conditions?.[0]?.message}`;
+          }),
+        );
+        return states.join("\n");
+      };
+      const run = await eventually(async () => {
+        const runs = await f.tekton.list();
+        for (const r of runs)
+          if (r.spec?.status === "Cancelled" && !r.status?.completionTime)
+            await f.tekton.markCancelled(r.metadata?.name as string);
+        return runs.find((r) => runOf(r) === `${f.namespaces[0]}/${newest}`);
+      }, "the newest attempt's run").catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await described()}`);
+      });
       await f.tekton.succeed(run.metadata?.name as string);
       await f.waitForReason(newest, "Succeeded");
       for (let i = 0; i < superseding - 1; i++) await f.waitForReason(`sup-${i}`, "Cancelled");
