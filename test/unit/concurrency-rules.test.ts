@@ -11,14 +11,14 @@ import type {
   InternalServiceSpec,
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
-import type { V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
+import type { V1PipelineRun } from "../../src/generated/tekton.ts";
 import { admit } from "../../src/policy/admit.ts";
 import { concurrencyKeyLabel, pipelineRunName } from "../../src/requests/naming.ts";
 import { RequestReconciler } from "../../src/requests/reconciler.ts";
-import { RunSlots } from "../../src/requests/slots.ts";
 import type { ReconcileResult } from "../../src/runtime/controller.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { MemoryResources } from "../support/memory-resources.ts";
+import { MemoryRuns } from "../support/memory-runs.ts";
 
 const log = pino({ level: "silent" });
 const t0 = Date.parse("2026-03-01T10:00:00Z");
@@ -35,19 +35,10 @@ function world(opts: WorldOpts) {
   let now = t0;
   const clock = () => now;
   const requests = new MemoryResources<InternalRequest>(clock);
-  const runs = new MemoryResources<V1PipelineRun>(clock);
-  const taskRuns = new MemoryResources<V1TaskRun>(clock);
-  let slots = new RunSlots();
-  const seen = new Map<string, V1PipelineRun>();
-  const byName = (name: string) => [...runs.objects.values()].find((r) => r.metadata?.name === name);
-  const sync = () => {
-    for (const [name, run] of seen) if (!byName(name)) slots.observe(run, true);
-    seen.clear();
-    for (const run of runs.objects.values()) {
-      seen.set(run.metadata?.name as string, run);
-      slots.observe(run, false);
-    }
-  };
+  const memory = new MemoryRuns(clock);
+  const { runs, taskRuns } = memory;
+  const byName = (name: string) => memory.byName(name);
+  const sync = () => memory.sync();
   let service: InternalServiceSpec | undefined = {
     pipeline: { pipelineName: "sign-pipeline" },
     paramsSchema: { properties: { image: { type: "string" } } },
@@ -97,7 +88,7 @@ function world(opts: WorldOpts) {
           metadata: { name: "config", namespace: privateNs },
           spec: config,
         }),
-        slots,
+        slots: memory.slots,
       },
       metrics: new Metrics({ processMetrics: false }),
       now: clock,
@@ -179,9 +170,7 @@ function world(opts: WorldOpts) {
     wake: (hash: string) => reconciler.nextWaitingForKey(hash),
     /** A new process: empty in-memory state, the cache synced from what exists. */
     restart: () => {
-      slots = new RunSlots();
-      seen.clear();
-      sync();
+      memory.restart();
       reconciler = make();
     },
     setService: (s: InternalServiceSpec | undefined) => {

@@ -6,7 +6,8 @@ import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { apiStatus } from "../../src/api/errors.ts";
 import { call } from "../../src/api/http.ts";
-import { PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import type { PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import { loopbackKubeConfig } from "../support/loopback-kubeconfig.ts";
 
 interface Seen {
   method: string;
@@ -40,13 +41,7 @@ async function withServer(
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
-  const kc = new PooledKubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: "c", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-    users: [{ name: "u", token: "t" }],
-    contexts: [{ name: "ctx", cluster: "c", user: "u" }],
-    currentContext: "ctx",
-  });
+  const kc = loopbackKubeConfig(port);
   try {
     await run(kc, seen);
   } finally {

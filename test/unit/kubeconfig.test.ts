@@ -13,6 +13,7 @@ import { call } from "../../src/api/http.ts";
 import { FollowedFile, tokenText, tokenUsers } from "../../src/config/credentials.ts";
 import { ConfigError, forContext, loadKubeConfig, PooledKubeConfig } from "../../src/config/kubeconfig.ts";
 import { writeLikeKubelet } from "../support/atomic-writer.ts";
+import { loopbackKubeConfig } from "../support/loopback-kubeconfig.ts";
 
 const config = (server: string) => ({
   // A CA makes client-node build a dispatcher (it only connects, and parses the CA, on first use).
@@ -63,13 +64,7 @@ describe("PooledKubeConfig", () => {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
     try {
-      const kc = new PooledKubeConfig();
-      kc.loadFromOptions({
-        clusters: [{ name: "c", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-        users: [{ name: "u", token: "t" }],
-        contexts: [{ name: "ctx", cluster: "c", user: "u" }],
-        currentContext: "ctx",
-      });
+      const kc = loopbackKubeConfig(port);
       kc.callTimeoutMs = 300;
       const watchEnded = Promise.withResolvers<unknown>();
       const watch = await new Watch(kc).watch("/api/v1/namespaces", {}, () => {}, watchEnded.resolve);

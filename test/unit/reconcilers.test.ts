@@ -12,7 +12,7 @@ import type {
   InternalServiceSpec,
   InternalServicesConfigSpec,
 } from "../../src/generated/crds.ts";
-import type { V1beta1CustomRun, V1PipelineRun, V1TaskRun } from "../../src/generated/tekton.ts";
+import type { V1beta1CustomRun, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { type ConcurrencySpec, concurrencyKey } from "../../src/policy/concurrency.ts";
 import {
   concurrencyKeyLabel,
@@ -25,10 +25,10 @@ import {
   supersededByAnnotation,
 } from "../../src/requests/naming.ts";
 import { RequestReconciler } from "../../src/requests/reconciler.ts";
-import { RunSlots } from "../../src/requests/slots.ts";
 import type { ReconcileResult } from "../../src/runtime/controller.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { MemoryResources } from "../support/memory-resources.ts";
+import { MemoryRuns } from "../support/memory-runs.ts";
 
 const log = pino({ level: "silent" });
 const t0 = Date.parse("2026-03-01T10:00:00Z");
@@ -104,20 +104,11 @@ function requestWorld(c: RequestCase) {
   let now = t0;
   const clock = () => now;
   const requests = new MemoryResources<InternalRequest>(clock);
-  const runs = new MemoryResources<V1PipelineRun>(clock);
-  const taskRuns = new MemoryResources<V1TaskRun>(clock);
+  const memory = new MemoryRuns(clock);
+  const { runs, taskRuns, slots } = memory;
   const events: string[] = [];
-  const slots = new RunSlots();
-  const seen = new Map<string, V1PipelineRun>();
-  const byName = (name: string) => [...runs.objects.values()].find((r) => r.metadata?.name === name);
-  const syncSlots = () => {
-    for (const [name, run] of seen) if (!byName(name)) slots.observe(run, true);
-    seen.clear();
-    for (const run of runs.objects.values()) {
-      seen.set(run.metadata?.name as string, run);
-      slots.observe(run, false);
-    }
-  };
+  const byName = (name: string) => memory.byName(name);
+  const syncSlots = () => memory.sync();
   const config: InternalServicesConfigSpec = c.config ?? { allowList: [ns] };
   const service =
     c.service === null
