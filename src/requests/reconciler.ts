@@ -382,11 +382,10 @@ export class RequestReconciler {
     const newer = newest !== undefined && newest !== key ? this.#waitingForKey.get(newest) : undefined;
     if (keyed.policy === "Supersede" && newer && comesBefore(me, newer)) {
       const message = `superseded by request ${name(newest as string)}, which is newer and has the same concurrency key; nothing was run`;
-      return this.#endForKey(
+      return this.#superseded(
         ws,
         request,
         runName,
-        "Cancelled",
         message,
         keyStatus(keyed, null, name(newest as string)),
         log,
@@ -420,7 +419,7 @@ export class RequestReconciler {
     if (keyed.policy === "Supersede" && run) {
       if (!this.#holderIsOlder(ws, holder, me)) {
         const message = `superseded by request ${by}, which is newer and has the same concurrency key (its internal PipelineRun ${where} is running); nothing was run`;
-        return this.#endForKey(ws, request, runName, "Cancelled", message, status, log);
+        return this.#superseded(ws, request, runName, message, status, log);
       }
       if (run.spec?.status !== "Cancelled") {
         const self = `${request.metadata.namespace}/${request.metadata.name}`;
@@ -459,16 +458,16 @@ export class RequestReconciler {
     return holding === wait.run;
   }
 
-  async #endForKey(
+  /** Superseded: the request ends Cancelled, unrun. */
+  async #superseded(
     ws: WorkspaceAccess,
     request: InternalRequest,
     runName: string,
-    reason: "Cancelled",
     message: string,
     status: Pick<InternalRequestStatus, "concurrency">,
     log: Logger,
   ) {
-    const finished = await this.#finish(ws, request, reason, message, {}, status);
+    const finished = await this.#finish(ws, request, "Cancelled", message, {}, status);
     return this.#cleanUpFinished(ws, finished, runName, log);
   }
 

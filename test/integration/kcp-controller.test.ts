@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { CoreV1Api, type KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { apiStatus } from "../../src/api/errors.ts";
@@ -17,6 +17,7 @@ import { workspaceAnnotation } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
 import {
   createTenantRequest,
+  rejectionEvents,
   runFor,
   tenantRequests,
   waitBound,
@@ -113,17 +114,8 @@ describe("kcp workspaces through an APIExport's virtual workspace", () => {
       assert.deepEqual(done.status?.results, { url: `https://errata/${w.name}` });
       assert.match(done.status?.pipelineRun ?? "", new RegExp(`^${f.privateNs}/release-1-`));
     }
-    // The Events reach the tenant through the export's claim on events (a rejection's: a success
-    // has its status, no Event).
-    await createTenantRequest(a, "no-such", "no-such-service");
-    await waitForReason(a, "no-such", "Rejected");
-    const events = await eventually(async () => {
-      const list = await a.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default" });
-      const rejected = list.items.filter(
-        (e) => e.reason === "Rejected" && e.involvedObject.name === "no-such",
-      );
-      return rejected.length > 0 ? rejected : undefined;
-    }, "a Rejected Event in root:tenant-a");
+    // The Events reach the tenant through the export's claim on events.
+    const events = await rejectionEvents(a);
     assert.match(events[0]?.message ?? "", /InternalService "no-such-service" does not exist/);
   });
 

@@ -28,7 +28,13 @@ import type { InternalRequest } from "../../src/generated/crds.ts";
 import { startManager } from "../../src/manager.ts";
 import { Metrics } from "../../src/runtime/metrics.ts";
 import { Fixture } from "../support/fixture.ts";
-import { createTenantRequest, runFor, waitBound, waitForTenantReason } from "../support/kcp-tenants.ts";
+import {
+  createTenantRequest,
+  rejectionEvents,
+  runFor,
+  waitBound,
+  waitForTenantReason,
+} from "../support/kcp-tenants.ts";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 const kcpDir = join(repoRoot, "deploy/kcp");
@@ -173,17 +179,8 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
       60_000,
     );
     await Promise.all([fulfil(b, "release-2"), fulfil(a, "release-2")]);
-    // The Events reach the tenant on shard-1 through the export's claim there (a rejection's: a
-    // success has its status, no Event).
-    await createTenantRequest(b, "no-such", "no-such-service");
-    await waitForTenantReason(b, "no-such", "Rejected");
-    const events = await eventually(async () => {
-      const list = await b.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default" });
-      const rejected = list.items.filter(
-        (e) => e.reason === "Rejected" && e.involvedObject.name === "no-such",
-      );
-      return rejected.length > 0 ? rejected : undefined;
-    }, "a Rejected Event in root:tenant-b");
+    // The Events reach the tenant through the export's claim on events there.
+    const events = await rejectionEvents(b);
     assert.match(events[0]?.message ?? "", /InternalService "no-such-service" does not exist/);
     const metrics = (await f.manager?.metrics.registry.metrics()) ?? "";
     for (const w of ["root:tenant-a", "root:tenant-b"])

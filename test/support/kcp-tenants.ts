@@ -1,5 +1,7 @@
 // A tenant's side of a kcp workspace bound to the export, for the tests that run the controller against
-// kcp: its requests (in namespace "default"), waiting for them, and the private run made for one.
+// kcp: its requests (in namespace "default"), waiting for them, the private run made for one, and the
+// Events that reach it.
+import { CoreV1Api, type CoreV1Event } from "@kubernetes/client-node";
 import type { KcpWorkspace } from "../../envtest/kcp.ts";
 import { bindingPhase } from "../../envtest/kcp.ts";
 import { eventually } from "../../envtest/wait.ts";
@@ -67,3 +69,15 @@ export const runFor = (tekton: FakeTekton, w: KcpWorkspace, name: string) =>
     `the private run for ${w.path}/default/${name}`,
     30_000,
   );
+
+/** A request for a service that does not exist, made as the tenant: its Rejected Events, once the
+ *  controller's Event reaches the workspace (a success has its status and no Event). */
+export async function rejectionEvents(w: KcpWorkspace): Promise<CoreV1Event[]> {
+  await createTenantRequest(w, "no-such", "no-such-service");
+  await waitForTenantReason(w, "no-such", "Rejected");
+  return eventually(async () => {
+    const list = await w.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: "default" });
+    const rejected = list.items.filter((e) => e.reason === "Rejected" && e.involvedObject.name === "no-such");
+    return rejected.length > 0 ? rejected : undefined;
+  }, `a Rejected Event in ${w.path}`);
+}
