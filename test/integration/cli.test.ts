@@ -257,6 +257,7 @@ describe("isc request", () => {
   it("wait --timeout exits 124 (and --cancel-on-timeout cancels)", async () => {
     await f.createRequest("slow", { service: "sign", params: { digest } });
     await runOf("slow");
+    await f.waitForReason("slow", "Running");
     const started = Date.now();
     const r = await isc(["wait", "-n", ns, "slow", "--timeout", "2s", "--cancel-on-timeout"]);
     assert.equal(r.code, 124, show(r));
