@@ -320,7 +320,10 @@ describe("isc request", () => {
     await runOf("cli-term");
     // It handles signals once it is waiting, and names the state it last saw: wait until that is Running
     // (the run exists before the request's status says so).
-    await eventually(() => stderr.includes("cli-term: Running"), "create --wait has seen the request Running");
+    await eventually(
+      () => stderr.includes("cli-term: Running"),
+      "create --wait has seen the request Running",
+    );
     child?.kill("SIGTERM");
     const r = await proc;
     assert.equal(r.code, 143, show(r));
