@@ -2,8 +2,9 @@
 // contexts, and kcp APIExports' virtual workspaces) and the private cluster; the controllers declared
 // over them (what wakes each, mapped to its keys); one work queue per controller; workers that
 // reconcile its keys and write through the API.
-import type { KubeConfig } from "@kubernetes/client-node";
+
 import type { Logger } from "pino";
+import type { KubeConfig } from "./config/kubeconfig.ts";
 import { customRunController } from "./customtask/controller.ts";
 import { fromWorkspace, requestControllers } from "./requests/controller.ts";
 import { type ControllerSpec, runController } from "./runtime/controller.ts";

@@ -2,8 +2,9 @@
 // record() queues the Event and returns; a few background sends deliver it. A failed Event never
 // fails a reconcile (it is logged), and under overload the oldest queued Events are dropped rather
 // than memory growing without bound (client-go's broadcaster drops the same way).
-import type { CoreV1Event, KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { CoreV1Event, KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { describeError } from "./errors.ts";
 import { call } from "./http.ts";
 

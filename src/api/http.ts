@@ -1,13 +1,13 @@
-// The controller's own API calls (watches excepted: kubeconfig.ts): node:https with one keep-alive
+// The controller's own API calls (watches: watch.ts): node:https with one keep-alive
 // agent per cluster and user, JSON read straight off the body. client-node's generated clients send
 // every call through undici's fetch (web streams, Headers objects, a middleware chain and a
 // serializer pass): this path takes 25–40% less CPU per request in the bench (docs/performance.md).
 // Credentials still come from the KubeConfig on every call, so exec plugins, auth providers and
 // rotating tokens behave as in client-node; TLS material is read once per agent.
-import http from "node:http";
+import type { Agent, OutgoingHttpHeaders } from "node:http";
 import https from "node:https";
-import type { Cluster, KubeConfig } from "@kubernetes/client-node";
-import { apiCallTimeoutMs, PooledKubeConfig } from "../config/kubeconfig.ts";
+import { apiCallTimeoutMs, type Cluster, type KubeConfig, LoadedKubeConfig } from "../config/kubeconfig.ts";
+import { http } from "./node-http.ts";
 
 /** A response other than 2xx: its code and raw body, which apiStatus (errors.ts) reads. */
 export class ApiError extends Error {
@@ -32,10 +32,10 @@ export interface CallOptions {
   contentType?: string;
 }
 
-const agents = new WeakMap<KubeConfig, Map<string, http.Agent>>();
+const agents = new WeakMap<KubeConfig, Map<string, Agent>>();
 
 /** One agent per KubeConfig, cluster and user: its connections are kept alive and shared. */
-function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOptions): http.Agent {
+export function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOptions): Agent {
   // Through a proxy: client-node's own agent for it (hpagent or socks).
   if (cluster.proxyUrl && opts.agent instanceof http.Agent) return opts.agent;
   let byKey = agents.get(kc);
@@ -64,7 +64,7 @@ function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOptions):
   return agent;
 }
 
-function queryString(query: Query | undefined): string {
+export function queryString(query: Query | undefined): string {
   let out = "";
   for (const [name, value] of Object.entries(query ?? {})) {
     if (value === undefined) continue;
@@ -91,8 +91,8 @@ export async function call<T>(
   const agent = agentFor(kc, cluster, auth);
   const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   // client-node sets headers as an object, never as a raw list.
-  const headers: http.OutgoingHttpHeaders = {
-    ...(auth.headers as http.OutgoingHttpHeaders),
+  const headers: OutgoingHttpHeaders = {
+    ...(auth.headers as OutgoingHttpHeaders),
     Accept: "application/json",
   };
   if (body !== undefined) {
@@ -100,7 +100,7 @@ export async function call<T>(
     headers["Content-Length"] = Buffer.byteLength(body);
   }
   const url = new URL(cluster.server + path + queryString(opts.query));
-  const timeoutMs = kc instanceof PooledKubeConfig ? kc.callTimeoutMs : apiCallTimeoutMs;
+  const timeoutMs = kc instanceof LoadedKubeConfig ? kc.callTimeoutMs : apiCallTimeoutMs;
   const send = url.protocol === "http:" ? http.request : https.request;
   return new Promise<T>((resolve, reject) => {
     const req = send(url, { method, headers, agent, auth: auth.auth }, (res) => {

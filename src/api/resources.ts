@@ -1,7 +1,7 @@
 // The API resources this controller reads and writes, and typed access to them over the controller's
 // own HTTP path (http.ts), which passes bodies through untouched (client-node's typed serializers drop
 // keys they do not know).
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { call } from "./http.ts";
 
 export interface ResourceType {

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { type ParseArgsOptionDescriptor, parseArgs } from "node:util";
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { ConfigError, forContext, loadKubeConfig } from "../config/kubeconfig.ts";
 import type { WorkspaceConfig } from "../manager.ts";
 import { startManager } from "../manager.ts";

@@ -1,7 +1,7 @@
 // Shared by the `isc request` subcommands: the session, flag value helpers and global flags' help.
 import type { ParseArgsOptionsConfig } from "node:util";
-import type { KubeConfig } from "@kubernetes/client-node";
 import type { ResourceClient } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import { parseDuration } from "../policy/duration.ts";
 import { UsageError } from "./request-errors.ts";

@@ -1,7 +1,8 @@
 // What a caller whose request nobody has picked up can be told: when a controller last renewed its
 // heartbeat Lease in this cluster, and what it said it serves (see the controller's Heartbeat).
-import type { KubeConfig } from "@kubernetes/client-node";
+
 import { leases, ResourceClient } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import { formatDuration } from "../policy/duration.ts";
 import { defaultHeartbeat, servingAnnotation } from "../runtime/heartbeat.ts";

@@ -1,8 +1,10 @@
 // Waiting for InternalRequests to finish: a watch for prompt updates, a poll every 2 s as the fallback
 // (and the source of truth), a deadline, and progress on stderr (one live line per request on a
 // terminal, a plain line per change in logs).
-import { type KubeConfig, Watch } from "@kubernetes/client-node";
+
 import { collectionPath, internalRequests, type ResourceClient } from "../api/resources.ts";
+import { type WatchHandle, watch } from "../api/watch.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import { formatDuration } from "../policy/duration.ts";
 import { CommandError, httpCode } from "./request-errors.ts";
@@ -45,7 +47,7 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
   process.on("SIGTERM", onSignal);
 
   // The watch only speeds things up: when it fails or ends, the next poll restarts it.
-  let watch: AbortController | undefined;
+  let handle: WatchHandle | undefined;
   let watching = false;
   let stopped = false;
   const startWatch = () => {
@@ -55,31 +57,30 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
     const query: Record<string, string> = {};
     if (singleName) query.fieldSelector = `metadata.name=${singleName}`;
     if (opts.selector) query.labelSelector = opts.selector;
-    new Watch(opts.kubeConfig)
-      .watch(
-        collectionPath(internalRequests, opts.namespace),
-        query,
-        (type: string, obj: InternalRequest) => {
-          const name = obj?.metadata?.name;
-          if (!name || (wanted && !wanted.has(name))) return;
-          if (type === "ADDED" || type === "MODIFIED") byName.set(name, obj);
-          else if (type === "DELETED" && !wanted) byName.delete(name);
-          else return;
-          wake();
-        },
-        () => {
-          watching = false;
-        },
-      )
-      .then(
-        (controller) => {
-          watch = controller;
-          if (stopped) controller.abort();
-        },
-        () => {
-          watching = false;
-        },
-      );
+    watch(
+      opts.kubeConfig,
+      collectionPath(internalRequests, opts.namespace),
+      query,
+      (type: string, obj: InternalRequest) => {
+        const name = obj?.metadata?.name;
+        if (!name || (wanted && !wanted.has(name))) return;
+        if (type === "ADDED" || type === "MODIFIED") byName.set(name, obj);
+        else if (type === "DELETED" && !wanted) byName.delete(name);
+        else return;
+        wake();
+      },
+      () => {
+        watching = false;
+      },
+    ).then(
+      (h) => {
+        handle = h;
+        if (stopped) h.abort();
+      },
+      () => {
+        watching = false;
+      },
+    );
   };
 
   const poll = async () => {
@@ -136,7 +137,7 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
     }
   } finally {
     stopped = true;
-    watch?.abort();
+    handle?.abort();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     opts.progress.finish();

@@ -1,9 +1,10 @@
 // Finished requests that clean up after themselves (opt-in, the config's requestRetention): how long
 // a workspace keeps them, the pace deletions keep to, and whether a Tekton run that is still going
 // refers to one (then it stays).
-import type { KubeConfig } from "@kubernetes/client-node";
+
 import { apiStatus, ignoreNotFound, isNotFound } from "../api/errors.ts";
 import { ResourceClient, type ResourceType } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalRequest, InternalServicesConfigSpec } from "../generated/crds.ts";
 import { parseDuration } from "../policy/duration.ts";
 import { globMatch } from "../policy/glob.ts";

@@ -3,10 +3,11 @@
 // last there and what it serves (`isc request wait` and the internal-request Task say so). Not an
 // election: one writer per cluster, the last write wins. One write per beat (a merge patch; a create
 // only the first time), nothing read.
-import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { describeError, isNotFound } from "../api/errors.ts";
 import { leases, ResourceClient } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { microTime } from "./leader.ts";
 
 /** Where the Lease is unless configured otherwise; the CLI and the Task look there by default. */

@@ -1,11 +1,12 @@
 // Lease-based leader election with client-go's semantics: optimistic concurrency on resourceVersion;
 // another holder's lease counts as expired only after leaseDuration of local observation without
 // change; a leader that cannot renew within renewDeadline has lost and must stop at once.
-import type { KubeConfig } from "@kubernetes/client-node";
+
 import type { Logger } from "pino";
 import { describeError, ignoreNotFound } from "../api/errors.ts";
 import { call } from "../api/http.ts";
 import { collectionPath, leases } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 
 export interface LeaderElectionOptions {
   kubeConfig: KubeConfig;

@@ -4,8 +4,9 @@
 // are kept briefly per token, and reviews run a few at a time, so a flood of made-up tokens costs the
 // API server a bounded number of calls.
 import { createHash } from "node:crypto";
-import type { KubeConfig, V1SubjectAccessReview, V1TokenReview } from "@kubernetes/client-node";
+import type { V1SubjectAccessReview, V1TokenReview } from "@kubernetes/client-node";
 import { call } from "../api/http.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 
 /** 200 allowed, 401 no valid token, 403 valid but not allowed, 429 too many reviews at once,
  *  503 the API server could not be asked. */

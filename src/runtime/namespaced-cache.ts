@@ -1,9 +1,10 @@
 // The objects of one kind in one workspace, over the namespaces it serves: a fixed list, all
 // namespaces, or those matching a label selector, followed as namespaces appear and disappear.
 // One reflector per namespace keeps RBAC namespaced where it can be.
-import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import type { ResourceType } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { Reflector, type ReflectorOptions } from "./reflector.ts";
 import type { Handler, Source } from "./source.ts";
 

@@ -3,10 +3,12 @@
 // that has gone quiet for longer than the server-side timeout it asked for. The list is a streaming
 // watch-list where the server has one (objects arrive one per event, so reading the state costs one
 // object's memory at a time however large tenants make them), else pages of a list.
-import { type KubeConfig, type KubernetesObject, Watch } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { apiStatus, describeError } from "../api/errors.ts";
 import { collectionPath, ResourceClient, type ResourceType } from "../api/resources.ts";
+import { type WatchHandle, watch } from "../api/watch.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { Handler, Source } from "./source.ts";
 
 export interface ReflectorOptions<T extends KubernetesObject> {
@@ -93,7 +95,7 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
   #synced = Promise.withResolvers<void>();
   #hasSynced = false;
   #stopped = false;
-  #watch: AbortController | undefined;
+  #watch: WatchHandle | undefined;
   #lastActivity = Date.now();
   #watchdog: NodeJS.Timeout | undefined;
   #failures = 0;
@@ -288,7 +290,8 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
       },
       "watching",
     );
-    this.#watch = await new Watch(this.#opts.kubeConfig).watch(
+    this.#watch = await watch(
+      this.#opts.kubeConfig,
       path,
       query,
       (type: string, obj: T) => {
@@ -307,12 +310,13 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
           return;
         }
         if (this.#onEvent(type as WatchEventType, obj)) {
-          this.#watch?.abort();
+          // Before the abort: it ends the watch (done) at once.
           ended.resolve(true);
+          this.#watch?.abort();
         }
       },
       (err: unknown) => {
-        // Aborted by us (stop, watchdog, relist), or client-node's 30 s inactivity timeout, which is
+        // Aborted by us (stop, watchdog, relist), or the watch's 30 s inactivity timeout, which is
         // normal for a quiet namespace: a normal end, re-watch at once (no backoff).
         const name = (err as { name?: string } | null)?.name;
         if (err && !this.#stopped && name !== "AbortError" && name !== "TimeoutError") ended.reject(err);

@@ -2,9 +2,10 @@
 // that is not the leader is ready too, so rollouts proceed), /metrics (Prometheus text format). Probes
 // say nothing but ok / not ready; /metrics is served in plain HTTP (for a loopback address) or over
 // TLS with every scrape authorized (see metrics-auth.ts).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createTlsServer } from "node:https";
 import type { Registry } from "prom-client";
+import { http } from "../api/node-http.ts";
 import type { Decision } from "./metrics-auth.ts";
 
 export interface ProbeServerOptions {
@@ -58,7 +59,7 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<Server
       res.writeHead(404).end("not found");
     }
   };
-  const server = opts.tls ? createTlsServer(opts.tls, handle) : createServer(handle);
+  const server = opts.tls ? createTlsServer(opts.tls, handle) : http.createServer(handle);
   const { host, port } = parseAddress(opts.address);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -7,10 +7,11 @@
 // A request's workspace is its path, so policy, keys, logs and the private run name it as people know
 // it; the requests of a workspace whose path is not known (its binding rejects the claim) wait, and
 // are never reconciled under another name.
-import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { EventRecorder } from "../api/events.ts";
 import { internalRequests, ResourceClient, type ResourceType } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { withServer } from "../config/kubeconfig.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { RequestSource } from "../requests/controller.ts";

@@ -3,9 +3,10 @@
 // managed-by label, kept without their params), in every namespace the policy runs them in: the
 // controller's own, the config's rawPipelineRequests.namespace, and each service's runNamespace.
 // Controllers subscribe to the caches.
-import type { KubeConfig } from "@kubernetes/client-node";
+
 import type { Logger } from "pino";
 import { internalServices, internalServicesConfigs, pipelineRuns } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalService, InternalServicesConfig } from "../generated/crds.ts";
 import type { V1PipelineRun } from "../generated/tekton.ts";
 import { managedSelector } from "../requests/naming.ts";

@@ -2,10 +2,11 @@
 // or those matching a label selector, followed as they come and go). It holds the caches of what
 // tenants write there (InternalRequests, and CustomRuns for the custom-task bridge), kept as bounded
 // summaries, and the Event recorder for them. Controllers subscribe to the caches.
-import type { KubeConfig, KubernetesObject } from "@kubernetes/client-node";
+import type { KubernetesObject } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { EventRecorder } from "../api/events.ts";
 import { customRuns, internalRequests, namespaces } from "../api/resources.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
 import { summarizeCustomRun } from "../customtask/summary.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { V1beta1CustomRun } from "../generated/tekton.ts";

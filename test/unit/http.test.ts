@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { apiStatus } from "../../src/api/errors.ts";
 import { call } from "../../src/api/http.ts";
-import type { PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import type { LoadedKubeConfig } from "../../src/config/kubeconfig.ts";
 import { loopbackKubeConfig } from "../support/loopback-kubeconfig.ts";
 
 interface Seen {
@@ -19,7 +19,7 @@ interface Seen {
 
 async function withServer(
   answer: (seen: Seen, res: ServerResponse) => void,
-  run: (kc: PooledKubeConfig, seen: Seen[]) => Promise<void>,
+  run: (kc: LoadedKubeConfig, seen: Seen[]) => Promise<void>,
 ) {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {

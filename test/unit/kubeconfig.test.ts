@@ -1,90 +1,213 @@
-// PooledKubeConfig: every watch of one context gets the same connection pool (dispatcher), no call
-// can hang, and bearer tokens follow their files as they rotate. (API calls' pools: http.test.ts.)
+// The project's kubeconfig loader: what it applies to a call matches client-node's KubeConfig, what
+// it cannot do itself is handed to client-node, no call can hang, bearer tokens follow their files as
+// they rotate, and loading it does not load client-node's generated API. (Pools: http.test.ts, watch.test.ts.)
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
+import type https from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { CoreV1Api, type KubeConfig, RequestContext, Watch } from "@kubernetes/client-node";
+import { promisify } from "node:util";
+import { KubeConfig as ClientNodeKubeConfig } from "@kubernetes/client-node";
 import { stringify } from "yaml";
 import { call } from "../../src/api/http.ts";
 import { FollowedFile, tokenText, tokenUsers } from "../../src/config/credentials.ts";
-import { ConfigError, forContext, loadKubeConfig, PooledKubeConfig } from "../../src/config/kubeconfig.ts";
+import {
+  ConfigError,
+  forContext,
+  type KubeConfig,
+  loadKubeConfig,
+  withServer,
+} from "../../src/config/kubeconfig.ts";
 import { writeLikeKubelet } from "../support/atomic-writer.ts";
-import { loopbackKubeConfig } from "../support/loopback-kubeconfig.ts";
 
-const config = (server: string) => ({
-  // A CA makes client-node build a dispatcher (it only connects, and parses the CA, on first use).
-  clusters: [
-    { name: "c", server, skipTLSVerify: false, caData: Buffer.from("not parsed here").toString("base64") },
-  ],
-  users: [{ name: "u", token: "t" }],
-  contexts: [{ name: "ctx", cluster: "c", user: "u" }],
-  currentContext: "ctx",
-});
+/** What a call gets from a kubeconfig: headers, basic auth, TLS material, and whether a proxy agent. */
+async function applied(kc: KubeConfig) {
+  const opts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  const { auth, ca, cert, key, rejectUnauthorized, servername, agent } = opts;
+  const headers = opts.headers as Record<string, unknown> | undefined;
+  return { headers, auth, ca, cert, key, rejectUnauthorized, servername, proxied: agent !== undefined };
+}
 
-describe("PooledKubeConfig", () => {
-  it("reuses one dispatcher for every call, while headers still apply per call", async () => {
-    const kc = new PooledKubeConfig();
-    kc.loadFromOptions(config("https://127.0.0.1:6443"));
-    const first = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
-    const second = new RequestContext("https://127.0.0.1:6443/apis", "GET" as never);
-    await kc.applySecurityAuthentication(first);
-    await kc.applySecurityAuthentication(second);
-    assert.ok(first.getDispatcher());
-    assert.equal(second.getDispatcher(), first.getDispatcher());
-    assert.equal(second.getHeaders().Authorization, "Bearer t");
+describe("loadKubeConfig", () => {
+  const dirs: string[] = [];
+  after(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
+  const write = async (doc: unknown, files: Record<string, string> = {}) => {
+    const dir = await mkdtemp(join(tmpdir(), "isc-kubeconfig-"));
+    dirs.push(dir);
+    for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
+    await writeFile(join(dir, "kubeconfig"), stringify(doc));
+    return join(dir, "kubeconfig");
+  };
+  const b64 = (text: string) => Buffer.from(text).toString("base64");
 
-  it("keeps separate pools for separate KubeConfigs", async () => {
-    const a = new PooledKubeConfig();
-    const b = new PooledKubeConfig();
-    a.loadFromOptions(config("https://127.0.0.1:6443"));
-    b.loadFromOptions(config("https://127.0.0.1:6443"));
-    const ca = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
-    const cb = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
-    await a.applySecurityAuthentication(ca);
-    await b.applySecurityAuthentication(cb);
-    assert.notEqual(ca.getDispatcher(), cb.getDispatcher());
-  });
-
-  it("fails an API call the server never answers after callTimeoutMs, but leaves watches open", async () => {
-    // A server that accepts every request and answers none, except that watches get their headers
-    // and then stay silent, as a quiet watch does.
-    const open: ServerResponse[] = [];
-    const server = createServer((req, res) => {
-      open.push(res);
-      if (req.url?.includes("watch=true")) {
-        res.writeHead(200, { "content-type": "application/json" });
-        res.flushHeaders();
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    try {
-      const kc = loopbackKubeConfig(port);
-      kc.callTimeoutMs = 300;
-      const watchEnded = Promise.withResolvers<unknown>();
-      const watch = await new Watch(kc).watch("/api/v1/namespaces", {}, () => {}, watchEnded.resolve);
-      const started = Date.now();
-      await assert.rejects(kc.makeApiClient(CoreV1Api).listNamespace(), { name: "TimeoutError" });
-      const elapsed = Date.now() - started;
-      assert.ok(elapsed >= 250 && elapsed < 5_000, `failed after ${elapsed} ms`);
-      // The watch outlived the call timeout: ending it now is the first time it ends.
-      let ended = false;
-      void watchEnded.promise.then(() => {
-        ended = true;
-      });
-      await new Promise((r) => setImmediate(r));
-      assert.equal(ended, false, "the watch is still open");
-      watch.abort();
-      await watchEnded.promise;
-    } finally {
-      for (const res of open) res.destroy();
-      server.close();
+  it("applies every context as client-node's KubeConfig does", async () => {
+    const path = await write(
+      {
+        clusters: [
+          {
+            name: "ca-file",
+            cluster: { server: "https://a.example:6443/", "certificate-authority": "ca.crt" },
+          },
+          {
+            name: "ca-data",
+            cluster: {
+              server: "https://b.example",
+              "certificate-authority-data": b64("CA"),
+              "tls-server-name": "sni",
+            },
+          },
+          { name: "insecure", cluster: { server: "https://c.example", "insecure-skip-tls-verify": true } },
+        ],
+        users: [
+          { name: "token", user: { token: "t0k", as: "someone" } },
+          {
+            name: "files",
+            user: {
+              "client-certificate": "tls.crt",
+              "client-key": "/abs/ignored-if-data.key",
+              "client-key-data": b64("KEY"),
+            },
+          },
+          { name: "data", user: { "client-certificate-data": b64("CERT"), "client-key-data": b64("KEY") } },
+          { name: "basic", user: { username: "me", password: "secret" } },
+          { name: "none", user: {} },
+        ],
+        contexts: [
+          { name: "a", context: { cluster: "ca-file", user: "token", namespace: "ns" } },
+          { name: "b", context: { cluster: "ca-data", user: "data" } },
+          { name: "c", context: { cluster: "insecure", user: "basic" } },
+          { name: "d", context: { cluster: "ca-file", user: "none" } },
+        ],
+        "current-context": "a",
+      },
+      { "ca.crt": "CA FILE", "tls.crt": "CERT FILE" },
+    );
+    const ours = loadKubeConfig(path, "--kubeconfig");
+    const theirs = new ClientNodeKubeConfig();
+    theirs.loadFromFile(path);
+    assert.deepEqual(ours.getClusters(), theirs.getClusters());
+    assert.deepEqual(ours.getUsers(), theirs.getUsers());
+    assert.deepEqual(ours.getContexts(), theirs.getContexts());
+    assert.equal(ours.getCurrentCluster()?.server, "https://a.example:6443");
+    for (const context of ["a", "b", "c", "d"]) {
+      theirs.setCurrentContext(context);
+      const mine = forContext(ours, context, "test");
+      assert.deepEqual(mine.getCurrentUser(), theirs.getCurrentUser(), context);
+      assert.deepEqual(await applied(mine), { ...(await applied(theirs)), proxied: false }, context);
     }
+    // The same context's credentials, another URL (kcp's virtual workspaces).
+    const vw = withServer(ours, "https://a.example:6443/services/apiexport/x");
+    assert.equal(vw.getCurrentCluster()?.server, "https://a.example:6443/services/apiexport/x");
+    assert.deepEqual(await applied(vw), await applied(ours));
+  });
+
+  it("hands auth providers and proxies to client-node, loaded only then", async () => {
+    // An unexpired OIDC id-token: client-node's oidc provider sends it as it is.
+    const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const idToken = `${part({ alg: "none" })}.${part({ exp: Math.floor(Date.now() / 1000) + 3600 })}.sig`;
+    const path = await write({
+      clusters: [
+        { name: "direct", cluster: { server: "https://a.example" } },
+        { name: "proxied", cluster: { server: "https://a.example", "proxy-url": "http://127.0.0.1:3128" } },
+      ],
+      users: [
+        {
+          name: "oidc",
+          user: {
+            "auth-provider": {
+              name: "oidc",
+              config: { "id-token": idToken, "client-id": "x", "idp-issuer-url": "https://idp.example" },
+            },
+          },
+        },
+        { name: "token", user: { token: "t" } },
+      ],
+      contexts: [
+        { name: "oidc", context: { cluster: "direct", user: "oidc" } },
+        { name: "proxy", context: { cluster: "proxied", user: "token" } },
+      ],
+      "current-context": "oidc",
+    });
+    const kc = loadKubeConfig(path, "--kubeconfig");
+    assert.equal((await applied(kc)).headers?.Authorization, `Bearer ${idToken}`);
+    const proxy = await applied(forContext(kc, "proxy", "test"));
+    assert.equal(proxy.proxied, true, "client-node's proxy agent");
+    assert.equal(proxy.headers?.Authorization, "Bearer t");
+  });
+
+  it("says which file and entry is wrong", async () => {
+    assert.throws(() => loadKubeConfig("/nonexistent/kubeconfig", "--kubeconfig"), {
+      message: "--kubeconfig: kubeconfig file /nonexistent/kubeconfig does not exist",
+    });
+    const bad = await write({ clusters: [{ name: "c", cluster: {} }] });
+    assert.throws(
+      () => loadKubeConfig(bad, "--kubeconfig"),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        err.message === `--kubeconfig: kubeconfig ${bad}: clusters[0].cluster.server is missing`,
+    );
+    const noContext = await write({ clusters: [{ name: "c", cluster: { server: "https://a.example" } }] });
+    assert.throws(() => loadKubeConfig(noContext, "--kubeconfig"), /has no current cluster/);
+    const kc = loadKubeConfig(
+      await write({
+        clusters: [{ name: "c", cluster: { server: "https://x" } }],
+        users: [{ name: "u", user: {} }],
+        contexts: [{ name: "ctx", context: { cluster: "c", user: "u" } }],
+        "current-context": "ctx",
+      }),
+      "--kubeconfig",
+    );
+    assert.throws(() => forContext(kc, "other", "--workspace other"), {
+      message: '--workspace other: context "other" is not in the kubeconfig (contexts: ctx)',
+    });
+  });
+
+  it("reads the pod's service account in a cluster", async () => {
+    const env = { ...process.env, KUBERNETES_SERVICE_HOST: "fd00::1", KUBERNETES_SERVICE_PORT: "443" };
+    const script = `import { loadKubeConfig } from ${JSON.stringify(new URL("../../src/config/kubeconfig.ts", import.meta.url).href)};
+const kc = loadKubeConfig(undefined, "in-cluster");
+console.log(JSON.stringify({ server: kc.getCurrentCluster().server, ca: kc.getCurrentCluster().caFile, user: kc.getCurrentUser() }));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+      env,
+    });
+    assert.deepEqual(JSON.parse(stdout), {
+      server: "https://[fd00::1]:443",
+      ca: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+      user: {
+        name: "inClusterUser",
+        authProvider: {
+          name: "tokenFile",
+          config: { tokenFile: "/var/run/secrets/kubernetes.io/serviceaccount/token" },
+        },
+      },
+    });
+  });
+
+  it("leaves client-node's generated API, its KubeConfig and both undicis unloaded in the controller and the CLI", async () => {
+    // Every module of the controller and the CLI, as the processes import them: none may pull in those
+    // (about 80 MB of RSS between them, docs/performance.md). The first ones loaded name who loaded them.
+    const script = `import { registerHooks } from "node:module";
+const heavyModules = ["client-node/dist/index.js", "client-node/dist/config.js", "client-node/dist/gen/index.js", "/node_modules/undici/"];
+const heavy = [];
+registerHooks({ resolve(specifier, context, next) {
+  const r = next(specifier, context);
+  if (heavyModules.some((m) => r.url.includes(m))) heavy.push(r.url + " from " + context.parentURL);
+  return r;
+} });
+await import(${JSON.stringify(new URL("../../src/cli/controller.ts", import.meta.url).href)});
+await import(${JSON.stringify(new URL("../../src/cli/request.ts", import.meta.url).href)});
+// Node's own bundled undici (node:http imported as an ES module loads it: api/node-http.ts).
+if (process.moduleLoadList.some((m) => m.includes("internal/deps/undici"))) heavy.push("node's internal undici");
+console.log(JSON.stringify(heavy.slice(0, 3)));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script]);
+    assert.deepEqual(JSON.parse(stdout), []);
   });
 });
 
@@ -112,18 +235,9 @@ describe("rotating bearer tokens", () => {
       ],
       "current-context": "ctx",
     });
-  /** The token API calls (api/http.ts) carry now. */
-  const callAuthorization = async (kc: KubeConfig) => {
-    const opts: { headers?: Record<string, unknown> } = {};
-    await kc.applyToHTTPSOptions(opts);
-    return opts.headers?.Authorization;
-  };
-  /** The token calls carry now: API calls and watches (client-node's) alike. */
+  /** The token calls (api/http.ts) and watches (api/watch.ts) carry now. */
   const authorization = async (kc: KubeConfig) => {
-    const context = new RequestContext("https://127.0.0.1:6443/api", "GET" as never);
-    await kc.applySecurityAuthentication(context);
-    assert.equal(await callAuthorization(kc), context.getHeaders().Authorization, "both paths agree");
-    return context.getHeaders().Authorization;
+    return (await applied(kc)).headers?.Authorization;
   };
 
   it("finds the users with a token of their own, resolving tokenFile against the kubeconfig's directory", () => {
@@ -264,7 +378,7 @@ describe("rotating bearer tokens", () => {
     }
   });
 
-  it("leaves exec credential plugins to client-node, which runs them again once expired", async () => {
+  it("runs exec credential plugins (client-node's runner) again once their credential expired", async () => {
     const dir = await tempDir();
     const counter = join(dir, "runs");
     await writeFile(counter, "0");
@@ -285,8 +399,8 @@ console.log(JSON.stringify({ apiVersion: "client.authentication.k8s.io/v1", kind
       }),
     );
     const kc = loadKubeConfig(join(dir, "kubeconfig"), "--kubeconfig");
-    assert.equal((kc as PooledKubeConfig).tokens.size, 0, "not followed here");
-    assert.equal(await callAuthorization(kc), "Bearer exec-1");
-    assert.equal(await callAuthorization(kc), "Bearer exec-2");
+    assert.equal(kc.tokens.size, 0, "not followed here");
+    assert.equal(await authorization(kc), "Bearer exec-1");
+    assert.equal(await authorization(kc), "Bearer exec-2");
   });
 });
