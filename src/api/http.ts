@@ -32,24 +32,41 @@ export interface CallOptions {
   contentType?: string;
 }
 
+/**
+ * One T per KubeConfig, cluster and user, made on first use: what shares connections (an agent here,
+ * HTTP/2 sessions in watch.ts) is shared by the calls of one identity only.
+ */
+export function perIdentity<T>(
+  cache: WeakMap<KubeConfig, Map<string, T>>,
+  kc: KubeConfig,
+  cluster: Cluster,
+  make: () => T,
+): T {
+  let byKey = cache.get(kc);
+  if (!byKey) {
+    byKey = new Map();
+    cache.set(kc, byKey);
+  }
+  const key = `${cluster.name}\0${kc.getCurrentUser()?.name ?? ""}`;
+  let value = byKey.get(key);
+  if (value === undefined) {
+    value = make();
+    byKey.set(key, value);
+  }
+  return value;
+}
+
 const agents = new WeakMap<KubeConfig, Map<string, Agent>>();
 
 /** One agent per KubeConfig, cluster and user: its connections are kept alive and shared. */
 export function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOptions): Agent {
   // Through a proxy: client-node's own agent for it (hpagent or socks).
   if (cluster.proxyUrl && opts.agent instanceof http.Agent) return opts.agent;
-  let byKey = agents.get(kc);
-  if (!byKey) {
-    byKey = new Map();
-    agents.set(kc, byKey);
-  }
-  const key = `${cluster.name}\0${kc.getCurrentUser()?.name ?? ""}`;
-  let agent = byKey.get(key);
-  if (!agent) {
+  return perIdentity(agents, kc, cluster, () => {
     // Idle sockets close after 60 s, before kube-apiserver's 90 s idle timeout: a call never starts
     // on a connection the server is closing.
     const shared = { keepAlive: true, keepAliveMsecs: 30_000, timeout: 60_000 };
-    agent = cluster.server.startsWith("http:")
+    return cluster.server.startsWith("http:")
       ? new http.Agent(shared)
       : new https.Agent({
           ...shared,
@@ -59,9 +76,7 @@ export function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOp
           servername: opts.servername,
           ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
         });
-    byKey.set(key, agent);
-  }
-  return agent;
+  });
 }
 
 export function queryString(query: Query | undefined): string {

@@ -10,7 +10,7 @@ import { isIP } from "node:net";
 import type { Readable } from "node:stream";
 import tls from "node:tls";
 import type { Cluster, KubeConfig } from "../config/kubeconfig.ts";
-import { ApiError, agentFor, type Query, queryString } from "./http.ts";
+import { ApiError, agentFor, perIdentity, type Query, queryString } from "./http.ts";
 import { http } from "./node-http.ts";
 
 /** One event: its type, its object (parsed JSON, typed by the caller) and the whole line parsed. */
@@ -160,17 +160,7 @@ async function sessionFor(
   url: URL,
   o: https.RequestOptions,
 ): Promise<Open | undefined> {
-  let byKey = pools.get(kc);
-  if (!byKey) {
-    byKey = new Map();
-    pools.set(kc, byKey);
-  }
-  const key = `${cluster.name}\0${kc.getCurrentUser()?.name ?? ""}`;
-  let pool = byKey.get(key);
-  if (!pool) {
-    pool = { http1: false, sessions: new Set() };
-    byKey.set(key, pool);
-  }
+  const pool = perIdentity(pools, kc, cluster, (): Pool => ({ http1: false, sessions: new Set() }));
   for (;;) {
     if (pool.http1) return undefined;
     let pending: Session | undefined;
