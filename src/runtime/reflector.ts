@@ -106,6 +106,13 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
   #streaming = true;
   /** The state must be read (again) before watching from a resourceVersion. */
   #needList = true;
+  /**
+   * A watch-list ended in an ERROR event before its initial events were all in (a server whose watch
+   * cache lags answers "Too large resource version" after 3 s, again and again while it is loaded):
+   * the next read is one paged list, which the server can answer from etcd, as client-go's reflector
+   * falls back to a list, and watch-lists are tried again after it.
+   */
+  #listInPages = false;
 
   readonly #key: (obj: T) => string;
 
@@ -178,7 +185,8 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
   async #run(): Promise<void> {
     while (!this.#stopped) {
       try {
-        if (this.#needList && !this.#streaming) await this.#relist();
+        if (this.#needList && (!this.#streaming || this.#listInPages)) await this.#relist();
+        this.#listInPages = false;
         // Once the state is read, watches resume from the last resourceVersion seen.
         if (await this.#watchOnce(this.#needList)) this.#needList = true;
         this.#failures = 0;
@@ -297,6 +305,7 @@ export class Reflector<T extends KubernetesObject> implements Source<T> {
       (type: string, obj: T) => {
         this.#lastActivity = Date.now();
         this.#failures = 0; // events flow: the next outage backs off from the start again
+        if (initial && type === "ERROR") this.#listInPages = true;
         if (initial && type !== "ERROR") {
           if (type === "BOOKMARK") {
             if (obj.metadata?.annotations?.[initialEventsEnd] !== "true") return;

@@ -317,6 +317,30 @@ describe("faults", { timeout: 600_000 }, () => {
     await eventually(() => reflector.get(`${ns}/new`), "a new request arrives on the watch");
   });
 
+  it("reads the state in pages when a loaded server's watch-list ends in an error, and then watches", async () => {
+    const f = await setup(1);
+    const ns = f.namespaces[0] as string;
+    const { proxy, kubeConfig } = await viaProxy(ns, "reflector-lagging-watch-list");
+    proxy.faults.laggingWatchList = true;
+    await Promise.all(
+      Array.from({ length: 3 }, (_, i) => f.createRequest(`old-${i}`, { service: "publish" })),
+    );
+    const lines: string[] = [];
+    const reflector = new Reflector<InternalRequest>({
+      kubeConfig,
+      type: internalRequests,
+      namespace: ns,
+      log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
+    });
+    track({ stop: async () => reflector.stop() });
+    // Every watch-list fails: synced all the same, by a paged list after the first failure.
+    await reflector.start();
+    assert.equal(reflector.list().length, 3);
+    assert.match(lines.join(""), /Too large resource version/);
+    await f.createRequest("new", { service: "publish" });
+    await eventually(() => reflector.get(`${ns}/new`), "a new request arrives on the watch");
+  });
+
   it("a relist hands every object to its handler, also one whose newest version our own write cached", async () => {
     // The controller caches its own writes ahead of their watch events. When the watch is down at
     // that moment and must relist, the event is lost and the listed version equals the cached one:

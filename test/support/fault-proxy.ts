@@ -20,6 +20,8 @@ export interface Faults {
   down: boolean;
   /** Refuse watch-lists (sendInitialEvents) with the 422 an API server without the feature gives. */
   refuseWatchList: boolean;
+  /** End watch-lists with the ERROR event a loaded API server sends when its watch cache lags. */
+  laggingWatchList: boolean;
   /** Answer every write to this resource (e.g. "pipelineruns") 503, without passing it on. */
   failWritesTo: string | undefined;
 }
@@ -43,6 +45,7 @@ export class FaultProxy {
     errorRate: 0,
     down: false,
     refuseWatchList: false,
+    laggingWatchList: false,
     failWritesTo: undefined,
   };
   /** `writes`: requests other than GET/HEAD/OPTIONS (counted when they arrive, before any fault). */
@@ -98,6 +101,20 @@ export class FaultProxy {
               code: 422,
             }),
           );
+          return;
+        }
+        if (this.faults.laggingWatchList && /[?&]sendInitialEvents=true/.test(req.url ?? "")) {
+          const status = {
+            kind: "Status",
+            apiVersion: "v1",
+            status: "Failure",
+            message: "Timeout: Too large resource version: 1155, current: 1117",
+            reason: "Timeout",
+            details: { retryAfterSeconds: 1 },
+            code: 504,
+          };
+          res.writeHead(200, { "content-type": "application/json" });
+          res.end(`${JSON.stringify({ type: "ERROR", object: status })}\n`);
           return;
         }
         const write = !["GET", "HEAD", "OPTIONS"].includes(req.method ?? "GET");
