@@ -10,7 +10,7 @@ import { type ControlPlanes, startControlPlanes } from "../../envtest/controlpla
 import { installCrds } from "../../envtest/lifecycle.ts";
 import { eventually } from "../../envtest/wait.ts";
 import { customRuns, internalRequests, ResourceClient } from "../../src/api/resources.ts";
-import { loadKubeConfig } from "../../src/config/kubeconfig.ts";
+import { type KubeConfig, loadKubeConfig } from "../../src/config/kubeconfig.ts";
 import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun, V1PipelineRun } from "../../src/generated/tekton.ts";
 import { requestUidLabel } from "../../src/requests/naming.ts";
@@ -82,6 +82,18 @@ describe("faults", { timeout: 600_000 }, () => {
     const token = identity.kubeConfig.getCurrentUser()?.token as string;
     const kubeConfig = loadKubeConfig(await proxy.writeKubeconfig(cp.dir, name, token), "test");
     return { proxy, kubeConfig };
+  };
+  /** A reflector of one namespace's requests, stopped after the test, its debug log kept. */
+  const loggedReflector = (kubeConfig: KubeConfig, namespace: string) => {
+    const lines: string[] = [];
+    const reflector = new Reflector<InternalRequest>({
+      kubeConfig,
+      type: internalRequests,
+      namespace,
+      log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
+    });
+    track({ stop: async () => reflector.stop() });
+    return { reflector, lines };
   };
   const processOptions = (
     f: Fixture,
@@ -300,16 +312,9 @@ describe("faults", { timeout: 600_000 }, () => {
       Array.from({ length: 25 }, (_, i) => f.createRequest(`old-${i}`, { service: "publish" })),
     );
     const seen = new Set<string>();
-    const lines: string[] = [];
-    const reflector = new Reflector<InternalRequest>({
-      kubeConfig,
-      type: internalRequests,
-      namespace: ns,
-      log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
-    });
+    const { reflector, lines } = loggedReflector(kubeConfig, ns);
     reflector.subscribe((key) => seen.add(key));
     await reflector.start();
-    track({ stop: async () => reflector.stop() });
     assert.equal(reflector.list().length, 25);
     assert.equal(seen.size, 25);
     assert.match(lines.join(""), /no watch-list here; listing in pages/);
@@ -325,14 +330,7 @@ describe("faults", { timeout: 600_000 }, () => {
     await Promise.all(
       Array.from({ length: 3 }, (_, i) => f.createRequest(`old-${i}`, { service: "publish" })),
     );
-    const lines: string[] = [];
-    const reflector = new Reflector<InternalRequest>({
-      kubeConfig,
-      type: internalRequests,
-      namespace: ns,
-      log: pino({ level: "debug" }, { write: (line: string) => lines.push(line) }),
-    });
-    track({ stop: async () => reflector.stop() });
+    const { reflector, lines } = loggedReflector(kubeConfig, ns);
     // Every watch-list fails: synced all the same, by a paged list after the first failure.
     await reflector.start();
     assert.equal(reflector.list().length, 3);
