@@ -1,7 +1,9 @@
 // `isc request get`, `list` and `describe`.
+
 import type { CoreV1Event } from "@kubernetes/client-node";
 import { call } from "../api/http.ts";
 import type { InternalRequest } from "../generated/crds.ts";
+import { compareText } from "../policy/text.ts";
 import { UsageError } from "./request-errors.ts";
 import { bool, type Session, type Subcommand, str, type Values } from "./request-flags.ts";
 import {
@@ -97,8 +99,8 @@ export const listCommand: Subcommand = {
     );
     items.sort(
       (a, b) =>
-        (a.metadata.namespace ?? "").localeCompare(b.metadata.namespace ?? "") ||
-        (a.metadata.name ?? "").localeCompare(b.metadata.name ?? ""),
+        compareText(a.metadata.namespace ?? "", b.metadata.namespace ?? "") ||
+        compareText(a.metadata.name ?? "", b.metadata.name ?? ""),
     );
     if (output === "table" || output === "wide") {
       if (items.length === 0) {

@@ -7,6 +7,7 @@ import { type WatchHandle, watch } from "../api/watch.ts";
 import type { KubeConfig } from "../config/kubeconfig.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import { formatDuration } from "../policy/duration.ts";
+import { compareText } from "../policy/text.ts";
 import { CommandError, httpCode } from "./request-errors.ts";
 import { pickedUp } from "./request-heartbeat.ts";
 import { isFinished, messageOf, oneLine, reasonOf } from "./request-output.ts";
@@ -95,7 +96,7 @@ export async function waitForRequests(opts: WaitOptions): Promise<WaitOutcome> {
   };
 
   const current = () =>
-    [...byName.values()].sort((a, b) => (a.metadata.name ?? "").localeCompare(b.metadata.name ?? ""));
+    [...byName.values()].sort((a, b) => compareText(a.metadata.name ?? "", b.metadata.name ?? ""));
   try {
     let polled = false;
     let nextPoll = 0;

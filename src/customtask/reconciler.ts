@@ -2,6 +2,7 @@
 // {apiVersion: appstudio.redhat.com/v1alpha1, kind: InternalRequest} is fulfilled by creating one
 // InternalRequest per attempt and mirroring it onto the CustomRun's status. Like Tekton's own
 // ReconcileKind: early exits for objects that are not ours or already done.
+
 import type { Logger } from "pino";
 import { type Clock, isDone, requeueAfter, rfc3339, setSucceeded, succeeded } from "../api/conditions.ts";
 import { apiStatus, ignoreNotFound, isConflict } from "../api/errors.ts";
@@ -9,6 +10,7 @@ import type { Resources } from "../api/resources.ts";
 import type { InternalRequest } from "../generated/crds.ts";
 import type { KnativeCondition, V1beta1CustomRun, V1beta1CustomRunStatus } from "../generated/tekton.ts";
 import { parseDuration } from "../policy/duration.ts";
+import { compareText } from "../policy/text.ts";
 import { isTerminal } from "../requests/conditions.ts";
 import type { RequestKey } from "../requests/naming.ts";
 import { cachedSpecDigest, Part as RequestPart, specDigest } from "../requests/summary.ts";
@@ -273,7 +275,7 @@ export class CustomRunReconciler {
     message: string,
   ): V1beta1CustomRunStatus {
     const results = Object.entries(request?.status?.results ?? {})
-      .sort(([a], [b]) => a.localeCompare(b))
+      .sort(([a], [b]) => compareText(a, b))
       .map(([name, value]) => ({ name, value }));
     const extra = (base?.extraFields ?? {}) as Extra;
     const now = rfc3339(this.#now());

@@ -7,6 +7,7 @@ import type { InternalRequest } from "../generated/crds.ts";
 import type { V1PipelineRun, V1PipelineRunResult } from "../generated/tekton.ts";
 import type { RunPlan } from "../policy/admit.ts";
 import { formatDuration } from "../policy/duration.ts";
+import { compareText } from "../policy/text.ts";
 import type { Reason } from "./conditions.ts";
 import {
   concurrencyKeyLabel,
@@ -70,7 +71,7 @@ export function buildPipelineRun(input: BuildInput): V1PipelineRun {
     pipelineRef,
     // Params are Tekton params: Tekton substitutes them as values, never into a script by us.
     params: Object.entries(plan.params)
-      .sort(([a], [b]) => a.localeCompare(b))
+      .sort(([a], [b]) => compareText(a, b))
       .map(([name, value]) => ({ name, value })),
     timeouts,
     ...(plan.serviceAccount ? { taskRunTemplate: { serviceAccountName: plan.serviceAccount } } : {}),
@@ -245,7 +246,7 @@ export function copyResults(results: V1PipelineRunResult[] | undefined): CopiedR
   const out: Record<string, string> = {};
   const dropped: string[] = [];
   let total = 0;
-  for (const r of [...(results ?? [])].sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const r of [...(results ?? [])].sort((a, b) => compareText(a.name, b.name))) {
     const value = typeof r.value === "string" ? r.value : JSON.stringify(r.value);
     const size = Buffer.byteLength(value) + Buffer.byteLength(r.name);
     if (size > maxResultBytes || total + size > maxTotalResultBytes) {

@@ -1,6 +1,7 @@
 // Reconciles one InternalRequest (key "workspace/namespace/name"): admit it, run it as an internal
 // PipelineRun, mirror progress, copy the outcome and results back, and clean up after it.
 // Level-triggered and idempotent: every step reads the current state and is safe to repeat.
+
 import type { Logger } from "pino";
 import { type Clock, requeueAfter, rfc3339, succeeded } from "../api/conditions.ts";
 import { apiStatus, describeError, ignoreNotFound, isConflict } from "../api/errors.ts";
@@ -24,6 +25,7 @@ import { isAllowed } from "../policy/allowlist.ts";
 import { type ConcurrencyPlan, defaultReuseWithinMs } from "../policy/concurrency.ts";
 import { formatDuration, parseDuration } from "../policy/duration.ts";
 import { redact } from "../policy/redact.ts";
+import { compareText } from "../policy/text.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { Metrics } from "../runtime/metrics.ts";
 import { isTrimmed, wholeMeasure } from "../runtime/trim.ts";
@@ -1176,7 +1178,7 @@ export class RequestReconciler {
     return found
       .filter((r) => isLegacyRunOf(r, request))
       .sort((a, b) =>
-        String(b.metadata?.creationTimestamp).localeCompare(String(a.metadata?.creationTimestamp)),
+        compareText(String(b.metadata?.creationTimestamp), String(a.metadata?.creationTimestamp)),
       )[0];
   }
 

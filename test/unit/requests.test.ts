@@ -320,13 +320,15 @@ describe("buildPipelineRun", () => {
     assert.equal(run.metadata?.annotations?.[`${labelPrefix}/workspace`], "root:org:team-a");
   });
 
-  test("passes params sorted, as Tekton params", () => {
-    const run = build({ plan: plan({ params: { zeta: "z", alpha: "$(echo hi)", mid: "" } }) });
-    assert.deepEqual(run.spec?.params, [
-      { name: "alpha", value: "$(echo hi)" },
-      { name: "mid", value: "" },
-      { name: "zeta", value: "z" },
-    ]);
+  test("passes params sorted by code point (the same in every locale), as Tekton params", () => {
+    const run = build({
+      plan: plan({ params: { zeta: "z", alpha: "$(echo hi)", mid: "", Zed: "", "a-b": "" } }),
+    });
+    assert.deepEqual(
+      run.spec?.params?.map((p) => p.name),
+      ["Zed", "a-b", "alpha", "mid", "zeta"],
+    );
+    assert.deepEqual(run.spec?.params?.[2], { name: "alpha", value: "$(echo hi)" });
   });
 
   test("formats timeouts as Go durations, only those set", () => {
