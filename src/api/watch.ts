@@ -298,7 +298,8 @@ class Watcher {
       }
       if (piece.length > 0) this.#line.push(piece);
       if (nl === -1) return;
-      const line = this.#line.length === 1 ? piece : Buffer.concat(this.#line);
+      // Every non-empty piece of the line is in #line: a chunk may have ended right before the newline.
+      const line = this.#line.length === 1 ? (this.#line[0] as Buffer) : Buffer.concat(this.#line);
       this.#line = [];
       this.#lineBytes = 0;
       this.#event(line);

@@ -209,8 +209,11 @@ const streams =
 
 describe("watch", () => {
   it("delivers events in order, however lines and characters are cut across chunks", async () => {
-    // "é" is two bytes and "€" three: each is cut between chunks.
+    // "é" is two bytes and "€" three: each is cut between chunks. A chunk also ends right before a
+    // line's newline, and one in a line of two pieces.
     const b = Buffer.from(line("MODIFIED", "café-€"));
+    const d = line("ADDED", "d");
+    const e = line("ADDED", "e");
     const cutInE = b.indexOf(Buffer.from("é")) + 1;
     const cutInEuro = b.indexOf(Buffer.from("€")) + 1;
     const server = await serve("h2", async (req, res) => {
@@ -223,6 +226,13 @@ describe("watch", () => {
       res.write(b.subarray(cutInE, cutInEuro));
       await delivered(req);
       res.write(Buffer.concat([b.subarray(cutInEuro), Buffer.from(line("DELETED", "c"))]));
+      res.write(d.slice(0, -1));
+      await delivered(req);
+      res.write(`\n${e.slice(0, 5)}`);
+      await delivered(req);
+      res.write(e.slice(5, -1));
+      await delivered(req);
+      res.write("\n");
       res.end();
     });
     const rec = recorder();
@@ -233,6 +243,8 @@ describe("watch", () => {
       { type: "ADDED", name: "b" },
       { type: "MODIFIED", name: "café-€" },
       { type: "DELETED", name: "c" },
+      { type: "ADDED", name: "d" },
+      { type: "ADDED", name: "e" },
     ]);
     await server.close();
     assert.equal(rec.dones.length, 1);
