@@ -448,14 +448,15 @@ export class RequestReconciler {
 
   /**
    * Whether a request waiting for its key has nothing new to decide (no reads, no writes): Queue, while
-   * it is not first in line, or is and the same run holds the key (the first one alone names the run
-   * it waits for, so a queue drains in one status write per request); Supersede, while the same run
-   * holds the key and no newer request waits; Reuse, while the same run holds the key.
+   * it is not first in line, or is and the run it names still holds the key (the first one alone names
+   * the run it waits for, so a queue drains in one status write per request; one that queued behind
+   * another names none, and decides as soon as it is first); Supersede, while the same run holds the
+   * key and no newer request waits; Reuse, while the same run holds the key.
    */
   #keyWaitStands(key: string, wait: KeyWait, runName: string): boolean {
     const holding = this.#holder(wait.hash, runName)?.run ?? "";
     const ends = this.#waitingForKey.ends(wait.hash);
-    if (wait.policy === "Queue") return ends?.oldest !== key || holding === wait.run;
+    if (wait.policy === "Queue") return ends?.oldest !== key || (wait.run !== "" && holding === wait.run);
     if (wait.policy === "Supersede") return holding === wait.run && ends?.newest === key;
     return holding === wait.run;
   }

@@ -295,6 +295,26 @@ describe("concurrency keys among requests", () => {
     assert.ok(w.runOf("old-waiter"), `the hour-old waiter runs first; it says: ${w.message("old-waiter")}`);
   });
 
+  test("a waiter queued behind another runs once the one ahead ran and finished before it looked again", async () => {
+    const w = world({ service: queue });
+    w.put("r0");
+    w.put("r1", {}, {}, t0 + 1000);
+    await w.reconcile("r0");
+    await w.reconcile("r1");
+    w.finishRun("r0", "Succeeded");
+    // r2 arrives between r0's end and r1's turn: it queues behind r1, naming no run.
+    w.put("r2", {}, {}, t0 + 2000);
+    await w.reconcile("r2");
+    assert.match(w.message("r2"), /queued: waiting behind request team-a\/r1/);
+    await w.reconcile("r1");
+    assert.ok(w.runOf("r1"), `r1 runs; it says: ${w.message("r1")}`);
+    // r1's run ends before r2 looks again: no run holds the key, and r2 is first in line.
+    w.finishRun("r1", "Succeeded");
+    w.advance(2000);
+    await w.reconcile("r2");
+    assert.ok(w.runOf("r2"), `r2 runs; it says: ${w.message("r2")}`);
+  });
+
   test("after a restart the oldest waiter is woken, whatever order the cache lists them in", async () => {
     const w = world({ service: queue });
     w.put("r0");
