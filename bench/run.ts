@@ -13,15 +13,24 @@ import { hostile } from "./lib/hostile.ts";
 import { type BenchKcp, kcpComparison, startBenchKcp } from "./lib/kcp.ts";
 import { type BenchPlanes, startBenchPlanes } from "./lib/planes.ts";
 import { evaluateTargets, markdown, type Results } from "./lib/report.ts";
-import { type BenchContext, backlog, burst, customRuns, type LoadResult, scale } from "./lib/scenarios.ts";
+import {
+  type BenchContext,
+  backlog,
+  burst,
+  customRuns,
+  keyPolicies,
+  keys,
+  type LoadResult,
+  scale,
+} from "./lib/scenarios.ts";
 import { round } from "./lib/stats.ts";
 
 const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
 
-  --scenario S          burst | customruns | scale | hostile | backlog | all (default all), or kcp
-                        (not in all)
-  --requests N          requests in scenario 1 and on top of scenarios 3 and 4 (default 1000); in
-                        the kcp scenario, on each side (default 500)
+  --scenario S          burst | customruns | scale | hostile | backlog | keys | all (default all), or
+                        kcp (not in all)
+  --requests N          requests in scenario 1 and on top of scenarios 3 and 4, per policy in
+                        scenario 7 (default 1000); in the kcp scenario, on each side (default 500)
   --namespaces N        remote namespaces the requests are spread over (default 50)
   --in-flight N         requests in flight at once (default 100)
   --sizes A,B,C         scenario 1 also at these sizes, to show linearity (default with "all":
@@ -33,6 +42,7 @@ const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags
                         scenario 4 (default 10000)
   --backlog N           requests waiting (never picked up) when the controller starts in scenario 6,
                         served while --requests new ones arrive (default 100)
+  --attempts N          consecutive requests per concurrency key in scenario 7 (default 4)
   --kcp-workspaces N    kcp scenario: tenant workspaces on kcp, and namespaces on the kube-apiserver
                         (default 50)
   --controller-cmd CMD  the controller's command line (default "${defaultControllerCmd}"); the bench
@@ -54,6 +64,7 @@ const { values } = parseArgs({
     existing: { type: "string", default: "10000" },
     hostile: { type: "string", default: "10000" },
     backlog: { type: "string", default: "100" },
+    attempts: { type: "string", default: "4" },
     "kcp-workspaces": { type: "string", default: "50" },
     "controller-cmd": { type: "string", default: defaultControllerCmd },
     out: { type: "string" },
@@ -74,9 +85,9 @@ const positive = (flag: string, v: string) => {
   return n;
 };
 const scenario = values.scenario;
-if (!["burst", "customruns", "scale", "hostile", "backlog", "all", "kcp"].includes(scenario)) {
+if (!["burst", "customruns", "scale", "hostile", "backlog", "keys", "all", "kcp"].includes(scenario)) {
   process.stderr.write(
-    `bench: --scenario must be burst, customruns, scale, hostile, backlog, all or kcp\n\n${usage}`,
+    `bench: --scenario must be burst, customruns, scale, hostile, backlog, keys, all or kcp\n\n${usage}`,
   );
   process.exit(2);
 }
@@ -88,6 +99,7 @@ const customRunCount = positive("--customruns", values.customruns);
 const existing = positive("--existing", values.existing);
 const hostileCount = positive("--hostile", values.hostile);
 const backlogCount = positive("--backlog", values.backlog);
+const attempts = positive("--attempts", values.attempts);
 const sizesFlag = values.sizes ?? (scenario === "all" ? "250,1000,4000" : "none");
 const sizes = sizesFlag === "none" ? [] : sizesFlag.split(",").map((s) => positive("--sizes", s.trim()));
 const runBurst = scenario === "all" || scenario === "burst";
@@ -199,6 +211,7 @@ try {
       existing,
       hostile: hostileCount,
       backlog: backlogCount,
+      attempts,
       ...(scenario === "kcp" ? { kcpWorkspaces } : {}),
     },
     controllerCmd: values["controller-cmd"],
@@ -278,6 +291,17 @@ try {
     log(
       `  backlog ready → PipelineRun p50 ${b.readyToRun.p50} p99 ${b.readyToRun.p99} max ${b.readyToRun.max} ms; ${summary(b.burst)}`,
     );
+  }
+
+  if (scenario === "all" || scenario === "keys") {
+    log(
+      `scenario 7, keys: ${requests} requests per policy (${keyPolicies.join(", ")}), ${attempts} attempts per concurrency key`,
+    );
+    results.keys = await keys(ctx, requests, attempts, namespaces, inFlight);
+    for (const k of results.keys)
+      log(
+        `  ${k.policy}: ${k.runsCreated} runs for ${k.keys} keys, at most ${k.maxLivePerKey} live per key; ${summary(k.burst)}`,
+      );
   }
 
   results.durationS = round((performance.now() - startedAt) / 1000);

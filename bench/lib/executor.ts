@@ -4,7 +4,12 @@
 // executor's own time can be left out of the controller's overhead.
 import type { KubeConfig } from "@kubernetes/client-node";
 import type { V1PipelineRun } from "../../src/generated/tekton.ts";
-import { managedSelector, requestNameLabel, requestNamespaceLabel } from "../../src/requests/naming.ts";
+import {
+  concurrencyKeyLabel,
+  managedSelector,
+  requestNameLabel,
+  requestNamespaceLabel,
+} from "../../src/requests/naming.ts";
 import { mergePatch, paths, type RawClient } from "./http.ts";
 import { TimedWatch } from "./watch.ts";
 
@@ -14,6 +19,8 @@ export interface RunTimes {
   /** The executor's status patch was answered (the run is done from here on). */
   doneAt?: number;
   runName: string;
+  /** Its concurrency-key label (a digest of scope and key), if it has one. */
+  concurrencyKey?: string;
 }
 
 /** The status a successful run ends with: 2 small results. */
@@ -49,6 +56,9 @@ export class Executor {
   readonly #handled = new Set<string>();
   /** Runs that exist now (ADDED and not yet DELETED). */
   readonly present = new Set<string>();
+  /** Live runs (seen, not yet done or deleted) by concurrency key, and the most of one key at once. */
+  readonly #liveByKey = new Map<string, Set<string>>();
+  maxLivePerKey = 0;
   errors = 0;
   lastError = "";
 
@@ -71,8 +81,19 @@ export class Executor {
     this.#watch.stop();
   }
 
+  /** PipelineRuns seen (each completed once). */
+  get created(): number {
+    return this.#handled.size;
+  }
+
+  // Liveness follows the watch's order, which is etcd's: a run the controller created after seeing
+  // another one done comes after that one's done event, so an overlap here is a real one.
   #onEvent(type: string, run: V1PipelineRun, at: number): void {
     const name = run.metadata?.name as string;
+    const labels = run.metadata?.labels ?? {};
+    const concurrencyKey = labels[concurrencyKeyLabel];
+    if (concurrencyKey && (type === "DELETED" || run.status?.completionTime))
+      this.#liveByKey.get(concurrencyKey)?.delete(name);
     if (type === "DELETED") {
       this.present.delete(name);
       return;
@@ -80,10 +101,15 @@ export class Executor {
     this.present.add(name);
     if (this.#handled.has(name) || run.status?.completionTime) return;
     this.#handled.add(name);
-    const labels = run.metadata?.labels ?? {};
     const key = `${labels[requestNamespaceLabel]}/${labels[requestNameLabel]}`;
-    const times: RunTimes = { seenAt: at, runName: name };
+    const times: RunTimes = { seenAt: at, runName: name, ...(concurrencyKey ? { concurrencyKey } : {}) };
     this.runs.set(key, times);
+    if (concurrencyKey) {
+      const live = this.#liveByKey.get(concurrencyKey) ?? new Set<string>();
+      live.add(name);
+      this.#liveByKey.set(concurrencyKey, live);
+      this.maxLivePerKey = Math.max(this.maxLivePerKey, live.size);
+    }
     void this.#complete(name, times);
   }
 

@@ -61,7 +61,9 @@ export async function hostile(
   const outside = await createNamespaces(bench.raw.public, `${tag}-x`, half);
   // The config allows `allowed` only; the "strict" service's schema refuses large params.
   const privateNs = await setupPrivate(bench.raw.private, tag, allowed, {
-    [strictService]: { type: "object", additionalProperties: { type: "string", maxLength: 64 } },
+    [strictService]: {
+      paramsSchema: { type: "object", additionalProperties: { type: "string", maxLength: 64 } },
+    },
   });
 
   // 40% outside the allowList, 20% refused by the schema, 20% other custom tasks, 20% our CustomRuns.

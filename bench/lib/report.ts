@@ -2,7 +2,7 @@
 import type { BaselineResult } from "./baseline.ts";
 import type { HostileResult } from "./hostile.ts";
 import type { KcpResult, KcpSide } from "./kcp.ts";
-import type { BacklogResult, LoadResult, ScaleResult } from "./scenarios.ts";
+import type { BacklogResult, KeysResult, LoadResult, ScaleResult } from "./scenarios.ts";
 import { type Distribution, ratio, round } from "./stats.ts";
 
 export interface Results {
@@ -18,6 +18,8 @@ export interface Results {
   scale?: ScaleResult;
   hostile?: HostileResult;
   backlog?: BacklogResult;
+  /** Scenario 7: requests with a concurrency key, per policy. */
+  keys?: KeysResult[];
   /** The kcp scenario: the same burst on kcp workspaces and on kube-apiserver namespaces. */
   kcp?: KcpResult;
   baseline?: BaselineResult;
@@ -95,6 +97,14 @@ export function evaluateTargets(r: Results): Target[] {
       value: ms(b.readyToRun.max),
       target: "≤ 1 s",
       met: b.readyToRun.max <= 1_000,
+    });
+  }
+  if (r.keys && r.keys.length > 0) {
+    targets.push({
+      name: `at most one live run per concurrency key (${r.keys.map((k) => `${k.policy} ${k.burst.requests} requests`).join(", ")}; ${r.keys[0]?.attempts} attempts per key)`,
+      value: r.keys.map((k) => `${k.policy} ${k.maxLivePerKey}`).join(", "),
+      target: "1",
+      met: r.keys.every((k) => k.maxLivePerKey === 1),
     });
   }
   const stages = r.baseline?.stages;
@@ -362,6 +372,7 @@ export function markdown(r: Results): string {
       );
     }
   }
+  if (r.keys && r.keys.length > 0) out.push(...keysSection(r.keys));
   if (r.kcp) out.push(...kcpSection(r.kcp));
   if (l) {
     out.push("");
@@ -375,6 +386,45 @@ export function markdown(r: Results): string {
   }
   out.push("");
   return out.join("\n");
+}
+
+/** Scenario 7: what a concurrency key costs, per policy. */
+function keysSection(keys: KeysResult[]): string[] {
+  const out: string[] = [];
+  out.push("");
+  out.push("## Concurrency keys (scenario 7)");
+  out.push("");
+  out.push(
+    `Each policy on a fresh controller: ${keys[0]?.burst.requests} requests to a service with \`concurrency.key\` over a label, ` +
+      `${keys[0]?.attempts} consecutive requests per key in one namespace, ${keys[0]?.burst.inFlight} in flight. ` +
+      "Reuse keeps its succeeded runs for `reuseWithin` (1h): their deletion is not in its writes. " +
+      "Create → run counts from the later of the request's creation and the key's previous run done.",
+  );
+  out.push("");
+  out.push(
+    "| policy | requests | attempts per key | runs created | max live per key | not succeeded | writes/request | CPU ms/request | peak RSS | throughput | create → run p50 / p99 |",
+  );
+  out.push("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  for (const k of keys) {
+    const l = k.burst;
+    const d = l.overhead.createToRun;
+    out.push(
+      `| ${k.policy} | ${l.requests} | ${k.attempts} | ${k.runsCreated} | ${k.maxLivePerKey} | ${l.notSucceeded} | ${num(l.writes.controllerPerRequest)} (${num(l.writes.controllerFailed / l.requests)} failed) | ${num(l.controller.cpuMsPerRequest)} | ${num(l.controller.peakRssMb, 1)} MB | ${num(l.throughput)} req/s | ${d ? `${ms(d.p50)} / ${ms(d.p99)}` : "—"} |`,
+    );
+  }
+  out.push("");
+  out.push(`| plane verb resource | ${keys.map((k) => k.policy).join(" | ")} |`);
+  out.push(`| --- | ${keys.map(() => "---").join(" | ")} |`);
+  const kinds = [...new Set(keys.flatMap((k) => Object.keys(k.burst.writes.controllerByKind)))].sort();
+  for (const kind of kinds) {
+    const cell = (k: KeysResult) => {
+      const n = k.burst.writes.controllerByKind[kind];
+      const failed = k.burst.writes.controllerFailedByKind[kind];
+      return n === undefined ? "—" : `${num(n, 3)}${failed ? ` (${num(failed, 3)} failed)` : ""}`;
+    };
+    out.push(`| ${kind} | ${keys.map(cell).join(" | ")} |`);
+  }
+  return out;
 }
 
 /** The kcp scenario: the two sides next to each other, each with its own raw ceiling. */

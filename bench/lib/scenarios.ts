@@ -5,12 +5,12 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { InternalRequest } from "../../src/generated/crds.ts";
+import type { InternalRequest, InternalServiceSpec } from "../../src/generated/crds.ts";
 import type { V1beta1CustomRun } from "../../src/generated/tekton.ts";
 import { finalizer } from "../../src/requests/naming.ts";
 import type { AuditLog, AuditWindow, WriteCounts } from "./audit.ts";
 import { ControllerProcess } from "./controller.ts";
-import { Executor } from "./executor.ts";
+import { Executor, type RunTimes } from "./executor.ts";
 import { mergePatch, paths, type RawClient } from "./http.ts";
 import type { BenchPlanes } from "./planes.ts";
 import { type Distribution, distribution, pool, round, sleep, waitFor } from "./stats.ts";
@@ -113,6 +113,19 @@ export interface BacklogResult {
   burst: LoadResult;
 }
 
+export interface KeysResult {
+  policy: KeyPolicy;
+  /** Consecutive requests per key (one operation's attempts). */
+  attempts: number;
+  keys: number;
+  /** Private PipelineRuns the executor saw: Queue one per request, Reuse about one per key. */
+  runsCreated: number;
+  /** The most runs of one key live at once (created, not yet done or deleted): must be 1. */
+  maxLivePerKey: number;
+  /** Reuse followers have no run of their own: create → run and done → terminal leave them out. */
+  burst: LoadResult;
+}
+
 export const hex = (n: number) => randomBytes(n).toString("hex");
 
 /** Namespaces `${prefix}-0..count-1` on the public plane. */
@@ -124,15 +137,22 @@ export async function createNamespaces(raw: RawClient, prefix: string, count: nu
   return names;
 }
 
+/** The params of the service "bench": one digest. */
+export const benchParamsSchema = {
+  type: "object",
+  required: ["digest"],
+  properties: { digest: { type: "string", pattern: "^sha256:" } },
+};
+
 /**
  * The controller's private namespace: a config allowing `namespaces`, the service "bench", and
- * `more` services (name -> paramsSchema).
+ * `more` services (name -> their spec; the pipeline is named after the service unless given).
  */
 export async function setupPrivate(
   raw: RawClient,
   prefix: string,
   namespaces: string[],
-  more: Record<string, object> = {},
+  more: Record<string, Partial<InternalServiceSpec>> = {},
 ): Promise<string> {
   const ns = `${prefix}-private`;
   await raw.retrying("POST", paths.namespaces(), { metadata: { name: ns } });
@@ -142,28 +162,30 @@ export async function setupPrivate(
     metadata: { name: "config" },
     spec: { allowList: namespaces },
   });
-  const bench = {
-    type: "object",
-    required: ["digest"],
-    properties: { digest: { type: "string", pattern: "^sha256:" } },
-  };
-  for (const [name, paramsSchema] of Object.entries({ [serviceName]: bench, ...more })) {
+  for (const [name, spec] of Object.entries({
+    [serviceName]: { paramsSchema: benchParamsSchema },
+    ...more,
+  })) {
     await raw.retrying("POST", paths.services(ns), {
       apiVersion: "appstudio.redhat.com/v1alpha1",
       kind: "InternalService",
       metadata: { name },
-      spec: { pipeline: { pipelineName: name }, paramsSchema },
+      spec: { pipeline: { pipelineName: name }, ...spec },
     });
   }
   return ns;
 }
 
-export function requestBody(name: string, labels: Record<string, string>): InternalRequest {
+export function requestBody(
+  name: string,
+  labels: Record<string, string>,
+  service = serviceName,
+): InternalRequest {
   return {
     apiVersion: "appstudio.redhat.com/v1alpha1",
     kind: "InternalRequest",
     metadata: { name, labels },
-    spec: { service: serviceName, params: { digest: `sha256:${hex(32)}` } },
+    spec: { service, params: { digest: `sha256:${hex(32)}` } },
   };
 }
 
@@ -384,6 +406,17 @@ export interface LoadSetup {
   executor: Executor;
 }
 
+/** What request i is, beyond the defaults (the service "bench", slot i round-robin). */
+export interface DriveOptions {
+  service?: string;
+  /** More labels of request i. */
+  labels?: (i: number) => Record<string, string>;
+  /** The slot (namespace) of request i, modulo the slots. */
+  slot?: (i: number) => number;
+  /** The controller keeps finished runs (Reuse keys): cleanup is done without their deletion. */
+  keepsRuns?: boolean;
+}
+
 /** Drives `count` requests (or CustomRuns) through the controller, `inFlight` at a time. */
 export async function drive(
   ctx: BenchContext,
@@ -391,6 +424,7 @@ export async function drive(
   kind: "requests" | "customruns",
   count: number,
   inFlight: number,
+  options: DriveOptions = {},
 ): Promise<LoadResult> {
   const { tag, namespaces, controller, executor } = setup;
   const remote: RemoteSide = setup.remote ?? {
@@ -439,14 +473,16 @@ export async function drive(
   const pipelineRunUid = randomUUID();
   try {
     await pool(count, inFlight, async (i) => {
-      const slot = remote.slots[i % remote.slots.length] as RemoteSide["slots"][number];
+      const slot = remote.slots[
+        (options.slot?.(i) ?? i) % remote.slots.length
+      ] as RemoteSide["slots"][number];
       const ns = slot.namespace;
       // Names are unique in a run, also across kcp workspaces (whose namespaces are all "default").
       const name = kind === "requests" ? `r-${i}` : `run-${i}-sign`;
       const key = `${ns}/${name}`;
       const body =
         kind === "requests"
-          ? requestBody(name, { [runLabel]: tag })
+          ? requestBody(name, { ...options.labels?.(i), [runLabel]: tag }, options.service)
           : customRunBody(name, pipelineRunLabel, pipelineRunUid, tag);
       const res = await remote.raw.retrying(
         "POST",
@@ -459,7 +495,7 @@ export async function drive(
     });
     // Then the controller cleans up: internal runs deleted, finalizers removed.
     const clean = await waitFor(
-      () => executor.present.size === 0 && requests.withFinalizer.size === 0,
+      () => (options.keepsRuns || executor.present.size === 0) && requests.withFinalizer.size === 0,
       60_000,
       100,
     );
@@ -485,6 +521,20 @@ export async function drive(
   const customRunOverhead: number[] = [];
   const endToEnd: number[] = [];
   const executorMs: number[] = [];
+  // A keyed run cannot start before the previous run of its key is done: that wait is the policy's,
+  // not the controller's overhead, so create → run counts from then.
+  const keyFreeAt = new Map<RunTimes, number>();
+  const byKey = Map.groupBy(
+    [...executor.runs.values()].filter((r) => r.concurrencyKey !== undefined),
+    (r) => r.concurrencyKey as string,
+  );
+  for (const keyRuns of byKey.values()) {
+    keyRuns.sort((a, b) => a.seenAt - b.seenAt);
+    for (let j = 1; j < keyRuns.length; j++) {
+      const before = keyRuns[j - 1]?.doneAt;
+      if (before !== undefined) keyFreeAt.set(keyRuns[j] as RunTimes, before);
+    }
+  }
   let notSucceeded = 0;
   for (const [key, item] of primary.items) {
     if (item.createdAt === undefined || item.terminalAt === undefined) continue;
@@ -498,7 +548,10 @@ export async function drive(
     if (kind === "customruns") {
       customRunOverhead.push(Math.max(0, item.terminalAt - item.createdAt - (run.doneAt - run.seenAt)));
     }
-    if (request?.createdAt !== undefined) createToRun.push(Math.max(0, run.seenAt - request.createdAt));
+    if (request?.createdAt !== undefined) {
+      const from = Math.max(request.createdAt, keyFreeAt.get(run) ?? request.createdAt);
+      createToRun.push(Math.max(0, run.seenAt - from));
+    }
     if (request?.terminalAt !== undefined) doneToTerminal.push(Math.max(0, request.terminalAt - run.doneAt));
   }
   const durationS = (lastTerminal - started) / 1000;
@@ -775,4 +828,58 @@ export async function backlog(
   } finally {
     old.stop();
   }
+}
+
+export type KeyPolicy = "Queue" | "Reuse";
+export const keyPolicies: KeyPolicy[] = ["Queue", "Reuse"];
+const operationLabel = "bench.isc.dev/operation";
+const keyedService = "bench-keyed";
+
+/**
+ * Scenario 7: per policy, a fresh controller and `count` requests to a service with a concurrency key,
+ * `attempts` consecutive requests per key in one namespace, so with `inFlight` of them at a time a
+ * key's later attempts arrive while its first run is live (they wait, or follow it).
+ */
+export async function keys(
+  ctx: BenchContext,
+  count: number,
+  attempts: number,
+  namespaceCount: number,
+  inFlight: number,
+): Promise<KeysResult[]> {
+  const results: KeysResult[] = [];
+  for (const policy of keyPolicies) {
+    const tag = newTag(`keys-${policy.toLowerCase()}${count}`);
+    const namespaces = await createNamespaces(ctx.bench.raw.public, tag, namespaceCount);
+    const privateNs = await setupPrivate(ctx.bench.raw.private, tag, namespaces, {
+      [keyedService]: {
+        pipeline: { pipelineName: serviceName },
+        paramsSchema: benchParamsSchema,
+        concurrency: {
+          key: `$(labels['${operationLabel}'])`,
+          policy,
+          ...(policy === "Reuse" ? { reuseWithin: "1h" } : {}),
+        },
+      },
+    });
+    const operation = (i: number) => Math.floor(i / attempts);
+    const measured = await withSetup(ctx, tag, namespaces, privateNs, async (setup) => {
+      const load = await drive(ctx, setup, "requests", count, inFlight, {
+        service: keyedService,
+        labels: (i) => ({ [operationLabel]: `op-${operation(i)}` }),
+        slot: operation,
+        keepsRuns: policy === "Reuse",
+      });
+      return { load, runsCreated: setup.executor.created, maxLivePerKey: setup.executor.maxLivePerKey };
+    });
+    results.push({
+      policy,
+      attempts,
+      keys: Math.ceil(count / attempts),
+      runsCreated: measured.runsCreated,
+      maxLivePerKey: measured.maxLivePerKey,
+      burst: { ...measured.load, scenario: `keys ${policy}` },
+    });
+  }
+  return results;
 }
