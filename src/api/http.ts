@@ -1,12 +1,14 @@
-// The controller's own API calls (watches: watch.ts): node:https with one keep-alive
-// agent per cluster and user, JSON read straight off the body. client-node's generated clients send
-// every call through undici's fetch (web streams, Headers objects, a middleware chain and a
-// serializer pass): this path takes 25–40% less CPU per request in the bench (docs/performance.md).
-// Credentials still come from the KubeConfig on every call, so exec plugins, auth providers and
-// rotating tokens behave as in client-node; TLS material is read once per agent.
-import type { Agent, OutgoingHttpHeaders } from "node:http";
+// The controller's own API calls (watches: watch.ts) over the connections of connections.ts: HTTP/2
+// streams on the session its watches use, else a keep-alive HTTP/1.1 agent; JSON read straight off
+// the body. client-node's generated clients send every call through undici's fetch (web streams,
+// Headers objects, a middleware chain and a serializer pass): this path takes 25–40% less CPU per
+// request in the bench (docs/performance.md). Credentials still come from the KubeConfig on every
+// call, so exec plugins, auth providers and rotating tokens behave as in client-node.
+import type { OutgoingHttpHeaders } from "node:http";
+import http2 from "node:http2";
 import https from "node:https";
-import { apiCallTimeoutMs, type Cluster, type KubeConfig, LoadedKubeConfig } from "../config/kubeconfig.ts";
+import { apiCallTimeoutMs, type KubeConfig, LoadedKubeConfig } from "../config/kubeconfig.ts";
+import { agentFor, h2Headers, type Open, sessionFor, use } from "./connections.ts";
 import { http } from "./node-http.ts";
 
 /** A response other than 2xx: its code and raw body, which apiStatus (errors.ts) reads. */
@@ -30,53 +32,6 @@ export interface CallOptions {
   body?: unknown;
   /** Default application/json. */
   contentType?: string;
-}
-
-/**
- * One T per KubeConfig, cluster and user, made on first use: what shares connections (an agent here,
- * HTTP/2 sessions in watch.ts) is shared by the calls of one identity only.
- */
-export function perIdentity<T>(
-  cache: WeakMap<KubeConfig, Map<string, T>>,
-  kc: KubeConfig,
-  cluster: Cluster,
-  make: () => T,
-): T {
-  let byKey = cache.get(kc);
-  if (!byKey) {
-    byKey = new Map();
-    cache.set(kc, byKey);
-  }
-  const key = `${cluster.name}\0${kc.getCurrentUser()?.name ?? ""}`;
-  let value = byKey.get(key);
-  if (value === undefined) {
-    value = make();
-    byKey.set(key, value);
-  }
-  return value;
-}
-
-const agents = new WeakMap<KubeConfig, Map<string, Agent>>();
-
-/** One agent per KubeConfig, cluster and user: its connections are kept alive and shared. */
-export function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOptions): Agent {
-  // Through a proxy: client-node's own agent for it (hpagent or socks).
-  if (cluster.proxyUrl && opts.agent instanceof http.Agent) return opts.agent;
-  return perIdentity(agents, kc, cluster, () => {
-    // Idle sockets close after 60 s, before kube-apiserver's 90 s idle timeout: a call never starts
-    // on a connection the server is closing.
-    const shared = { keepAlive: true, keepAliveMsecs: 30_000, timeout: 60_000 };
-    return cluster.server.startsWith("http:")
-      ? new http.Agent(shared)
-      : new https.Agent({
-          ...shared,
-          ca: opts.ca,
-          cert: opts.cert,
-          key: opts.key,
-          servername: opts.servername,
-          ...(opts.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: opts.rejectUnauthorized }),
-        });
-  });
 }
 
 export function queryString(query: Query | undefined): string {
@@ -103,7 +58,6 @@ export async function call<T>(
   // Headers (tokens, exec plugins, impersonation), basic auth, TLS material: as client-node applies them.
   const auth: https.RequestOptions = {};
   await kc.applyToHTTPSOptions(auth);
-  const agent = agentFor(kc, cluster, auth);
   const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   // client-node sets headers as an object, never as a raw list.
   const headers: OutgoingHttpHeaders = {
@@ -116,6 +70,12 @@ export async function call<T>(
   }
   const url = new URL(cluster.server + path + queryString(opts.query));
   const timeoutMs = kc instanceof LoadedKubeConfig ? kc.callTimeoutMs : apiCallTimeoutMs;
+  const proxied = Boolean(cluster.proxyUrl && auth.agent instanceof http.Agent);
+  if (url.protocol === "https:" && !proxied) {
+    const s = await sessionFor(kc, cluster, url, auth);
+    if (s) return callH2<T>(s, method, url, h2Headers(headers, auth.auth), body, timeoutMs);
+  }
+  const agent = agentFor(kc, cluster, auth);
   const send = url.protocol === "http:" ? http.request : https.request;
   return new Promise<T>((resolve, reject) => {
     const req = send(url, { method, headers, agent, auth: auth.auth }, (res) => {
@@ -127,11 +87,8 @@ export async function call<T>(
       });
       res.on("end", () => {
         clearTimeout(timer);
-        const text = Buffer.concat(chunks).toString("utf8");
-        const code = res.statusCode ?? 0;
-        if (code < 200 || code > 299) return reject(new ApiError(code, text));
         try {
-          resolve((text ? JSON.parse(text) : undefined) as T);
+          resolve(settle<T>(res.statusCode ?? 0, chunks));
         } catch (err) {
           reject(err);
         }
@@ -146,5 +103,62 @@ export async function call<T>(
       reject(err);
     });
     req.end(body);
+  });
+}
+
+/** The response body parsed, or an ApiError for a status other than 2xx. */
+function settle<T>(code: number, chunks: Buffer[]): T {
+  const text = Buffer.concat(chunks).toString("utf8");
+  if (code < 200 || code > 299) throw new ApiError(code, text);
+  return (text ? JSON.parse(text) : undefined) as T;
+}
+
+/** One call as a stream of the session (counted in by sessionFor, out when the stream closes). */
+function callH2<T>(
+  s: Open,
+  method: string,
+  url: URL,
+  headers: http2.OutgoingHttpHeaders,
+  body: string | undefined,
+  timeoutMs: number,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = s.h2.request(
+        { ...headers, ":method": method, ":path": url.pathname + url.search },
+        { endStream: body === undefined },
+      );
+    } catch (err) {
+      use(s, -1);
+      reject(err);
+      return;
+    }
+    let code = 0;
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      reject(new DOMException("The API call timed out", "TimeoutError"));
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, timeoutMs);
+    stream.on("response", (h) => {
+      code = Number(h[":status"]);
+    });
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+    stream.on("error", reject);
+    stream.on("close", () => {
+      use(s, -1);
+      clearTimeout(timer);
+      // Reset or cut off before its end (the connection dropped): no answer to read.
+      if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || code === 0) {
+        reject(new Error(`the API server reset the call (HTTP/2 error code ${stream.rstCode})`));
+        return;
+      }
+      try {
+        resolve(settle<T>(code, chunks));
+      } catch (err) {
+        reject(err);
+      }
+    });
+    if (body !== undefined) stream.end(body);
   });
 }

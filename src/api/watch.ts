@@ -1,16 +1,13 @@
-// Watches over node:http2: the watches of one cluster and user share one TLS connection (a few when
-// the server caps the streams per connection), in place of client-node's Watch, whose undici fetch
-// costs about 30 MB of RSS just to import. HTTP/1.1 (http.ts's agents) for http: servers, through
-// proxies, and for servers that do not offer h2. Credentials come from the KubeConfig on every watch,
-// as for calls (http.ts); TLS material is read once per connection.
+// Watches on the connections of connections.ts: an HTTP/2 stream on the session the identity's calls
+// also use (in place of client-node's Watch, whose undici fetch costs about 30 MB of RSS just to
+// import), else HTTP/1.1. Credentials come from the KubeConfig on every watch, as for calls (http.ts).
 import type { Agent, OutgoingHttpHeaders } from "node:http";
 import http2 from "node:http2";
 import https from "node:https";
-import { isIP } from "node:net";
 import type { Readable } from "node:stream";
-import tls from "node:tls";
-import type { Cluster, KubeConfig } from "../config/kubeconfig.ts";
-import { ApiError, agentFor, perIdentity, type Query, queryString } from "./http.ts";
+import type { KubeConfig } from "../config/kubeconfig.ts";
+import { agentFor, h2Headers, type Open, sessionFor, use } from "./connections.ts";
+import { ApiError, type Query, queryString } from "./http.ts";
 import { http } from "./node-http.ts";
 
 /** One event: its type, its object (parsed JSON, typed by the caller) and the whole line parsed. */
@@ -21,168 +18,9 @@ export interface WatchHandle {
   abort(): void;
 }
 
-/** Below kube-apiserver's 250, so that calls sharing the server's stream budget still fit. */
-const maxStreamsPerSession = 100;
-const connectTimeoutMs = 30_000;
-// A connection that stopped answering (a dropped NAT entry, a dead node) is found in at most 45 s,
-// not when the watches' inactivity timeouts fire one by one.
-const pingEveryMs = 30_000;
-const pingTimeoutMs = 15_000;
-/** A session without streams for this long is closed (also those of a KubeConfig no longer used). */
-const idleCloseMs = 60_000;
-// Flow-control windows: what the server may send ahead of what has been read, held in native memory
-// meanwhile. Node's default of 64 KiB per connection holds a watch-list's initial events (and every
-// watch on the connection) to one window per round trip; 4 and 16 MiB cost ~10 MB of RSS while
-// 10,000 requests were listed, for no faster start than these (bench scenario 3).
-const streamWindowBytes = 1 << 20;
-const sessionWindowBytes = 2 << 20;
 /** A hostile or broken server must not grow a line without bound. */
 const maxLineBytes = 16 << 20;
 const maxErrorBodyBytes = 64 << 10;
-
-interface Session {
-  /** Set once the server's settings (its stream limit) have arrived. */
-  h2?: http2.ClientHttp2Session;
-  ready: Promise<void>;
-  /** Streams open or about to be. */
-  streams: number;
-  idle?: NodeJS.Timeout;
-}
-
-type Open = Session & { h2: http2.ClientHttp2Session };
-
-interface Pool {
-  /** The server did not pick h2: HTTP/1.1 from then on. */
-  http1: boolean;
-  sessions: Set<Session>;
-}
-
-const pools = new WeakMap<KubeConfig, Map<string, Pool>>();
-
-/** Counts streams in or out; an idle session must not keep the process alive (a CLI exits). */
-function use(s: Session, delta: number): void {
-  s.streams += delta;
-  clearTimeout(s.idle);
-  if (!s.h2 || s.h2.destroyed) return;
-  if (s.streams > 0) {
-    s.h2.ref();
-    return;
-  }
-  s.h2.unref();
-  const h2 = s.h2;
-  s.idle = setTimeout(() => h2.close(), idleCloseMs).unref();
-}
-
-/** Connects a session into the pool, with one stream counted in for the caller. */
-function open(pool: Pool, url: URL, o: https.RequestOptions): Session {
-  const s: Session = { streams: 1, ready: Promise.resolve() };
-  pool.sessions.add(s);
-  s.ready = new Promise<void>((resolve, reject) => {
-    const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
-    const socket = tls.connect({
-      host,
-      port: Number(url.port) || 443,
-      servername: o.servername ?? (isIP(host) ? undefined : host),
-      ca: o.ca,
-      cert: o.cert,
-      key: o.key,
-      ...(o.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: o.rejectUnauthorized }),
-      ALPNProtocols: ["h2", "http/1.1"],
-    });
-    let settled = false;
-    const settle = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (!err) return resolve();
-      pool.sessions.delete(s);
-      socket.destroy();
-      reject(err);
-    };
-    const timer = setTimeout(
-      () => settle(new Error(`connecting to ${url.host} timed out after ${connectTimeoutMs} ms`)),
-      connectTimeoutMs,
-    );
-    socket.once("error", settle);
-    socket.once("secureConnect", () => {
-      socket.off("error", settle);
-      if (socket.alpnProtocol !== "h2") {
-        pool.http1 = true;
-        pool.sessions.delete(s);
-        socket.destroy();
-        return settle();
-      }
-      const h2 = http2.connect(url.origin, {
-        createConnection: () => socket,
-        settings: { initialWindowSize: streamWindowBytes },
-      });
-      const drop = () => pool.sessions.delete(s);
-      h2.on("error", (err) => {
-        drop();
-        settle(err);
-      });
-      h2.on("goaway", drop);
-      h2.on("close", () => {
-        drop();
-        clearInterval(ping);
-        clearTimeout(s.idle);
-        settle(new Error(`${url.host} closed the connection`));
-      });
-      const ping = setInterval(() => {
-        if (h2.destroyed) return;
-        const deadline = setTimeout(
-          () => h2.destroy(new Error(`${url.host} did not answer a ping within ${pingTimeoutMs} ms`)),
-          pingTimeoutMs,
-        ).unref();
-        h2.ping((err) => {
-          clearTimeout(deadline);
-          if (err) h2.destroy(err);
-        });
-      }, pingEveryMs).unref();
-      // The stream limit comes with the server's first settings: streams are opened after them.
-      h2.once("remoteSettings", () => {
-        h2.setLocalWindowSize(sessionWindowBytes);
-        s.h2 = h2;
-        settle();
-      });
-    });
-  });
-  return s;
-}
-
-/**
- * A session with room for one more stream (counted in), or undefined when the server speaks only
- * HTTP/1.1. Sessions are opened one at a time: watches started together wait for it, then share it.
- */
-async function sessionFor(
-  kc: KubeConfig,
-  cluster: Cluster,
-  url: URL,
-  o: https.RequestOptions,
-): Promise<Open | undefined> {
-  const pool = perIdentity(pools, kc, cluster, (): Pool => ({ http1: false, sessions: new Set() }));
-  for (;;) {
-    if (pool.http1) return undefined;
-    let pending: Session | undefined;
-    for (const s of pool.sessions) {
-      if (!s.h2) pending = s;
-      else if (
-        !s.h2.closed &&
-        !s.h2.destroyed &&
-        s.streams < Math.min(maxStreamsPerSession, s.h2.remoteSettings.maxConcurrentStreams ?? Infinity)
-      ) {
-        use(s, 1);
-        return s as Open;
-      }
-    }
-    if (!pending) {
-      const s = open(pool, url, o);
-      await s.ready;
-      return pool.http1 ? undefined : (s as Open);
-    }
-    await pending.ready;
-  }
-}
 
 const cutOff = () => new Error("the API server closed the watch before its end");
 
@@ -368,13 +206,7 @@ export async function watch(
       }
     }
     if (s) {
-      // HTTP/2 wants lower-case names; https.request would turn o.auth into this header.
-      const h2Headers: http2.OutgoingHttpHeaders = {};
-      for (const [name, value] of Object.entries(headers)) h2Headers[name.toLowerCase()] = value;
-      if (o.auth && !h2Headers.authorization) {
-        h2Headers.authorization = `Basic ${Buffer.from(o.auth).toString("base64")}`;
-      }
-      w.h2(s, url, h2Headers);
+      w.h2(s, url, h2Headers(headers, o.auth));
     } else {
       w.h1(url, agentFor(kc, cluster, o), headers, o.auth);
     }

@@ -92,6 +92,11 @@ export class LoadedKubeConfig implements KubeConfig {
     return new LoadedKubeConfig(options, this.#credentials);
   }
 
+  /** What its copies' connections are pooled under (api/connections.ts): they share credentials. */
+  get connectionScope(): object {
+    return this.#credentials;
+  }
+
   get tokens(): ReadonlyMap<string, UserToken> {
     return this.#credentials.tokens;
   }
