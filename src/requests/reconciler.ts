@@ -824,6 +824,8 @@ export class RequestReconciler {
     const remaining = started + timeoutMs - this.#now();
 
     if (timeoutMs > 0 && remaining <= 0) {
+      const live = await this.#liveRun(run);
+      if (live && runState(live).done) return this.#followRun(ws, request, derivedName, live, log);
       await this.#cancelRun(run);
       const finished = await this.#finish(
         ws,
@@ -865,6 +867,9 @@ export class RequestReconciler {
       ? created + DEFAULT_QUEUE_TIMEOUT_MS
       : Date.parse(run.metadata?.annotations?.[queueDeadlineAnnotation] ?? "");
     if (deadline && this.#now() >= deadline) {
+      const live = await this.#liveRun(run);
+      if (live && (runState(live).done || runStartedAt(live) !== undefined))
+        return this.#followRun(ws, request, runName, live, log);
       await this.#cancelRun(run);
       const what = held ? "held pending admission in the private cluster" : "not started by Tekton";
       const why = `${what} past its queue timeout (until ${rfc3339(deadline)}); internal PipelineRun cancelled`;
@@ -1240,6 +1245,16 @@ export class RequestReconciler {
       }),
     );
     if (updated) ws.observe(updated);
+  }
+
+  /**
+   * The run as the API server has it now (undefined if it is gone or was replaced): read before a
+   * deadline ends a request, since the cached copy may be behind (a watch event lost on the way).
+   */
+  async #liveRun(run: V1PipelineRun): Promise<V1PipelineRun | undefined> {
+    const { namespace, name, uid } = run.metadata as { namespace: string; name: string; uid?: string };
+    const live = await ignoreNotFound(this.#d.private.pipelineRuns.get(namespace, name));
+    return live?.metadata?.uid === uid ? live : undefined;
   }
 
   /** The uid in the patch is a precondition: a different object under the same name refuses it. */

@@ -46,7 +46,8 @@ type RequestStep =
   /** The run sweep looks at the request's run (woken by a request's deletion, or at start). */
   | "sweep"
   | { advance: number }
-  | { tekton: TektonOutcome; results?: Record<string, string> }
+  /** Tekton moves the run; `unseen`: the controller's cache keeps the copy from before (a lost event). */
+  | { tekton: TektonOutcome; results?: Record<string, string>; unseen?: boolean }
   | { tenant: "cancel" | "delete" | "remove finalizer" }
   | { privately: "delete run" }
   /** The other request's run of the same concurrency key (see sameKey) ends so. */
@@ -109,6 +110,8 @@ function requestWorld(c: RequestCase) {
   const events: string[] = [];
   const byName = (name: string) => memory.byName(name);
   const syncSlots = () => memory.sync();
+  /** What the cache still shows of runs whose change it missed. */
+  const stale = new Map<string, V1PipelineRun>();
   const config: InternalServicesConfigSpec = c.config ?? { allowList: [ns] };
   const service =
     c.service === null
@@ -141,7 +144,7 @@ function requestWorld(c: RequestCase) {
       namespace: privateNs,
       pipelineRuns: runs,
       taskRuns,
-      findPipelineRun: (name) => structuredClone(byName(name)),
+      findPipelineRun: (name) => structuredClone(stale.get(name) ?? byName(name)),
       watchesRunsIn: (namespace) => !(c.unwatched ?? []).includes(namespace),
       getService: (name) => (name === "sign" ? service : undefined),
       getConfig: () => ({
@@ -282,6 +285,7 @@ function requestWorld(c: RequestCase) {
     else if ("tekton" in s) {
       const r = run();
       assert.ok(r, "a run for Tekton to finish");
+      if (s.unseen) stale.set(runName, structuredClone(r));
       const started = r.status?.startTime ?? at(now);
       const status = s.tekton === "Running" ? "Unknown" : s.tekton === "Succeeded" ? "True" : "False";
       r.status = {
@@ -507,6 +511,25 @@ const requestCases: RequestCase[] = [
     request: { timeouts: { pipeline: "1h" } },
     steps: ["reconcile", { advance: 5 * M }, { tekton: "Running" }, { advance: H }, "reconcile"],
     expect: { reason: "TimedOut", message: /timed out after 1h/, runCancelled: true, run: "gone" },
+  },
+  {
+    name: "the pipeline timeout with the cache behind (the run's end never seen): the live run decides, Succeeded",
+    request: { timeouts: { pipeline: "1h" } },
+    steps: [
+      "reconcile",
+      { tekton: "Running" },
+      "reconcile",
+      { tekton: "Succeeded", results: { digest: "sha256:2" }, unseen: true },
+      { advance: H + M },
+      "reconcile",
+    ],
+    expect: { reason: "Succeeded", results: { digest: "sha256:2" }, runCancelled: false, run: "gone" },
+  },
+  {
+    name: "the queue timeout with the cache behind (the run's start never seen): the live run decides, still running",
+    request: { timeouts: { pipeline: "1h", queue: "30m" } },
+    steps: ["reconcile", { tekton: "Running", unseen: true }, { advance: 31 * M }, "reconcile"],
+    expect: { status: "Unknown", runCancelled: false, run: "running" },
   },
   {
     name: "the pipeline timeout counts from Tekton's start: a run still pending admission is not timed out",
