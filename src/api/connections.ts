@@ -62,13 +62,18 @@ export function agentFor(kc: KubeConfig, cluster: Cluster, opts: https.RequestOp
 
 /** Below kube-apiserver's 250 streams per connection: calls and watches of one session fit in it. */
 const maxStreamsPerSession = 100;
-const connectTimeoutMs = 30_000;
-// A connection that stopped answering (a dropped NAT entry, a dead node) is found in at most 45 s,
-// not when the watches' inactivity timeouts fire one by one.
-const pingEveryMs = 30_000;
-const pingTimeoutMs = 15_000;
-/** A session without streams for this long is closed (also those of a KubeConfig no longer used). */
-const idleCloseMs = 60_000;
+/**
+ * How sessions are kept. A connection that stopped answering (a dropped NAT entry, a dead node) is
+ * found by its ping in at most pingEveryMs + pingTimeoutMs, not when the watches' inactivity
+ * timeouts fire one by one; one without streams for idleCloseMs is closed (also those of a KubeConfig
+ * no longer used). Tests shorten them.
+ */
+export const sessionTimings = {
+  connectMs: 30_000,
+  pingEveryMs: 30_000,
+  pingTimeoutMs: 15_000,
+  idleCloseMs: 60_000,
+};
 // Flow-control windows: what the server may send ahead of what has been read, held in native memory
 // meanwhile. Node's default of 64 KiB per connection holds a watch-list's initial events (and every
 // watch on the connection) to one window per round trip; 4 and 16 MiB cost ~10 MB of RSS while
@@ -106,7 +111,7 @@ export function use(s: Session, delta: number): void {
   }
   s.h2.unref();
   const h2 = s.h2;
-  s.idle = setTimeout(() => h2.close(), idleCloseMs).unref();
+  s.idle = setTimeout(() => h2.close(), sessionTimings.idleCloseMs).unref();
 }
 
 /** Connects a session into the pool, with one stream counted in for the caller. */
@@ -136,8 +141,8 @@ function open(pool: Pool, url: URL, o: https.RequestOptions): Session {
       reject(err);
     };
     const timer = setTimeout(
-      () => settle(new Error(`connecting to ${url.host} timed out after ${connectTimeoutMs} ms`)),
-      connectTimeoutMs,
+      () => settle(new Error(`connecting to ${url.host} timed out after ${sessionTimings.connectMs} ms`)),
+      sessionTimings.connectMs,
     );
     socket.once("error", settle);
     socket.once("secureConnect", () => {
@@ -167,14 +172,17 @@ function open(pool: Pool, url: URL, o: https.RequestOptions): Session {
       const ping = setInterval(() => {
         if (h2.destroyed) return;
         const deadline = setTimeout(
-          () => h2.destroy(new Error(`${url.host} did not answer a ping within ${pingTimeoutMs} ms`)),
-          pingTimeoutMs,
+          () =>
+            h2.destroy(
+              new Error(`${url.host} did not answer a ping within ${sessionTimings.pingTimeoutMs} ms`),
+            ),
+          sessionTimings.pingTimeoutMs,
         ).unref();
         h2.ping((err) => {
           clearTimeout(deadline);
           if (err) h2.destroy(err);
         });
-      }, pingEveryMs).unref();
+      }, sessionTimings.pingEveryMs).unref();
       // The stream limit comes with the server's first settings: streams are opened after them.
       h2.once("remoteSettings", () => {
         h2.setLocalWindowSize(sessionWindowBytes);

@@ -12,6 +12,7 @@ import { after, before, describe, it } from "node:test";
 import type { TLSSocket } from "node:tls";
 import { KubeConfig } from "@kubernetes/client-node";
 import { type KeyAndCert, newCertificateAuthority, newServingCertificate } from "../../envtest/pki.ts";
+import { sessionTimings } from "../../src/api/connections.ts";
 import { ApiError } from "../../src/api/http.ts";
 import { type WatchHandle, watch } from "../../src/api/watch.ts";
 
@@ -548,6 +549,77 @@ describe("watch", () => {
     firstHandle.abort();
     secondHandle.abort();
     await Promise.all([first.ended, second.ended]);
+  });
+
+  it("drops a connection that stops answering pings, and the next watch connects again", async () => {
+    const server = await serve("h2", streams("a"));
+    // A TCP relay to the server that can go silent both ways, as a dropped NAT entry does.
+    let silent = false;
+    let relayed = 0;
+    const sockets = new Set<Socket>();
+    const relay = net.createServer((client) => {
+      relayed++;
+      const upstream = net.connect(Number(new URL(server.url).port), "127.0.0.1");
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on("error", () => {});
+        s.on("close", () => {
+          client.destroy();
+          upstream.destroy();
+        });
+      }
+      client.on("data", (d) => silent || upstream.write(d));
+      upstream.on("data", (d) => silent || client.write(d));
+    });
+    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+    const saved = { ...sessionTimings };
+    Object.assign(sessionTimings, { pingEveryMs: 100, pingTimeoutMs: 200 });
+    try {
+      const kc = kubeConfig(`https://127.0.0.1:${(relay.address() as AddressInfo).port}`);
+      const rec = recorder();
+      await start(kc, rec, {}, 60_000);
+      await until(() => rec.events.length === 1, "the event");
+      silent = true;
+      await until(() => rec.dones.length === 1, "the ping to end the watch");
+      const err = rec.dones[0];
+      assert.ok(err instanceof Error, `an error, not ${String(err)}`);
+      assert.notEqual(err.name, "TimeoutError", "found by the ping, not the watch's inactivity timeout");
+      silent = false;
+      const next = recorder();
+      const handle = await start(kc, next);
+      await until(() => next.events.length === 1, "the next watch's event");
+      assert.equal(relayed, 2, "a new connection");
+      handle.abort();
+      await next.ended;
+    } finally {
+      Object.assign(sessionTimings, saved);
+      for (const s of sockets) s.destroy();
+      relay.close();
+    }
+  });
+
+  it("closes a connection left without streams for idleCloseMs", async () => {
+    const server = await serve("h2", streams("a"));
+    const saved = { ...sessionTimings };
+    Object.assign(sessionTimings, { idleCloseMs: 200 });
+    try {
+      const kc = kubeConfig(server.url);
+      const rec = recorder();
+      const handle = await start(kc, rec);
+      await until(() => rec.events.length === 1, "the event");
+      const session = server.sessions[0] as http2.ServerHttp2Session;
+      handle.abort();
+      await rec.ended;
+      await until(() => session.closed || session.destroyed, "the idle session closed");
+      const next = recorder();
+      const nextHandle = await start(kc, next);
+      await until(() => next.events.length === 1, "the next watch's event");
+      assert.equal(server.sessions.length, 2, "a new session for the next watch");
+      nextHandle.abort();
+      await next.ended;
+    } finally {
+      Object.assign(sessionTimings, saved);
+    }
   });
 
   it("hands connection and TLS errors to done", async () => {
