@@ -5,7 +5,7 @@
 // mounts and its first bound, expiring token, which the controller then starts with, and rotate that
 // token with deploy/refresh-remote-token.sh, revoking the old one.
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, symlink } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -15,6 +15,7 @@ import {
   CoreV1Api,
   KubeConfig,
   type KubernetesObject,
+  RbacAuthorizationV1Api,
   type V1ClusterRole,
   type V1Deployment,
   type V1PolicyRule,
@@ -522,6 +523,85 @@ describe("deploy/ kustomize bases, README commands and Dockerfile", () => {
     assert.equal(await whoAmI(secondToken), claims.sub);
     // The API server may accept a revoked token for a few seconds more (its authentication cache).
     await eventually(async () => (await whoAmI(firstToken)) === 401, "the old token rejected", 30_000, 200);
+
+    // Again as a rotator with only the permissions deploy/README.md lists, on each plane.
+    const rotator = "token-rotator";
+    const grant = async (plane: Plane, admin: KubeConfig, namespace: string, rules: V1PolicyRule[]) => {
+      const planeCore = admin.makeApiClient(CoreV1Api);
+      const rbac = admin.makeApiClient(RbacAuthorizationV1Api);
+      const metadata = { name: rotator };
+      await planeCore.createNamespacedServiceAccount({ namespace, body: { metadata } });
+      await rbac.createNamespacedRole({ namespace, body: { metadata, rules } });
+      await rbac.createNamespacedRoleBinding({
+        namespace,
+        body: {
+          metadata,
+          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: rotator },
+          subjects: [{ kind: "ServiceAccount", name: rotator, namespace }],
+        },
+      });
+      const minted = await planeCore.createNamespacedServiceAccountToken({
+        name: rotator,
+        namespace,
+        body: { spec: { audiences: [], expirationSeconds: 3600 } },
+      });
+      return {
+        cluster: {
+          name: plane.name,
+          cluster: {
+            server: plane.server,
+            "certificate-authority-data": Buffer.from(plane.caPem).toString("base64"),
+          },
+        },
+        user: { name: plane.name, user: { token: minted.status?.token } },
+        context: { name: plane.name, context: { cluster: plane.name, user: plane.name } },
+      };
+    };
+    const sides = [
+      await grant(planes.public, planes.publicAdmin, remoteNs, [
+        {
+          apiGroups: [""],
+          resources: ["serviceaccounts/token"],
+          resourceNames: [remoteSa],
+          verbs: ["create"],
+        },
+        { apiGroups: [""], resources: ["secrets"], verbs: ["create", "list", "delete"] },
+      ]),
+      await grant(planes.private, planes.privateAdmin, privateNs, [
+        {
+          apiGroups: [""],
+          resources: ["secrets"],
+          resourceNames: ["isc-remote-kubeconfig"],
+          verbs: ["get", "patch"],
+        },
+      ]),
+    ];
+    const rotatorKubeconfig = join(work, "rotator-kubeconfig");
+    await writeFile(
+      rotatorKubeconfig,
+      stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: sides.map((x) => x.cluster),
+        users: sides.map((x) => x.user),
+        contexts: sides.map((x) => x.context),
+        "current-context": "public",
+      }),
+    );
+    await shell([planes.public, planes.private], readmeBlock(readme, "both planes"), {
+      REVOKE_AFTER: "0",
+      KUBECONFIG: rotatorKubeconfig,
+    });
+    const third = (await mounted()).token.trim();
+    assert.notEqual(third, secondToken, "the restricted rotator delivered a new token");
+    assert.equal(await whoAmI(third), claims.sub);
+    assert.deepEqual(
+      (await core.listNamespacedSecret({ namespace: remoteNs, labelSelector: anchorSelector })).items.map(
+        (s) => s.metadata?.name,
+      ),
+      [jwtClaims(third)["kubernetes.io"]?.secret?.name],
+      "the restricted rotator revoked the older token",
+    );
   });
 
   it("the Dockerfile builds a non-root image with runtime dependencies only", async () => {
