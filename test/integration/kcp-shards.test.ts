@@ -67,6 +67,8 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
   let controllerKc: KubeConfig;
   let legacyToken: string;
   let boundToken: string;
+  /** What the controller logged. */
+  const logged: { msg?: string; url?: string }[] = [];
 
   /** The endpoint slice's URLs, read as the controller's identity (through the front proxy). */
   const sliceUrls = async (): Promise<string[]> => {
@@ -150,6 +152,7 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
       workspaces: [],
       kcp: [{ kubeConfig: controllerKc, export: exportName }],
       serveCustomTasks: false,
+      log: pino({ level: "info" }, { write: (line: string) => void logged.push(JSON.parse(line)) }),
     });
   });
   after(async () => {
@@ -190,6 +193,31 @@ describe("kcp workspaces on two shards behind one front proxy", () => {
           `internal_requests_completed_total\\{workspace="${w}",service="advise",reason="Succeeded"\\}`,
         ),
       );
+  });
+
+  it("stops following a shard that leaves the slice (its last binding gone), serves the rest, and follows it again", async () => {
+    const followed = (url: string) =>
+      logged.filter((l) => l.url === url && l.msg === "kcp virtual workspace endpoint followed").length;
+    assert.equal(followed(vwOf("shard-1")), 1);
+    await b.kubeConfig.makeApiClient(CustomObjectsApi).deleteClusterCustomObject({
+      group: "apis.kcp.io",
+      version: "v1alpha2",
+      plural: "apibindings",
+      name: "internal-services",
+    });
+    await eventually(
+      async () => (JSON.stringify(await sliceUrls()) === JSON.stringify([vwOf("root")]) ? true : undefined),
+      "the endpoint slice lists the root shard only",
+      60_000,
+    );
+    await eventually(
+      () => logged.some((l) => l.url === vwOf("shard-1") && l.msg === "kcp virtual workspace endpoint gone"),
+      "the controller drops shard-1",
+    );
+    await fulfil(a, "release-3");
+    await bind(b);
+    await eventually(() => followed(vwOf("shard-1")) === 2 || undefined, "shard-1 followed again", 60_000);
+    await fulfil(b, "release-3");
   });
 
   /** The HTTP status of listing InternalRequests across every bound workspace of a shard's virtual workspace. */

@@ -99,6 +99,8 @@ export class Fixture {
       serveCustomTasks?: boolean;
       heartbeat?: ManagerOptions["heartbeat"];
       kcp?: ManagerOptions["kcp"];
+      /** Where the controller logs (default: nowhere, or at debug with FIXTURE_LOG set). */
+      log?: ManagerOptions["log"];
     } = {},
   ): Promise<Manager> {
     this.manager = startManager({
@@ -107,7 +109,7 @@ export class Fixture {
       ],
       privateKubeConfig: extra.privateKubeConfig ?? this.privateKc,
       controllerNamespace: this.privateNs,
-      log: process.env.FIXTURE_LOG ? newLogger("debug") : silentLogger,
+      log: extra.log ?? (process.env.FIXTURE_LOG ? newLogger("debug") : silentLogger),
       metrics: new Metrics({ processMetrics: false }),
       afterCreate: extra.afterCreate,
       queuedRecheckMs: extra.queuedRecheckMs,
