@@ -251,6 +251,42 @@ describe("watch", () => {
     assert.equal(rec.dones.length, 1);
   });
 
+  it("delivers every event of a stream cut at random places (seeded), newlines and characters included", async () => {
+    // A small LCG: the same cuts on every run; the seed is in the failure message.
+    const seed = 20261201;
+    let state = seed;
+    const random = (n: number) => {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      return state % n;
+    };
+    const names = Array.from({ length: 200 }, (_, i) => `e${i}-${"é€x".repeat(random(40))}`);
+    const bytes = Buffer.from(names.map((n) => line("MODIFIED", n)).join(""));
+    const cuts = new Set<number>();
+    while (cuts.size < 150) cuts.add(1 + random(bytes.length - 1));
+    // Right before and right after some newlines too: the edges a splitter gets wrong.
+    for (let i = bytes.indexOf(10), k = 0; i !== -1 && k < 20; i = bytes.indexOf(10, i + 1), k++)
+      cuts.add(k % 2 === 0 ? i : i + 1);
+    const points = [...cuts].filter((c) => c > 0 && c < bytes.length).sort((x, y) => x - y);
+    const server = await serve("h2", async (req, res) => {
+      ok(res);
+      let from = 0;
+      for (const to of [...points, bytes.length]) {
+        res.write(bytes.subarray(from, to));
+        await delivered(req);
+        from = to;
+      }
+      res.end();
+    });
+    const rec = recorder();
+    await start(kubeConfig(server.url), rec);
+    assert.equal(await rec.ended, null);
+    assert.deepEqual(
+      rec.events.map((e) => e.name),
+      names,
+      `seed ${seed}: ${points.length} cuts`,
+    );
+  });
+
   it("sends the credentials, the query and watch=true", async () => {
     const server = await serve("h2", streams("a"));
     const rec = recorder();
