@@ -52,7 +52,7 @@ import {
 } from "./naming.ts";
 import { buildPipelineRun, copyResults, pendingStatus, runStartedAt, runState } from "./pipelinerun.ts";
 import { DeletionPace, keepFinishedMs } from "./retention.ts";
-import { type KeyHolder, type RunSlots, rawPipelineGroup, slotGroup } from "./slots.ts";
+import { type KeyHolder, type RunSlots, rawPipelineGroup, slotGroup, tenantOf } from "./slots.ts";
 import { Part } from "./summary.ts";
 
 /** One remote workspace: where requests live. */
@@ -155,6 +155,10 @@ export class RequestReconciler {
   /** Requests queued behind a concurrency limit (by key, oldest first): their group, queue deadline
    *  and what they decided on (see #version). */
   readonly #waitingForSlot = new Map<string, { group: string; deadline: number; version: string }>();
+  /** When each tenant last took a slot of a limited group (a sequence number; only tenants that took
+   *  one while others waited, and the last one), so that free slots go round the tenants. */
+  readonly #servedAt = new Map<string, Map<string, number>>();
+  #served = 0;
   /** Requests waiting for the run of their concurrency key to end. */
   readonly #waitingForKey = new KeyWaiters();
   /** Finished requests due for deletion (requestRetention), by key: the moment each may go. */
@@ -166,19 +170,74 @@ export class RequestReconciler {
     this.#now = deps.now ?? Date.now;
   }
 
-  /** The requests that have waited longest for a slot of `group` (a run of it finished), as many as
-   *  slots are free, to try again; not all: a woken request is read again (whole). Each keeps its
+  /** The requests the free slots of `group` go to (a run of it finished), in fair order (see
+   *  #nextForSlots), to try again; not all: a woken request is read again (whole). Each keeps its
    *  place until it takes a slot or ends. */
   nextWaitingForSlot(group: string): RequestKey[] {
-    let free = this.#freeSlots(group, this.#d.private.getConfig()?.spec);
-    const keys: RequestKey[] = [];
+    const free = this.#freeSlots(group, this.#d.private.getConfig()?.spec);
+    return free > 0 ? this.#nextForSlots(group, free).map(parseKey) : [];
+  }
+
+  /** Request `key` took a slot of `group`: its tenant goes to the back of the round. With nobody else
+   *  waiting, the round so far no longer matters: only this tenant is kept. */
+  #tookSlot(group: string, key: string): void {
+    const served = this.#othersWaitFor(group, key) ? (this.#servedAt.get(group) ?? new Map()) : new Map();
+    served.set(tenantOf(key), ++this.#served);
+    this.#servedAt.set(group, served);
+  }
+
+  /** Whether requests other than `key` wait for a slot of `group`. */
+  #othersWaitFor(group: string, key: string): boolean {
+    for (const [other, w] of this.#waitingForSlot) if (w.group === group && other !== key) return true;
+    return false;
+  }
+
+  /**
+   * The requests waiting for a slot of `group` that its next `free` slots go to, in order: first the
+   * tenant (workspace and namespace) with the fewest runs of the group, then the one that took a slot
+   * least lately, then the one whose request has waited longest; within a tenant, its
+   * longest-waiting request. The slots go round the tenants: one with many requests waiting cannot
+   * hold the others back.
+   */
+  #nextForSlots(group: string, free: number): string[] {
+    const queues = new Map<string, { at: number; key: string }[]>();
+    let at = 0;
     for (const [key, w] of this.#waitingForSlot) {
-      if (free <= 0) break;
+      at++;
       if (w.group !== group) continue;
-      keys.push(parseKey(key));
-      free--;
+      const tenant = tenantOf(key);
+      const queue = queues.get(tenant);
+      if (queue) queue.push({ at, key });
+      else queues.set(tenant, [{ at, key }]);
     }
-    return keys;
+    const running = this.#d.private.slots.inUseByTenant(group);
+    const served = new Map(this.#servedAt.get(group));
+    let next = this.#served;
+    const chosen: string[] = [];
+    while (chosen.length < free && queues.size > 0) {
+      let best: { tenant: string; runs: number; served: number; at: number } | undefined;
+      for (const [tenant, queue] of queues) {
+        const c = {
+          tenant,
+          runs: running.get(tenant) ?? 0,
+          served: served.get(tenant) ?? -1,
+          at: (queue[0] as { at: number }).at,
+        };
+        if (
+          !best ||
+          c.runs < best.runs ||
+          (c.runs === best.runs && (c.served < best.served || (c.served === best.served && c.at < best.at)))
+        )
+          best = c;
+      }
+      const { tenant } = best as { tenant: string };
+      const queue = queues.get(tenant) as { at: number; key: string }[];
+      chosen.push((queue.shift() as { key: string }).key);
+      if (queue.length === 0) queues.delete(tenant);
+      running.set(tenant, (running.get(tenant) ?? 0) + 1);
+      served.set(tenant, ++next);
+    }
+    return chosen;
   }
 
   /** The requests waiting for a run of concurrency key `hash` to end (it did). Queue: the oldest (the
@@ -248,17 +307,16 @@ export class RequestReconciler {
     // Decided from the cached copy alone, so a request nobody may make is never read whole.
     const early = callerRejection({ ...caller, request: request.spec }) ?? this.#oversize(request);
     if (early) return this.#reject(ws, request, early, log);
-    // Known to wait for a slot that is still taken: nothing to read or write until one frees (a
-    // finishing run wakes the oldest waiting request) or the queue deadline comes.
-    // Nor when the request or its policy changed meanwhile (see #version): it decides again.
+    // Known to wait for a slot that is still taken, or that goes to others first (#nextForSlots):
+    // nothing to read or write until one frees (a finishing run wakes the next in line) or the queue
+    // deadline comes. Unless the request or its policy changed meanwhile (see #version): it decides again.
     const version = this.#version(request);
     const waiting = this.#waitingForSlot.get(key);
-    if (
-      waiting?.version === version &&
-      this.#now() < waiting.deadline &&
-      this.#freeSlots(waiting.group, config?.spec) <= 0
-    )
-      return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
+    if (waiting?.version === version && this.#now() < waiting.deadline) {
+      const free = this.#freeSlots(waiting.group, config?.spec);
+      if (free <= 0 || !this.#nextForSlots(waiting.group, free).includes(key))
+        return requeueAfter(Math.min(this.#recheckMs, waiting.deadline - this.#now()));
+    }
     // Likewise for a request waiting for the run of its concurrency key (see #keyWaitStands).
     const keyWait = this.#waitingForKey.get(key);
     if (
@@ -296,6 +354,18 @@ export class RequestReconciler {
       if (decided !== "start") return decided;
     }
     const group = plan.service ?? rawPipelineGroup;
+    // Where others wait for the group's slots, they go in fair order (#nextForSlots): a request not
+    // waiting yet joins them (and takes part from its next look, at once), one not next waits on.
+    if (this.#othersWaitFor(group, key)) {
+      const inUse = this.#d.private.slots.inUse(group);
+      if (!this.#waitingForSlot.has(key)) {
+        const queued = await this.#waitForSlot(key, ws, request, runName, plan, inUse, log);
+        return this.#waitingForSlot.has(key) ? requeueAfter(0) : queued;
+      }
+      const free = this.#freeSlots(group, config?.spec);
+      if (!this.#nextForSlots(group, free).includes(key))
+        return this.#waitForSlot(key, ws, request, runName, plan, inUse, log);
+    }
     // Taken with no await before the create starts: no other worker can take the same slot, nor the
     // same concurrency key (one taken meanwhile sends the request back through the decision above).
     const slot = this.#d.private.slots.take(
@@ -309,6 +379,7 @@ export class RequestReconciler {
     if (!slot.taken) return this.#waitForSlot(key, ws, request, runName, plan, slot.inUse, log);
     this.#waitingForSlot.delete(key);
     this.#waitingForKey.delete(key);
+    if (plan.maxConcurrentRuns !== undefined) this.#tookSlot(group, key);
 
     let created: V1PipelineRun;
     try {

@@ -31,8 +31,8 @@ export interface KeyHolder {
 }
 
 export class RunSlots {
-  /** Unfinished runs as the private cache shows them, by group. */
-  readonly #live = new Map<string, Set<string>>();
+  /** Unfinished runs as the private cache shows them, by group: their tenants (see tenantOf). */
+  readonly #live = new Map<string, Map<string, string>>();
   /** Runs this process is creating or has created that the cache does not show yet, by name. */
   readonly #pending = new Map<string, { group: string; request: string; key?: string }>();
   /** Unfinished runs as the private cache shows them, by concurrency key (one each; more only if the
@@ -50,9 +50,9 @@ export class RunSlots {
     this.#pending.delete(name);
     if (deleted) this.#deleted.delete(name);
     const state = deleted ? undefined : runState(run);
-    const live = this.#live.get(group) ?? new Set<string>();
+    const live = this.#live.get(group) ?? new Map<string, string>();
     if (!state || state.done) live.delete(name);
-    else live.add(name);
+    else live.set(name, tenantOf(requestOf(run)));
     if (live.size > 0) this.#live.set(group, live);
     else this.#live.delete(group);
 
@@ -88,6 +88,15 @@ export class RunSlots {
     let n = this.#live.get(group)?.size ?? 0;
     for (const p of this.#pending.values()) if (p.group === group) n++;
     return n;
+  }
+
+  /** Runs holding a slot of `group`, by tenant (see tenantOf). */
+  inUseByTenant(group: string): Map<string, number> {
+    const counts = new Map<string, number>();
+    const count = (tenant: string) => counts.set(tenant, (counts.get(tenant) ?? 0) + 1);
+    for (const tenant of this.#live.get(group)?.values() ?? []) count(tenant);
+    for (const p of this.#pending.values()) if (p.group === group) count(tenantOf(p.request));
+    return counts;
   }
 
   /**
@@ -141,6 +150,11 @@ export class RunSlots {
     for (const { group } of this.#pending.values()) counts.set(group, (counts.get(group) ?? 0) + 1);
     return counts;
   }
+}
+
+/** Whom a request (its key, "workspace/namespace/name") is made by: its workspace and namespace. */
+export function tenantOf(request: string): string {
+  return request.slice(0, request.lastIndexOf("/"));
 }
 
 /** The key of a run's request, from its annotations (written only by this controller). */

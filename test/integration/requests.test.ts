@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { CoreV1Api } from "@kubernetes/client-node";
 import { eventually } from "../../envtest/wait.ts";
-import { finalizer, pipelineRunName } from "../../src/requests/naming.ts";
+import type { V1PipelineRun } from "../../src/generated/tekton.ts";
+import { finalizer, labelPrefix, pipelineRunName } from "../../src/requests/naming.ts";
 import { Fixture } from "../support/fixture.ts";
 import { signService } from "../support/services.ts";
 
@@ -591,5 +592,54 @@ describe("InternalRequest controller", () => {
     await f.tekton.succeed(first?.metadata?.name as string);
     await f.waitForReason("first", "Succeeded");
     await f.waitForRequest("second", (r) => r.status?.pipelineRun !== undefined, "second started");
+  });
+
+  it("shares a service's slots round the tenants: one with many requests queued holds no other back", async () => {
+    const f = await fixture({
+      namespaces: 2,
+      config: allowAll,
+      services: { sign: { ...signService, maxConcurrentRuns: 1 } },
+    });
+    const [a, b] = f.namespaces as [string, string];
+    const requestOf = (run: V1PipelineRun) => run.metadata?.annotations?.[`${labelPrefix}/request`];
+    const params = (i: number) => ({ digest: `sha256:abcdef${10 + i}` });
+    await f.createRequest("a-0", { service: "sign", params: params(0) });
+    await f.tekton.waitForRuns(1);
+    // One after another, so that they queue in this order.
+    for (let i = 1; i <= 4; i++) {
+      await f.createRequest(`a-${i}`, { service: "sign", params: params(i) });
+      await f.waitForRequest(
+        `a-${i}`,
+        (r) => /queued/.test(r.status?.conditions?.[0]?.message ?? ""),
+        "queued",
+      );
+    }
+    await f.createRequest("b-0", { service: "sign", params: params(9) }, { namespace: b });
+    await f.waitForRequest(
+      "b-0",
+      (r) => /queued/.test(r.status?.conditions?.[0]?.message ?? ""),
+      "queued",
+      b,
+    );
+    // Run after run, in the order the slots went: b-0 second, then team a's in theirs.
+    const order: string[] = [];
+    for (let n = 0; n < 6; n++) {
+      const run = await eventually(
+        async () => {
+          const live = (await f.tekton.list()).filter((r) => !r.status?.completionTime);
+          assert.ok(live.length <= 1, `at most one run at once: ${live.map(requestOf).join(", ")}`);
+          return live[0];
+        },
+        `run ${n + 1}`,
+      );
+      order.push(requestOf(run) as string);
+      await f.tekton.succeed(run.metadata?.name as string);
+      await eventually(
+        async () =>
+          (await f.tekton.list()).every((r) => r.metadata?.name !== run.metadata?.name) || undefined,
+        `run ${n + 1} cleaned up`,
+      );
+    }
+    assert.deepEqual(order, [`${a}/a-0`, `${b}/b-0`, `${a}/a-1`, `${a}/a-2`, `${a}/a-3`, `${a}/a-4`]);
   });
 });

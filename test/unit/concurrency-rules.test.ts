@@ -99,30 +99,37 @@ function world(opts: WorldOpts) {
     spec: Partial<InternalRequestSpec> = {},
     labels: Record<string, string> = {},
     createdAt = now,
+    namespace = ns,
   ) =>
     requests.put({
       apiVersion: "appstudio.redhat.com/v1alpha1",
       kind: "InternalRequest",
       metadata: {
         name,
-        namespace: ns,
+        namespace,
         labels,
         creationTimestamp: at(createdAt) as unknown as Date,
       },
       spec: { service: "sign", params: { image: "quay.io/x@sha256:1" }, ...spec } as InternalRequestSpec,
     });
-  const get = (name: string) => requests.objects.get(`${ns}/${name}`) as InternalRequest;
-  const runOf = (name: string) => {
-    const r = get(name);
+  const get = (name: string, namespace = ns) =>
+    requests.objects.get(`${namespace}/${name}`) as InternalRequest;
+  const runOf = (name: string, namespace = ns) => {
+    const r = get(name, namespace);
     return byName(pipelineRunName("public", name, r.metadata.uid as string));
   };
-  const reconcile = async (name: string): Promise<ReconcileResult | undefined> => {
-    const result = await reconciler.reconcile({ workspace: "public", namespace: ns, name }, log);
+  const reconcile = async (name: string, namespace = ns): Promise<ReconcileResult | undefined> => {
+    const result = await reconciler.reconcile({ workspace: "public", namespace, name }, log);
     sync();
     return result;
   };
-  const finishRun = (name: string, reason: "Succeeded" | "Failed" | "PipelineRunCancelled", results = {}) => {
-    const r = runOf(name) as V1PipelineRun;
+  const finishRun = (
+    name: string,
+    reason: "Succeeded" | "Failed" | "PipelineRunCancelled",
+    results = {},
+    namespace = ns,
+  ) => {
+    const r = runOf(name, namespace) as V1PipelineRun;
     assert.ok(r, `a run of ${name}`);
     r.status = {
       startTime: at(now),
@@ -168,6 +175,7 @@ function world(opts: WorldOpts) {
       now += ms;
     },
     wake: (hash: string) => reconciler.nextWaitingForKey(hash),
+    wakeForSlot: (group: string) => reconciler.nextWaitingForSlot(group),
     /** A new process: empty in-memory state, the cache synced from what exists. */
     restart: () => {
       memory.restart();
@@ -185,6 +193,51 @@ function world(opts: WorldOpts) {
 }
 
 const queue = { concurrency: { key: "$(params.image)", policy: "Queue" as const } };
+
+describe("concurrency slots among tenants", () => {
+  test("a tenant with many requests waiting cannot hold another's back: the free slots go round the tenants", async () => {
+    const other = "team-b";
+    const w = world({ service: { maxConcurrentRuns: 1 }, config: { allowList: [ns, other] } });
+    for (let i = 0; i < 5; i++) w.put(`a${i}`, {}, {}, t0 + i * 1000);
+    w.put("b0", {}, {}, t0 + 10_000, other);
+    for (let i = 0; i < 5; i++) await w.reconcile(`a${i}`);
+    await w.reconcile("b0", other);
+    assert.ok(w.runOf("a0"), "a0 runs");
+    assert.match(w.message("a1"), /queued: service "sign" is running 1 of at most 1/);
+    // a0 ends: team-b, which has had no slot yet, is woken first, and the others keep waiting.
+    w.finishRun("a0", "Succeeded");
+    assert.deepEqual(
+      w.wakeForSlot("sign").map((k) => `${k.namespace}/${k.name}`),
+      [`${other}/b0`],
+    );
+    // Every waiter looks again (its recheck), b0 last: b0 gets the slot all the same.
+    for (let i = 1; i < 5; i++) await w.reconcile(`a${i}`);
+    await w.reconcile("b0", other);
+    assert.ok(w.runOf("b0", other), "b0 runs second");
+    for (let i = 1; i < 5; i++) assert.equal(w.runOf(`a${i}`), undefined, `a${i} still waits`);
+    // Then team-a again, oldest first.
+    w.finishRun("b0", "Succeeded", {}, other);
+    for (let i = 4; i >= 1; i--) await w.reconcile(`a${i}`);
+    assert.ok(w.runOf("a1"), "a1 runs third");
+    assert.equal(w.liveRuns().length, 1, "never more than the one slot");
+  });
+
+  test("a request made while others wait joins them rather than taking a free slot first", async () => {
+    const other = "team-b";
+    const w = world({ service: { maxConcurrentRuns: 1 }, config: { allowList: [ns, other] } });
+    w.put("a0");
+    w.put("a1", {}, {}, t0 + 1000);
+    await w.reconcile("a0");
+    await w.reconcile("a1");
+    w.finishRun("a0", "Succeeded");
+    // Before a1 looks again, a newcomer of team-a arrives: it queues behind a1.
+    w.put("a2", {}, {}, t0 + 2000);
+    await w.reconcile("a2");
+    assert.equal(w.runOf("a2"), undefined, `a2 waits: ${w.message("a2")}`);
+    await w.reconcile("a1");
+    assert.ok(w.runOf("a1"), "a1, which waited, runs");
+  });
+});
 
 describe("concurrency keys among requests", () => {
   test("a create that failed (5xx) is tried again: the request never waits for its own reserved run", async () => {
