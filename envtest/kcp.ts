@@ -515,6 +515,17 @@ export async function startShardedKcp(options: ShardedKcpOptions = {}): Promise<
       readyMs: shardReady[i] as number,
     }));
     let stopping: Promise<void> | undefined;
+    // A process that dies under a test fails it with ECONNREFUSED: say which one, and what it logged.
+    for (const p of procs) {
+      p.child.once("exit", (code, signal) => {
+        if (stopping) return;
+        void tail(p.logFile, 30).then((last) =>
+          process.stderr.write(
+            `kcp: ${p.name} exited (${code ?? signal}) while in use; its log ends:\n${last}\n`,
+          ),
+        );
+      });
+    }
     const sharded: ShardedKcp = {
       ...clients,
       caPath,
