@@ -637,7 +637,12 @@ export class RequestReconciler {
     log: Logger,
   ): Promise<ReconcileResult | undefined> {
     const who = plan.service ? `service "${plan.service}" is` : "raw pipeline requests are";
-    const busy = `${who} running ${inUse} of at most ${plan.maxConcurrentRuns} concurrent runs`;
+    const free = plan.maxConcurrentRuns !== undefined && inUse < plan.maxConcurrentRuns;
+    const busy = `${who} running ${inUse} of at most ${plan.maxConcurrentRuns} concurrent runs${
+      free
+        ? "; the free slots go first to requests that have waited longer or whose namespace has fewer runs"
+        : ""
+    }`;
     // The queue timeout counts from the request's creation (set by the API server).
     const created = Date.parse(String(request.metadata.creationTimestamp ?? "")) || this.#now();
     const queueLeft = created + plan.timeouts.queueMs - this.#now();

@@ -234,6 +234,10 @@ describe("concurrency slots among tenants", () => {
     w.put("a2", {}, {}, t0 + 2000);
     await w.reconcile("a2");
     assert.equal(w.runOf("a2"), undefined, `a2 waits: ${w.message("a2")}`);
+    assert.equal(
+      w.message("a2"),
+      'queued: service "sign" is running 0 of at most 1 concurrent runs; the free slots go first to requests that have waited longer or whose namespace has fewer runs',
+    );
     await w.reconcile("a1");
     assert.ok(w.runOf("a1"), "a1, which waited, runs");
   });
