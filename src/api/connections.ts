@@ -195,8 +195,9 @@ function open(pool: Pool, url: URL, o: https.RequestOptions): Session {
 }
 
 /**
- * A session with room for one more stream (counted in), or undefined when the server speaks only
- * HTTP/1.1. Sessions are opened one at a time: requests started together wait for it, then share it.
+ * A session with room for one more stream (counted in), or undefined for HTTP/1.1: an http: server,
+ * one reached through a proxy (client-node's agent for it), or one that speaks only HTTP/1.1.
+ * Sessions are opened one at a time: requests started together wait for it, then share it.
  */
 export async function sessionFor(
   kc: KubeConfig,
@@ -204,6 +205,7 @@ export async function sessionFor(
   url: URL,
   o: https.RequestOptions,
 ): Promise<Open | undefined> {
+  if (url.protocol !== "https:" || (cluster.proxyUrl && o.agent instanceof http.Agent)) return undefined;
   const pool = perIdentity(pools, kc, cluster, (): Pool => ({ http1: false, sessions: new Set() }));
   for (;;) {
     if (pool.http1) return undefined;

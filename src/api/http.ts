@@ -70,11 +70,8 @@ export async function call<T>(
   }
   const url = new URL(cluster.server + path + queryString(opts.query));
   const timeoutMs = kc instanceof LoadedKubeConfig ? kc.callTimeoutMs : apiCallTimeoutMs;
-  const proxied = Boolean(cluster.proxyUrl && auth.agent instanceof http.Agent);
-  if (url.protocol === "https:" && !proxied) {
-    const s = await sessionFor(kc, cluster, url, auth);
-    if (s) return callH2<T>(s, method, url, h2Headers(headers, auth.auth), body, timeoutMs);
-  }
+  const s = await sessionFor(kc, cluster, url, auth);
+  if (s) return callH2<T>(s, method, url, h2Headers(headers, auth.auth), body, timeoutMs);
   const agent = agentFor(kc, cluster, auth);
   const send = url.protocol === "http:" ? http.request : https.request;
   return new Promise<T>((resolve, reject) => {

@@ -189,21 +189,17 @@ export async function watch(
   };
   const w = new Watcher(onEvent, done, opts.inactivityMs ?? 30_000);
   const handle = { abort: () => w.finish(new DOMException("the watch was aborted", "AbortError")) };
-  const proxied = Boolean(cluster.proxyUrl && o.agent instanceof http.Agent);
   try {
-    let s: Open | undefined;
-    if (url.protocol === "https:" && !proxied) {
-      // A watch that ends while its connection is being made (a timeout) returns at once; the
-      // connection goes on for the watches after it.
-      const next = sessionFor(kc, cluster, url, o);
-      s = await Promise.race([next, w.ended]);
-      if (w.finished) {
-        next.then(
-          (late) => late && use(late, -1),
-          () => {},
-        );
-        return handle;
-      }
+    // A watch that ends while its connection is being made (a timeout) returns at once; the
+    // connection goes on for the watches after it.
+    const next = sessionFor(kc, cluster, url, o);
+    const s = await Promise.race([next, w.ended]);
+    if (w.finished) {
+      next.then(
+        (late) => late && use(late, -1),
+        () => {},
+      );
+      return handle;
     }
     if (s) {
       w.h2(s, url, h2Headers(headers, o.auth));

@@ -146,7 +146,7 @@ export class RunSlots {
   /** Runs holding slots, by group (for the active-runs metric). */
   byGroup(): Map<string, number> {
     const counts = new Map<string, number>();
-    for (const [group, names] of this.#live) counts.set(group, names.size);
+    for (const [group, runs] of this.#live) counts.set(group, runs.size);
     for (const { group } of this.#pending.values()) counts.set(group, (counts.get(group) ?? 0) + 1);
     return counts;
   }
