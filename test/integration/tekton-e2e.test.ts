@@ -209,7 +209,16 @@ describe("Tekton end to end", { timeout: 300_000 }, () => {
       },
       "CustomRun cancelled",
       60_000,
-    );
+    ).catch(async (err: Error) => {
+      // Which side stalled: Tekton (the CustomRun's spec.status) or the controller (the statuses).
+      const c = await crs.get(ns, "release-cancel-sign");
+      const r = await f.requests.get(ns, "release-cancel-sign-0").catch(() => undefined);
+      const said = (x: { status?: { conditions?: { reason?: string; message?: string }[] } } | undefined) =>
+        `${x?.status?.conditions?.[0]?.reason}: ${x?.status?.conditions?.[0]?.message}`;
+      throw new Error(
+        `${err.message}\nCustomRun spec.status ${c.spec?.status}, ${said(c)}\nrequest spec.status ${r?.spec?.status}, ${said(r)}`,
+      );
+    });
     assert.equal(cr.spec?.status, "RunCancelled");
     await f.waitForReason("release-cancel-sign-0", "Cancelled");
     await eventually(async () => {
