@@ -324,10 +324,12 @@ describe("rotating the remote credential", { timeout: 300_000 }, () => {
     }
     // Once C is in place, a call refused with 401 is refused at most once more (a try already under
     // way with B), and its next try carries C and succeeds: no stretch of 401s beyond one retry.
+    // Counted from when the swap began: the controller reads the file on every call, so a retry may
+    // carry C (and be answered) before the swap's last write returns.
     const refusedCalls = new Set(unauthorized.map((x) => `${x.method} ${x.path}`));
     let refusalsAfterSwap = 0;
     const retries = [...refusedCalls].flatMap((call) => {
-      const tries = answers.filter((x) => `${x.method} ${x.path}` === call && x.at >= swappedC);
+      const tries = answers.filter((x) => `${x.method} ${x.path}` === call && x.at >= swappingC);
       const next = tries.findIndex((x) => x.status !== 401);
       // A read need not be made again: the retried reconcile may find what it needs in the cache by
       // then (every request's outcome is checked above). A refused write is always made again.
@@ -341,7 +343,7 @@ describe("rotating the remote credential", { timeout: 300_000 }, () => {
         `${call}: ${retry.status}`,
       );
       assert.equal(retry.token, "C");
-      return [retry.at - swappedC];
+      return [retry.at - swappingC];
     });
 
     // Stalls: the longest time without a write to any request, per phase.
