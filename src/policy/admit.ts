@@ -74,36 +74,38 @@ export function callerRejection(
       'there is no InternalServicesConfig "config" in the controller namespace, so every request is rejected (ask the service owners to create it with spec.allowList)',
     );
   }
-  const where = `namespace ${quote(namespace)} in workspace ${quote(workspace)}`;
-  const suggestion = namedOnly
-    ? quote(`${workspace}/${namespace}`)
-    : `${quote(`${workspace}/${namespace}`)} or ${quote(namespace)}`;
+  // Phrased only for a rejection: every reconcile of a new or running request asks.
+  const where = () => `namespace ${quote(namespace)} in workspace ${quote(workspace)}`;
+  const suggestion = () =>
+    namedOnly
+      ? quote(`${workspace}/${namespace}`)
+      : `${quote(`${workspace}/${namespace}`)} or ${quote(namespace)}`;
   if ((config.allowList ?? []).length === 0) {
     return deny(
       "NamespaceNotAllowed",
-      `${where} is not allowed: the InternalServicesConfig allowList is empty, so every request is rejected (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
+      `${where()} is not allowed: the InternalServicesConfig allowList is empty, so every request is rejected (ask the service owners to add ${suggestion()} to spec.allowList of config in the controller namespace)`,
     );
   }
   if (!isAllowed(config.allowList ?? [], workspace, namespace, namedOnly)) {
     return deny(
       "NamespaceNotAllowed",
-      `${where} is not in the InternalServicesConfig allowList (ask the service owners to add ${suggestion} to spec.allowList of config in the controller namespace)`,
+      `${where()} is not in the InternalServicesConfig allowList (ask the service owners to add ${suggestion()} to spec.allowList of config in the controller namespace)`,
     );
   }
   const name = input.request.service;
   if (name === undefined) return undefined;
-  const svc = `InternalService ${quote(name)}`;
+  const svc = () => `InternalService ${quote(name)}`;
   if (service === undefined) {
     return deny(
       "ServiceNotFound",
-      `${svc} does not exist in the controller namespace (check spec.service, or ask the service owners which services exist)`,
+      `${svc()} does not exist in the controller namespace (check spec.service, or ask the service owners which services exist)`,
     );
   }
   const allowedNamespaces = service.spec.allowedNamespaces ?? [];
   if (allowedNamespaces.length > 0 && !isAllowed(allowedNamespaces, workspace, namespace, namedOnly)) {
     return deny(
       "ServiceNamespaceNotAllowed",
-      `${where} may not use ${svc}: it is not in the service's allowedNamespaces (ask the owners of ${svc} to add ${suggestion} to its spec.allowedNamespaces)`,
+      `${where()} may not use ${svc()}: it is not in the service's allowedNamespaces (ask the owners of ${svc()} to add ${suggestion()} to its spec.allowedNamespaces)`,
     );
   }
   return undefined;

@@ -82,9 +82,11 @@ function automaton(pattern: string): Automaton {
 }
 
 function automatonMatcher(a: Automaton): Matcher {
+  // Scratch state sets, reused: a match never runs inside another, and every request's reconcile matches.
+  const sets = [new Int32Array(a.words), new Int32Array(a.words)] as const;
   return (value) => {
-    let state = a.initial.slice();
-    let next = new Int32Array(a.words);
+    let [state, next] = sets;
+    state.set(a.initial);
     for (let i = 0; i < value.length; i++) {
       if (!step(a, state, next, value.charCodeAt(i))) return false;
       [state, next] = [next, state];
