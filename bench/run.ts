@@ -23,6 +23,7 @@ import {
   type LoadResult,
   scale,
 } from "./lib/scenarios.ts";
+import { machineProcs, type ServerFigures, serversDuring } from "./lib/servers.ts";
 import { round } from "./lib/stats.ts";
 
 const usage = `Usage: npm run bench -- [flags]     (or: node bench/run.ts [flags])
@@ -220,6 +221,7 @@ try {
   };
 
   let mixSource: LoadResult | undefined;
+  let burstServers: ServerFigures[] = [];
   if (scenario === "kcp") {
     benchKcp = await startBenchKcp(repoRoot, log);
     results.kcp = await kcpComparison(ctx, benchKcp, requests, kcpWorkspaces, inFlight, summary);
@@ -228,9 +230,17 @@ try {
     const linearity: LoadResult[] = [];
     for (const n of all) {
       log(`scenario 1, burst: ${n} requests over ${namespaces} namespaces, ${inFlight} in flight`);
-      const r = await burst(ctx, n, namespaces, inFlight);
+      // The main burst also says where the machine's CPU went, next to the raw ceiling's (below).
+      const measured =
+        n === requests
+          ? await serversDuring(await machineProcs(ctx), () => burst(ctx, n, namespaces, inFlight))
+          : { result: await burst(ctx, n, namespaces, inFlight), servers: [] };
+      const r = measured.result;
       log(`  ${summary(r)}`);
-      if (n === requests) results.burst = r;
+      if (n === requests) {
+        results.burst = r;
+        burstServers = measured.servers;
+      }
       if (sizes.length > 0) linearity.push(r);
     }
     if (linearity.length > 0) results.linearity = linearity;
@@ -246,15 +256,13 @@ try {
   let baseline: BaselineResult | undefined;
   if (mixSource) {
     log(`raw ceiling: a plain client, ${requests} requests' writes, ${inFlight} in flight`);
-    baseline = await rawBaseline(
-      bench,
-      mixSource.writes.controllerByKind,
-      requests,
-      namespaces,
-      inFlight,
-      log,
+    const mix = mixSource.writes.controllerByKind;
+    const measured = await serversDuring(await machineProcs(ctx), () =>
+      rawBaseline(ctx.bench, mix, requests, namespaces, inFlight, log),
     );
+    baseline = measured.result;
     results.baseline = baseline;
+    if (burstServers.length > 0) results.machine = { burst: burstServers, ceiling: measured.servers };
     results.ceilingRequestsPerSecond = round(baseline.writesPerSecond / baseline.writesPerRequest);
     log(
       `  ${baseline.writesPerSecond} writes/s, ${baseline.requestsPerSecond} req/s at ${baseline.writesPerRequest} writes/request; ` +

@@ -13,7 +13,6 @@ import { ensureKcp } from "../../envtest/binaries.ts";
 import { type Kcp, type KcpWorkspace, startKcp } from "../../envtest/kcp.ts";
 import { AuditLog, auditArgs, auditPolicyYaml } from "./audit.ts";
 import { type BaselineResult, rawBaseline } from "./baseline.ts";
-import { processUsage } from "./controller.ts";
 import { paths, RawClient } from "./http.ts";
 import { benchUser } from "./planes.ts";
 import {
@@ -27,6 +26,7 @@ import {
   setupPrivate,
   withSetup,
 } from "./scenarios.ts";
+import { type Proc, planeProcs, type ServerFigures, serversDuring } from "./servers.ts";
 import { pool, round, waitFor } from "./stats.ts";
 
 export const exportName = "internal-services";
@@ -96,15 +96,6 @@ export async function startBenchKcp(repoRoot: string, log: (msg: string) => void
   }
 }
 
-/** A server process's CPU over a phase, per request, and its memory at the end. */
-export interface ServerFigures {
-  name: string;
-  cpuSeconds: number;
-  cpuMsPerRequest: number;
-  rssMb: number;
-  peakRssMb: number;
-}
-
 export interface KcpSide {
   /** "kcp" or "kube-apiserver". */
   platform: string;
@@ -139,48 +130,6 @@ export interface KcpResult {
   order: string[];
   kube: KcpSide;
   kcp: KcpSide;
-}
-
-interface Proc {
-  name: string;
-  pid: number;
-}
-
-async function serversDuring<T extends { requests: number }>(
-  procs: Proc[],
-  body: () => Promise<T>,
-): Promise<{ result: T; servers: ServerFigures[] }> {
-  const before = await Promise.all(procs.map((p) => processUsage(p.pid)));
-  const result = await body();
-  const after = await Promise.all(procs.map((p) => processUsage(p.pid)));
-  const servers = procs.map((p, i) => {
-    const cpu = (after[i]?.cpuSeconds ?? 0) - (before[i]?.cpuSeconds ?? 0);
-    return {
-      name: p.name,
-      cpuSeconds: round(cpu),
-      cpuMsPerRequest: round((cpu * 1000) / result.requests),
-      rssMb: round(after[i]?.rssMb ?? 0, 1),
-      peakRssMb: round(after[i]?.peakRssMb ?? 0, 1),
-    };
-  });
-  return { result, servers };
-}
-
-/** The control planes' processes, told apart by their command lines. */
-async function planeProcs(ctx: BenchContext): Promise<Record<"etcd" | "public" | "private", Proc>> {
-  const { planes } = ctx.bench;
-  const found: Partial<Record<"etcd" | "public" | "private", Proc>> = {};
-  for (const pid of planes.pids) {
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).split("\0");
-    const port = (server: string) => `--secure-port=${new URL(server).port}`;
-    if (cmdline.includes(port(planes.public.server))) found.public = { name: "kube-apiserver (public)", pid };
-    else if (cmdline.includes(port(planes.private.server)))
-      found.private = { name: "kube-apiserver (private)", pid };
-    else if (cmdline.some((a) => a.startsWith("--data-dir=")))
-      found.etcd = { name: "etcd (both planes)", pid };
-  }
-  if (!found.etcd || !found.public || !found.private) throw new Error("could not find the planes' processes");
-  return found as Record<"etcd" | "public" | "private", Proc>;
 }
 
 /** Tenant workspaces ws-0..count-1, each binding the export; resolves once the API is served in each. */

@@ -3,6 +3,7 @@ import type { BaselineResult } from "./baseline.ts";
 import type { HostileResult } from "./hostile.ts";
 import type { KcpResult, KcpSide } from "./kcp.ts";
 import type { BacklogResult, KeysResult, LoadResult, ScaleResult } from "./scenarios.ts";
+import type { ServerFigures } from "./servers.ts";
 import { type Distribution, ratio, round } from "./stats.ts";
 
 export interface Results {
@@ -25,6 +26,8 @@ export interface Results {
   baseline?: BaselineResult;
   /** Raw ceiling in requests/s: the plain client's writes/s divided by the writes a request needs. */
   ceilingRequestsPerSecond?: number;
+  /** The CPU of the planes' processes and the bench's own, during scenario 1's burst and the ceiling. */
+  machine?: { burst: ServerFigures[]; ceiling: ServerFigures[] };
   targets: Target[];
 }
 
@@ -372,6 +375,7 @@ export function markdown(r: Results): string {
       );
     }
   }
+  if (l && b && r.machine) out.push(...machineSection(l, b, r.machine));
   if (r.keys && r.keys.length > 0) out.push(...keysSection(r.keys));
   if (r.kcp) out.push(...kcpSection(r.kcp));
   if (l) {
@@ -386,6 +390,37 @@ export function markdown(r: Results): string {
   }
   out.push("");
   return out.join("\n");
+}
+
+/**
+ * Where the machine's CPU went in scenario 1's burst and in the raw ceiling: both keep the cores busy,
+ * so throughput follows what each request costs all the processes together.
+ */
+function machineSection(l: LoadResult, b: BaselineResult, m: NonNullable<Results["machine"]>): string[] {
+  const controller = { name: "controller", cpuSeconds: l.controller.cpuSeconds };
+  const rows = [...m.burst.map((x) => x.name), controller.name];
+  const find = (list: { name: string; cpuSeconds: number }[], name: string) =>
+    list.find((x) => x.name === name)?.cpuSeconds;
+  const cell = (cpu: number | undefined, requests: number, seconds: number) =>
+    cpu === undefined ? "—" : `${num((cpu * 1000) / requests)} ms (${num(cpu / seconds)} cores)`;
+  const total = (list: { cpuSeconds: number }[]) => list.reduce((sum, x) => sum + x.cpuSeconds, 0);
+  const out = [
+    "",
+    `## Where the machine's CPU went (burst ${l.requests} and the raw ceiling)`,
+    "",
+    "CPU per request, and cores used on average over the phase.",
+    "",
+    `| process | burst ${l.requests} (${num(l.durationS, 1)} s) | raw ceiling (${num(b.durationS, 1)} s) |`,
+    "| --- | --- | --- |",
+  ];
+  for (const name of rows)
+    out.push(
+      `| ${name} | ${cell(find([...m.burst, controller], name), l.requests, l.durationS)} | ${cell(find(m.ceiling, name), b.requests, b.durationS)} |`,
+    );
+  out.push(
+    `| all of these | ${cell(total([...m.burst, controller]), l.requests, l.durationS)} | ${cell(total(m.ceiling), b.requests, b.durationS)} |`,
+  );
+  return out;
 }
 
 /** Scenario 7: what a concurrency key costs, per policy. */
