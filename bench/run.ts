@@ -263,6 +263,12 @@ try {
     baseline = measured.result;
     results.baseline = baseline;
     if (burstServers.length > 0) results.machine = { burst: burstServers, ceiling: measured.servers };
+    // The harness's own watches cost the planes too, in every controller run: the same ceiling with
+    // them open shows how much.
+    log(`raw ceiling with the bench's two watches open (the load's and the executor's)`);
+    const watched = await rawBaseline(ctx.bench, mix, requests, namespaces, inFlight, log, undefined, true);
+    results.watchedBaseline = watched;
+    log(`  ${watched.requestsPerSecond} req/s; ${watched.watchedEvents} events watched`);
     results.ceilingRequestsPerSecond = round(baseline.writesPerSecond / baseline.writesPerRequest);
     log(
       `  ${baseline.writesPerSecond} writes/s, ${baseline.requestsPerSecond} req/s at ${baseline.writesPerRequest} writes/request; ` +

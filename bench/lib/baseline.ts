@@ -9,6 +9,7 @@ import { mergePatch, paths, type RawClient } from "./http.ts";
 import type { BenchPlanes } from "./planes.ts";
 import { requestBody, runLabel, serviceName } from "./scenarios.ts";
 import { type Distribution, distribution, pool, round } from "./stats.ts";
+import { TimedWatch } from "./watch.ts";
 
 export interface BaselineResult {
   requests: number;
@@ -28,6 +29,8 @@ export interface BaselineResult {
   writeRtt: Distribution;
   /** The plain client's own CPU (this process), seconds. */
   clientCpuSeconds: number;
+  /** With `watched`: the events the bench's two watches received. */
+  watchedEvents?: number;
 }
 
 /** The order a request's writes happen in with the controller; kinds not listed go last. */
@@ -89,6 +92,7 @@ export async function rawBaseline(
   inFlight: number,
   log: (msg: string) => void,
   remote?: BaselineRemote,
+  watched = false,
 ): Promise<BaselineResult> {
   const full: Record<string, number> = {
     ...mix,
@@ -273,6 +277,19 @@ export async function rawBaseline(
     }
   };
 
+  // `watched`: the two watches every controller run has open besides the controller's own (the load's
+  // on the requests, the executor's on the runs), on this run's objects, as its admin.
+  let watchedEvents = 0;
+  const counted = () => {
+    watchedEvents++;
+  };
+  const watches = watched
+    ? [
+        new TimedWatch(bench.publicAdmin, paths.requests(), `${runLabel}=${tag}`, counted),
+        new TimedWatch(bench.privateAdmin, paths.pipelineRuns(privateNs), `${runLabel}=${tag}`, counted),
+      ]
+    : [];
+  await Promise.all(watches.map((w) => w.start()));
   const cpuBefore = process.cpuUsage();
   const started = performance.now();
   let planned = 0;
@@ -312,6 +329,7 @@ export async function rawBaseline(
     if (at.runDone !== undefined && at.terminal !== undefined) doneToTerminal.push(at.terminal - at.runDone);
   });
   const durationS = (performance.now() - started) / 1000;
+  for (const w of watches) w.stop();
   const cpu = process.cpuUsage(cpuBefore);
   log(`  raw baseline: ${count} requests, ${writes} writes in ${durationS.toFixed(1)}s`);
   return {
@@ -325,6 +343,7 @@ export async function rawBaseline(
     stages: { createToRun: distribution(createToRun), doneToTerminal: distribution(doneToTerminal) },
     writeRtt: distribution(rtts),
     clientCpuSeconds: round((cpu.user + cpu.system) / 1e6),
+    ...(watched ? { watchedEvents } : {}),
   };
 }
 

@@ -26,6 +26,8 @@ export interface Results {
   baseline?: BaselineResult;
   /** Raw ceiling in requests/s: the plain client's writes/s divided by the writes a request needs. */
   ceilingRequestsPerSecond?: number;
+  /** The same ceiling with the bench's own two watches open (the load's and the executor's). */
+  watchedBaseline?: BaselineResult;
   /** The CPU of the planes' processes and the bench's own, during scenario 1's burst and the ceiling. */
   machine?: { burst: ServerFigures[]; ceiling: ServerFigures[] };
   targets: Target[];
@@ -281,6 +283,14 @@ export function markdown(r: Results): string {
           `| plain client, same writes in the same order: ${name} p50 / p95 / p99 / max | ${ms(d.p50)} / ${ms(d.p95)} / ${ms(d.p99)} / ${ms(d.max)} | 1 |`,
         );
     }
+  }
+  const w = r.watchedBaseline;
+  if (b && w) {
+    const perRequest = w.writesPerSecond / w.writesPerRequest;
+    const burstShare = r.burst ? ` (the burst: ${times(ratio(r.burst.throughput, perRequest))} of it)` : "";
+    out.push(
+      `| the same with the bench's two watches open, as in every controller run (the load's on the requests, the executor's on the runs): ${num(w.watchedEvents, 0)} events | ${num(w.writesPerSecond, 0)} writes/s, ${num(w.requestsPerSecond)} req/s | ${times(ratio(perRequest, r.ceilingRequestsPerSecond ?? Number.NaN))}${burstShare} |`,
+    );
   }
   const l = r.burst;
   if (l) {
