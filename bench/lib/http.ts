@@ -1,7 +1,9 @@
 // A plain HTTPS client for one plane: keep-alive connections, no library between the bench and the
 // API server. The bench creates its load and plays Tekton with it, and the raw baseline measures the
 // API's own ceiling with it.
+import { readFileSync } from "node:fs";
 import { Agent, request } from "node:https";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { adminKubeConfig } from "../../envtest/cluster.ts";
 import type { Plane } from "../../envtest/controlplane.ts";
 
@@ -33,6 +35,29 @@ export interface RawTarget {
   cert?: Buffer;
   key?: Buffer;
   token?: string;
+}
+
+/** Where a kubeconfig's current context goes, as a RawTarget (certificates and tokens, inline or in files). */
+export function rawTargetOf(kc: KubeConfig): RawTarget {
+  const cluster = kc.getCurrentCluster();
+  const user = kc.getCurrentUser();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  const data = (inline: string | undefined, file: string | undefined) =>
+    inline ? Buffer.from(inline, "base64") : file ? readFileSync(file) : undefined;
+  return {
+    name: cluster.name,
+    server: cluster.server,
+    caPem: data(cluster.caData, cluster.caFile)?.toString() ?? "",
+    cert: data(user?.certData, user?.certFile),
+    key: data(user?.keyData, user?.keyFile),
+    token: user?.token,
+  };
+}
+
+/** An open streaming GET (a watch): `ended` settles when the server or abort() ends it. */
+export interface RawStream {
+  abort(): void;
+  ended: Promise<void>;
 }
 
 export class RawClient {
@@ -116,6 +141,63 @@ export class RawClient {
       req.on("timeout", () => req.destroy(new Error(`${method} ${path}: timed out after 60s`)));
       req.on("error", reject);
       req.end(payload);
+    });
+  }
+
+  /**
+   * A streaming GET whose body is one JSON value per line (a watch): `onValue` gets each, parsed.
+   * Resolves once the response has begun; rejects with ApiError for an error status.
+   */
+  stream(path: string, onValue: (value: unknown) => void): Promise<RawStream> {
+    return new Promise((resolve, reject) => {
+      const ended = Promise.withResolvers<void>();
+      const req = request(
+        {
+          agent: this.#agent,
+          host: this.#host,
+          port: this.#port,
+          method: "GET",
+          path: `${this.#prefix}${path}`,
+          headers: { Accept: "application/json", ...this.#auth },
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 400) {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => reject(new ApiError("GET", path, status, Buffer.concat(chunks).toString())));
+            return;
+          }
+          // Decoded as a stream, so a character split between chunks stays whole.
+          res.setEncoding("utf8");
+          let pending = "";
+          res.on("data", (text: string) => {
+            pending += text;
+            let start = 0;
+            for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n", start)) {
+              const line = pending.slice(start, nl);
+              start = nl + 1;
+              if (!line.trim()) continue;
+              try {
+                onValue(JSON.parse(line));
+              } catch {
+                req.destroy(); // not JSON: end the stream (the watch opens it again)
+                return;
+              }
+            }
+            pending = pending.slice(start);
+          });
+          res.on("end", () => ended.resolve());
+          res.on("error", () => ended.resolve());
+          res.on("close", () => ended.resolve());
+          resolve({ abort: () => req.destroy(), ended: ended.promise });
+        },
+      );
+      req.on("error", (err) => {
+        reject(err);
+        ended.resolve();
+      });
+      req.end();
     });
   }
 
