@@ -46,6 +46,24 @@ describe("measure", () => {
     assert.equal(cut.depth, 33);
     assert.equal(measure({ a: "x".repeat(1000) }, { maxChars: 100, maxDepth: 10 }).exceeded, true);
   });
+
+  test("a walk stopped early, or grown huge, leaves nothing for the next (the stack is reused)", () => {
+    const wide = { items: Array.from({ length: 10_000 }, (_, i) => ({ [`k${i}`]: "v" })) };
+    assert.equal(measure(wide, { maxChars: 50, maxDepth: 10 }).exceeded, true);
+    assert.deepEqual(measure({ a: "b" }, { maxChars: 100, maxDepth: 10 }), {
+      chars: 9,
+      depth: 1,
+      exceeded: false,
+    });
+    const whole = measure(wide, { maxChars: Infinity, maxDepth: Infinity });
+    assert.equal(whole.depth, 3);
+    assert.equal(whole.chars, measure(wide, { maxChars: Infinity, maxDepth: Infinity }).chars);
+    assert.deepEqual(measure("abc", { maxChars: 100, maxDepth: 10 }), {
+      chars: 5,
+      depth: 0,
+      exceeded: false,
+    });
+  });
 });
 
 describe("summarizeRequest", () => {
