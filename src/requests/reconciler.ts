@@ -117,6 +117,12 @@ const hasOldFinalizer = (r: InternalRequest) =>
   r.metadata.finalizers?.some((f) => f === finalizer || f === legacyFinalizer) ?? false;
 
 /** A run the Go controller made for `request`: its labels name the request, and it is not older. */
+/** What deleting a run needs of it (name, namespace, uid), and nothing a large run carries. */
+function identityRun(run: V1PipelineRun): V1PipelineRun {
+  const { name, namespace, uid } = run.metadata ?? {};
+  return { apiVersion: run.apiVersion, kind: run.kind, metadata: { name, namespace, uid } };
+}
+
 function isLegacyRunOf(run: V1PipelineRun, request: InternalRequest): boolean {
   const labels = run.metadata?.labels ?? {};
   const created = (x: { creationTimestamp?: unknown } | undefined) =>
@@ -164,6 +170,10 @@ export class RequestReconciler {
   /** Finished requests due for deletion (requestRetention), by key: the moment each may go. */
   readonly #retiring = new Map<string, number>();
   readonly #deletions = new DeletionPace();
+  /** Runs the Go controller started whose deletion failed once their request finished, by request
+   *  key: no watch of ours shows them, so the retried reconcile finds them here (one entry per such
+   *  run, dropped once it is deleted or the request is gone). */
+  readonly #goRunsLeft = new Map<string, V1PipelineRun>();
 
   constructor(deps: RequestReconcilerDeps) {
     this.#d = deps;
@@ -263,6 +273,7 @@ export class RequestReconciler {
       this.#waitingForSlot.delete(key);
       this.#waitingForKey.delete(key);
       this.#retiring.delete(key);
+      this.#goRunsLeft.delete(key);
       return undefined;
     }
     const finished = isTerminal(request.status);
@@ -276,7 +287,8 @@ export class RequestReconciler {
     const leftovers =
       finalizers.includes(finalizer) ||
       (deleting && finalizers.includes(legacyFinalizer)) ||
-      this.#d.private.findPipelineRun(runName) !== undefined;
+      this.#d.private.findPipelineRun(runName) !== undefined ||
+      this.#goRunsLeft.has(key);
     if ((finished || deleting) && !leftovers)
       return finished && !deleting ? this.#retire(key, ws, request, log) : undefined;
     // Status writes build on the conditions (finalizer removals read the list whole themselves).
@@ -1092,7 +1104,12 @@ export class RequestReconciler {
   ) {
     this.#d.private.slots.release(runName);
     const old = hasOldFinalizer(request);
-    const run = followed ?? (await this.#ownRun(request, runName, false));
+    const key = formatKey({
+      workspace: ws.name,
+      namespace: request.metadata.namespace ?? "",
+      name: request.metadata.name ?? "",
+    });
+    const run = followed ?? this.#goRunsLeft.get(key) ?? (await this.#ownRun(request, runName, false));
     if (!old && !run) return undefined; // nothing left: no writes
     if (!this.#d.private.getConfig()?.spec?.debug) {
       if (run && run !== "foreign") {
@@ -1106,7 +1123,13 @@ export class RequestReconciler {
           this.#now();
         const wait = finishedAt + keepMs - this.#now();
         if (wait > 0) return requeueAfter(wait);
-        await this.#deleteRun(run);
+        try {
+          await this.#deleteRun(run);
+        } catch (err) {
+          if (legacy) this.#goRunsLeft.set(key, identityRun(run));
+          throw err;
+        }
+        this.#goRunsLeft.delete(key);
         log.info({ pipelineRun: runName }, "finished internal PipelineRun deleted");
       }
     }

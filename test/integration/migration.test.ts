@@ -3,7 +3,10 @@
 // state, deletions complete, and no run is created twice (the Go controller's runs are followed).
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
+import { KubernetesObjectApi } from "@kubernetes/client-node";
+import { applyObjects, uniqueName } from "../../envtest/cluster.ts";
 import { eventually } from "../../envtest/wait.ts";
+import { apiStatus } from "../../src/api/errors.ts";
 import type { InternalRequest, InternalRequestStatus } from "../../src/generated/crds.ts";
 import type { V1PipelineRun } from "../../src/generated/tekton.ts";
 import {
@@ -34,7 +37,9 @@ const goSucceeded = (pipelineRun: string): InternalRequestStatus => ({
 
 describe("migration from the Go controller", () => {
   const fixtures: Fixture[] = [];
+  const cleanups: (() => Promise<unknown>)[] = [];
   after(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup();
     await Promise.all(fixtures.map((f) => f.stop()));
   });
 
@@ -149,5 +154,111 @@ describe("migration from the Go controller", () => {
       assert.deepEqual(r.metadata.finalizers ?? [], [], name);
     }
     console.log(`migration: ${goRuns} Go runs followed or left alone, 1 run of this controller's`);
+  });
+
+  it("deletes a finished Go run whose first deletes were refused, on the retry (no watch of ours shows it)", async () => {
+    const f = await Fixture.create({
+      config: (ns) => ({ allowList: ns }),
+      services: { sign: { pipeline: { pipelineName: "sign" } } },
+      startController: false,
+    });
+    fixtures.push(f);
+    const ns = f.namespaces[0] as string;
+    // The private API server refuses deleting labelled runs in this namespace while the binding exists.
+    const refuse = "isc.test/refuse-delete";
+    const policy = uniqueName("isc-refuse-delete");
+    const binding = {
+      apiVersion: "admissionregistration.k8s.io/v1",
+      kind: "ValidatingAdmissionPolicyBinding",
+      metadata: { name: policy },
+      spec: {
+        policyName: policy,
+        validationActions: ["Deny"],
+        matchResources: {
+          namespaceSelector: {
+            matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "In", values: [f.privateNs] }],
+          },
+        },
+      },
+    };
+    await applyObjects(f.privateKc, [
+      {
+        apiVersion: "admissionregistration.k8s.io/v1",
+        kind: "ValidatingAdmissionPolicy",
+        metadata: { name: policy },
+        spec: {
+          failurePolicy: "Fail",
+          matchConstraints: {
+            resourceRules: [
+              {
+                apiGroups: ["tekton.dev"],
+                apiVersions: ["*"],
+                operations: ["DELETE"],
+                resources: ["pipelineruns"],
+              },
+            ],
+          },
+          validations: [
+            {
+              expression: `!has(oldObject.metadata.labels) || !('${refuse}' in oldObject.metadata.labels)`,
+              message: "deletes refused by the test",
+            },
+          ],
+        },
+      } as never,
+      binding as never,
+    ]);
+    const objects = KubernetesObjectApi.makeApiClient(f.privateKc);
+    cleanups.push(() => objects.delete(binding as never).catch(() => undefined));
+    cleanups.push(() =>
+      objects.delete({ ...binding, kind: "ValidatingAdmissionPolicy" } as never).catch(() => undefined),
+    );
+    const labelled = (name: string, request?: string) =>
+      f.tekton.runs.create(f.privateNs, {
+        apiVersion: "tekton.dev/v1",
+        kind: "PipelineRun",
+        metadata: {
+          name,
+          labels: {
+            [refuse]: "true",
+            ...(request ? { [requestNameLabel]: request, [requestNamespaceLabel]: ns } : {}),
+          },
+        },
+        spec: { pipelineRef: { name: "sign" } },
+      } as V1PipelineRun);
+    // In force once a labelled probe can no longer be deleted.
+    let probes = 0;
+    await eventually(async () => {
+      const probe = `probe-${probes++}`;
+      await labelled(probe);
+      const refused = await f.tekton.runs.delete(f.privateNs, probe).then(
+        () => false,
+        // Denied by the policy: 422 for a delete on this API server.
+        (err: unknown) => /ValidatingAdmissionPolicy/.test(apiStatus(err)?.message ?? ""),
+      );
+      return refused ? true : undefined;
+    }, "the delete-refusing policy in force");
+
+    // The Go controller's leftover: a request it took up, whose run succeeded while no controller ran.
+    const run = "go-refused";
+    await labelled(run, "refused");
+    await f.tekton.succeed(run, [{ name: "result", value: "Success" }]);
+    await f.requests.create(ns, {
+      apiVersion: "appstudio.redhat.com/v1alpha1",
+      kind: "InternalRequest",
+      metadata: { name: "refused", finalizers: [legacyFinalizer] },
+      spec: { service: "sign" },
+    } as InternalRequest);
+    await f.requests.patchStatus(ns, "refused", goRunning(`${f.privateNs}/${run}`));
+
+    await f.startController();
+    const done = await f.waitForReason("refused", "Succeeded");
+    assert.deepEqual(done.status?.results, { result: "Success" });
+    assert.ok(await f.tekton.runs.get(f.privateNs, run), "its deletion refused, the run is still there");
+    await objects.delete(binding as never);
+    await eventually(
+      async () => ((await f.tekton.list()).some((r) => r.metadata?.name === run) ? undefined : true),
+      "the Go run deleted once the API server lets it",
+    );
   });
 });

@@ -33,6 +33,8 @@ const apiError = (code: number, reason: string, message: string, name?: string) 
 export class MemoryResources<T extends Obj> implements Resources<T> {
   readonly objects = new Map<string, T>();
   readonly writes: Write[] = [];
+  /** Every delete fails with 503 while set (an API server that cannot answer). */
+  refuseDeletes = false;
   readonly #now: () => number;
   #version = 0;
   #uid = 0;
@@ -101,6 +103,7 @@ export class MemoryResources<T extends Obj> implements Resources<T> {
   }
 
   async delete(namespace: string, name: string, preconditions?: { uid?: string }): Promise<void> {
+    if (this.refuseDeletes) throw apiError(503, "ServiceUnavailable", `deleting ${name}: unavailable`, name);
     const current = this.#existing(namespace, name);
     if (preconditions?.uid && preconditions.uid !== current.metadata?.uid)
       throw apiError(409, "Conflict", `${name}: precondition failed: uid`, name);

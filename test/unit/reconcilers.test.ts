@@ -49,7 +49,9 @@ type RequestStep =
   /** Tekton moves the run; `unseen`: the controller's cache keeps the copy from before (a lost event). */
   | { tekton: TektonOutcome; results?: Record<string, string>; unseen?: boolean }
   | { tenant: "cancel" | "delete" | "remove finalizer" }
-  | { privately: "delete run" }
+  | { privately: "delete run" | "refuse deletes" | "allow deletes" }
+  /** A reconcile that must fail (the queue retries it). */
+  | { reconcile: "fails" }
   /** The other request's run of the same concurrency key (see sameKey) ends so. */
   | { other: "Succeeded" | "Failed" | "Cancelled" };
 
@@ -310,7 +312,11 @@ function requestWorld(c: RequestCase) {
         ],
         results: [{ name: "signature", value: "sig-of-r0" }],
       };
-    } else await runs.delete(run()?.metadata?.namespace as string, runName);
+    } else if ("reconcile" in s) {
+      await assert.rejects(reconciler.reconcile({ workspace: "public", namespace: ns, name: "r1" }, log));
+    } else if (s.privately === "refuse deletes" || s.privately === "allow deletes")
+      runs.refuseDeletes = s.privately === "refuse deletes";
+    else await runs.delete(run()?.metadata?.namespace as string, runName);
     syncSlots();
   };
   const otherRun = () => byName("keyed-0");
@@ -573,6 +579,17 @@ const requestCases: RequestCase[] = [
       goRun: "gone",
       finalizer: false,
     },
+  },
+  {
+    name: "a Go run whose deletion failed is deleted when the reconcile is retried (no cache of ours shows it)",
+    goRun: "succeeded",
+    steps: [
+      { privately: "refuse deletes" },
+      { reconcile: "fails" },
+      { privately: "allow deletes" },
+      "reconcile",
+    ],
+    expect: { status: "True", reason: "Succeeded", results: { signature: "sig" }, goRun: "gone" },
   },
   {
     name: "a Go run not started yet is looked at again on a timer (no watch of ours sees it)",
