@@ -239,16 +239,17 @@ describe("migration from the Go controller", () => {
       return refused ? true : undefined;
     }, "the delete-refusing policy in force");
 
-    // The Go controller's leftover: a request it took up, whose run succeeded while no controller ran.
-    const run = "go-refused";
-    await labelled(run, "refused");
-    await f.tekton.succeed(run, [{ name: "result", value: "Success" }]);
+    // The Go controller's leftover: a request it took up, then its run (always created after it),
+    // which succeeded while no controller ran.
     await f.requests.create(ns, {
       apiVersion: "appstudio.redhat.com/v1alpha1",
       kind: "InternalRequest",
       metadata: { name: "refused", finalizers: [legacyFinalizer] },
       spec: { service: "sign" },
     } as InternalRequest);
+    const run = "go-refused";
+    await labelled(run, "refused");
+    await f.tekton.succeed(run, [{ name: "result", value: "Success" }]);
     await f.requests.patchStatus(ns, "refused", goRunning(`${f.privateNs}/${run}`));
 
     await f.startController();
