@@ -42,15 +42,19 @@ describe("migration from the Go controller", () => {
     for (const cleanup of cleanups.reverse()) await cleanup();
     await Promise.all(fixtures.map((f) => f.stop()));
   });
-
-  it("takes over every request shape it leaves, with no manual step", async () => {
+  /** A service "sign" and a namespace allowed to use it; the controller not started yet. */
+  const setup = async () => {
     const f = await Fixture.create({
       config: (ns) => ({ allowList: ns }),
       services: { sign: { pipeline: { pipelineName: "sign" } } },
       startController: false,
     });
     fixtures.push(f);
-    const ns = f.namespaces[0] as string;
+    return { f, ns: f.namespaces[0] as string };
+  };
+
+  it("takes over every request shape it leaves, with no manual step", async () => {
+    const { f, ns } = await setup();
     /** A run as the Go controller creates it: generated name, the request's name/namespace labels. */
     const goRun = async (request: string, state?: "succeeded") => {
       const run = await f.tekton.runs.create(f.privateNs, {
@@ -157,13 +161,7 @@ describe("migration from the Go controller", () => {
   });
 
   it("deletes a finished Go run whose first deletes were refused, on the retry (no watch of ours shows it)", async () => {
-    const f = await Fixture.create({
-      config: (ns) => ({ allowList: ns }),
-      services: { sign: { pipeline: { pipelineName: "sign" } } },
-      startController: false,
-    });
-    fixtures.push(f);
-    const ns = f.namespaces[0] as string;
+    const { f, ns } = await setup();
     // The private API server refuses deleting labelled runs in this namespace while the binding exists.
     const refuse = "isc.test/refuse-delete";
     const policy = uniqueName("isc-refuse-delete");
