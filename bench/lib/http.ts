@@ -2,7 +2,7 @@
 // API server. The bench creates its load and plays Tekton with it, and the raw baseline measures the
 // API's own ceiling with it.
 import { readFileSync } from "node:fs";
-import { Agent, request } from "node:https";
+import { Agent, type RequestOptions, request } from "node:https";
 import type { KubeConfig } from "@kubernetes/client-node";
 import { adminKubeConfig } from "../../envtest/cluster.ts";
 import type { Plane } from "../../envtest/controlplane.ts";
@@ -98,6 +98,18 @@ export class RawClient {
     });
   }
 
+  /** Where a request to `path` goes, authenticated, on the keep-alive agent. */
+  #options(method: string, path: string, headers: Record<string, string | number> = {}): RequestOptions {
+    return {
+      agent: this.#agent,
+      host: this.#host,
+      port: this.#port,
+      method,
+      path: `${this.#prefix}${path}`,
+      headers: { Accept: "application/json", ...this.#auth, ...headers },
+    };
+  }
+
   /** One request; HTTP errors reject with ApiError unless `allow` lists the status. */
   call(
     method: string,
@@ -111,18 +123,13 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const req = request(
         {
-          agent: this.#agent,
-          host: this.#host,
-          port: this.#port,
-          method,
-          path: `${this.#prefix}${path}`,
-          headers: {
-            Accept: "application/json",
-            ...this.#auth,
-            ...(payload === undefined
+          ...this.#options(
+            method,
+            path,
+            payload === undefined
               ? {}
-              : { "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) }),
-          },
+              : { "Content-Type": contentType, "Content-Length": Buffer.byteLength(payload) },
+          ),
           timeout: 60_000,
         },
         (res) => {
@@ -151,48 +158,38 @@ export class RawClient {
   stream(path: string, onValue: (value: unknown) => void): Promise<RawStream> {
     return new Promise((resolve, reject) => {
       const ended = Promise.withResolvers<void>();
-      const req = request(
-        {
-          agent: this.#agent,
-          host: this.#host,
-          port: this.#port,
-          method: "GET",
-          path: `${this.#prefix}${path}`,
-          headers: { Accept: "application/json", ...this.#auth },
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          if (status >= 400) {
-            const chunks: Buffer[] = [];
-            res.on("data", (c: Buffer) => chunks.push(c));
-            res.on("end", () => reject(new ApiError("GET", path, status, Buffer.concat(chunks).toString())));
-            return;
-          }
-          // Decoded as a stream, so a character split between chunks stays whole.
-          res.setEncoding("utf8");
-          let pending = "";
-          res.on("data", (text: string) => {
-            pending += text;
-            let start = 0;
-            for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n", start)) {
-              const line = pending.slice(start, nl);
-              start = nl + 1;
-              if (!line.trim()) continue;
-              try {
-                onValue(JSON.parse(line));
-              } catch {
-                req.destroy(); // not JSON: end the stream (the watch opens it again)
-                return;
-              }
+      const req = request(this.#options("GET", path), (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 400) {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => reject(new ApiError("GET", path, status, Buffer.concat(chunks).toString())));
+          return;
+        }
+        // Decoded as a stream, so a character split between chunks stays whole.
+        res.setEncoding("utf8");
+        let pending = "";
+        res.on("data", (text: string) => {
+          pending += text;
+          let start = 0;
+          for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n", start)) {
+            const line = pending.slice(start, nl);
+            start = nl + 1;
+            if (!line.trim()) continue;
+            try {
+              onValue(JSON.parse(line));
+            } catch {
+              req.destroy(); // not JSON: end the stream (the watch opens it again)
+              return;
             }
-            pending = pending.slice(start);
-          });
-          res.on("end", () => ended.resolve());
-          res.on("error", () => ended.resolve());
-          res.on("close", () => ended.resolve());
-          resolve({ abort: () => req.destroy(), ended: ended.promise });
-        },
-      );
+          }
+          pending = pending.slice(start);
+        });
+        res.on("end", () => ended.resolve());
+        res.on("error", () => ended.resolve());
+        res.on("close", () => ended.resolve());
+        resolve({ abort: () => req.destroy(), ended: ended.promise });
+      });
       req.on("error", (err) => {
         reject(err);
         ended.resolve();

@@ -117,12 +117,6 @@ const hasOldFinalizer = (r: InternalRequest) =>
   r.metadata.finalizers?.some((f) => f === finalizer || f === legacyFinalizer) ?? false;
 
 /** A run the Go controller made for `request`: its labels name the request, and it is not older. */
-/** What deleting a run needs of it (name, namespace, uid), and nothing a large run carries. */
-function identityRun(run: V1PipelineRun): V1PipelineRun {
-  const { name, namespace, uid } = run.metadata ?? {};
-  return { apiVersion: run.apiVersion, kind: run.kind, metadata: { name, namespace, uid } };
-}
-
 function isLegacyRunOf(run: V1PipelineRun, request: InternalRequest): boolean {
   const labels = run.metadata?.labels ?? {};
   const created = (x: { creationTimestamp?: unknown } | undefined) =>
@@ -133,6 +127,21 @@ function isLegacyRunOf(run: V1PipelineRun, request: InternalRequest): boolean {
     labels[requestNamespaceLabel] === request.metadata.namespace &&
     created(run.metadata) >= created(request.metadata)
   );
+}
+
+/** What deleting a run needs of it (name, namespace, uid), and nothing a large run carries. */
+function identityRun(run: V1PipelineRun): V1PipelineRun {
+  const { name, namespace, uid } = run.metadata ?? {};
+  return { apiVersion: run.apiVersion, kind: run.kind, metadata: { name, namespace, uid } };
+}
+
+/** The work-queue key of a request in workspace `ws`. */
+function keyOf(ws: WorkspaceAccess, request: InternalRequest): string {
+  return formatKey({
+    workspace: ws.name,
+    namespace: request.metadata.namespace ?? "",
+    name: request.metadata.name ?? "",
+  });
 }
 
 /** A request's concurrency key, and the other request's run it waits for or took results from (none:
@@ -1048,11 +1057,7 @@ export class RequestReconciler {
     copied: { results?: Record<string, string>; dropped?: string[] },
     concurrency?: Pick<InternalRequestStatus, "concurrency">,
   ): Promise<InternalRequest> {
-    const key = formatKey({
-      workspace: ws.name,
-      namespace: request.metadata.namespace ?? "",
-      name: request.metadata.name ?? "",
-    });
+    const key = keyOf(ws, request);
     this.#waitingForSlot.delete(key);
     this.#waitingForKey.delete(key);
     const dropped = copied.dropped ?? [];
@@ -1104,11 +1109,7 @@ export class RequestReconciler {
   ) {
     this.#d.private.slots.release(runName);
     const old = hasOldFinalizer(request);
-    const key = formatKey({
-      workspace: ws.name,
-      namespace: request.metadata.namespace ?? "",
-      name: request.metadata.name ?? "",
-    });
+    const key = keyOf(ws, request);
     const run = followed ?? this.#goRunsLeft.get(key) ?? (await this.#ownRun(request, runName, false));
     if (!old && !run) return undefined; // nothing left: no writes
     if (!this.#d.private.getConfig()?.spec?.debug) {
