@@ -201,6 +201,12 @@ describe("Tekton end to end", { timeout: 300_000 }, () => {
       pipelineSpec: { params: [{ name: "digest", type: "string" }], tasks: [signTask] },
     });
     const run = await internalRun("release-cancel-sign");
+    // Tekton cancels the children its PipelineRun's status lists: cancelled before the CustomRun is
+    // recorded there (Tekton's status write then conflicts with the cancel), it is never cancelled.
+    await eventually(async () => {
+      const pr = await prs.get(ns, "release-cancel");
+      return pr.status?.childReferences?.some((c) => c.name === "release-cancel-sign") || undefined;
+    }, "the CustomRun recorded in the PipelineRun's status");
     await prs.mergePatch(ns, "release-cancel", { spec: { status: "Cancelled" } });
     const cr = await eventually(
       async () => {
