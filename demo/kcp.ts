@@ -63,16 +63,13 @@ export async function kcpDemo(cleanup: (() => Promise<void> | void)[]): Promise<
   cleanup.push(() => rm(work, { recursive: true, force: true }));
   const tools = await ensureTools();
   // The harness starts a public plane too; this demo's remote side is kcp, so it stays idle.
-  const [kcp, planes] = await Promise.all([
-    startKcp().then((k) => {
-      cleanup.push(() => k.stop());
-      return k;
-    }),
-    startControlPlanes().then((p) => {
-      cleanup.push(() => p.stop());
-      return p;
-    }),
-  ]);
+  // Both settle before going on: one that starts after the other failed must still be stopped.
+  const [kcpStart, planesStart] = await Promise.allSettled([startKcp(), startControlPlanes()]);
+  if (kcpStart.status === "fulfilled") cleanup.push(() => kcpStart.value.stop());
+  if (planesStart.status === "fulfilled") cleanup.push(() => planesStart.value.stop());
+  if (kcpStart.status === "rejected") throw kcpStart.reason;
+  if (planesStart.status === "rejected") throw planesStart.reason;
+  const [kcp, planes] = [kcpStart.value, planesStart.value];
   await installCrds(planes);
   done(started);
   say(`      kcp     ${kcp.url}   admin kubeconfig ${kcp.adminKubeConfigPath}`);

@@ -58,7 +58,9 @@ function build(target: "kube" | "tekton" | "tools" | "kcp" | "kcp-shards"): Prom
       out += chunk.toString();
     });
     child.on("error", reject);
-    child.on("exit", (code) => {
+    // "close", not "exit": only then has all of its stdout been read (on a loaded machine "exit" can
+    // come first, and the path printed last would be missed).
+    child.on("close", (code) => {
       const path = out.trim().split("\n").at(-1);
       if (code !== 0 || !path) {
         reject(new Error(`building ${target} binaries failed (exit ${code}); see the messages above`));
